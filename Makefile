@@ -1,0 +1,31 @@
+# One entry point for every job. `make train` and `make test` are the two
+# set-up commands in README.md: each creates .venv and installs everything first.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup train test lint book bench grade clean
+
+setup: $(STAMP)
+
+# torch is pinned to the CPU wheel on local disk here; the package itself asks for torch>=2.4.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[course,dev]"
+	touch $@
+
+train: $(STAMP)
+	$(VENV)/bin/gpipe train
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) _build .pytest_cache .ruff_cache

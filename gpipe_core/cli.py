@@ -1,0 +1,163 @@
+"""The ``gpipe`` command: train, sweep, schedule.
+
+``gpipe train`` is the module's main job: it trains a deep model on a learnable
+task through the pipeline and reports what was measured (loss, throughput,
+speedup, bubble, activation memory, gradient agreement). ``gpipe sweep`` runs
+the sensitivity-to-M experiment, ``gpipe schedule`` prints a schedule table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .schedule import SCHEDULES, render
+
+
+def _devices(choice: str, K: int) -> list[str] | None:
+    if choice == "cpu":
+        return ["cpu"] * K
+    if choice == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("gpipe: --device cuda asked for, but CUDA is not available here: use --device cpu")
+        return None
+    return None  # auto
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("expected positive integers, e.g. 1,2,4,8")
+    return values
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .models import residual_mlp, teacher_task
+    from .pipe import GPipe
+    from .report import measure
+
+    torch.manual_seed(args.seed)
+    model = residual_mlp(args.layers, args.hidden_dim, classes=10, dropout=args.dropout)
+    x, y = teacher_task(args.batch_size, args.hidden_dim, classes=10, seed=args.seed)
+    pipe = GPipe(model, partitions=args.partitions, chunks=args.micro_batches,
+                 devices=_devices(args.device, args.partitions), checkpoint=args.checkpoint,
+                 schedule=args.schedule)
+    loss_fn = nn.functional.cross_entropy
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    print(f"gpipe train: {args.layers} layers of width {args.hidden_dim}, balance {pipe.balance} on "
+          f"{[str(d) for d in pipe.devices]}, M={args.micro_batches}, batch {args.batch_size}, "
+          f"checkpoint={args.checkpoint}, schedule={args.schedule}")
+    losses = []
+    start = time.perf_counter()
+    for _ in tqdm(range(args.steps), desc="training", unit="step", file=sys.stderr, disable=args.quiet):
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(pipe.step(x, y, loss_fn).item())
+        optimizer.step()
+    elapsed = time.perf_counter() - start
+    report = measure(pipe, model, x, y, loss_fn, losses, elapsed)
+    print(report.text(pipe.K, pipe.chunks))
+    if args.gantt:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        ax = pipe.trace.gantt(title=f"K={pipe.K}, M={pipe.chunks}: measured step")
+        ax.figure.savefig(args.gantt, dpi=120, bbox_inches="tight")
+        print(f"Gantt chart of the last step written to {args.gantt}")
+    if len(losses) > 1 and not losses[-1] < losses[0]:
+        print("warning: the loss did not fall; try more --steps or a smaller --lr", file=sys.stderr)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .experiments import plot_sweep, sweep_micro_batches
+    from .models import mlp
+
+    torch.manual_seed(args.seed)
+    model = mlp(args.layers, args.hidden_dim)
+    x = torch.randn(args.batch_size, args.hidden_dim)
+    y = torch.randn(args.batch_size, args.hidden_dim)
+    too_big = [m for m in args.micro_batches if m > args.batch_size]
+    if too_big:
+        raise SystemExit(f"gpipe sweep: M={too_big} exceed the batch of {args.batch_size}: "
+                         "drop them or raise --batch-size")
+    print(f"{'M':>4} {'pipeline s':>11} {'one-stage s':>12} {'speedup':>8} {'ideal':>6} "
+          f"{'bubble':>7} {'theory':>7}")
+
+    def show(r) -> None:  # noqa: ANN001
+        print(f"{r.M:>4} {r.pipeline_s:>11.4f} {r.sequential_s:>12.4f} {r.speedup:>8.2f} {r.ideal:>6.2f} "
+              f"{r.bubble_measured:>7.3f} {r.bubble_theory:>7.3f}", flush=True)
+
+    rows = sweep_micro_batches(model, x, y, nn.functional.mse_loss, args.partitions, args.micro_batches,
+                               repeats=args.repeats, threads_per_stage=args.threads_per_stage, progress=show)
+    if args.plot:
+        plot_sweep(rows, args.partitions, args.plot)
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    table = SCHEDULES[args.schedule](args.micro_batches, args.partitions)
+    print(render(table, args.partitions))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpipe", description="GPipe pipeline parallelism: train, sweep, schedule")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--partitions", "-K", type=int, default=2, help="pipeline stages K (default 2)")
+    common.add_argument("--schedule", choices=sorted(SCHEDULES), default="gpipe")
+    common.add_argument("--seed", type=int, default=0)
+
+    train = sub.add_parser("train", parents=[common], help="train a model through the pipeline and report")
+    train.add_argument("--micro-batches", "-M", type=int, default=8, help="micro-batches M (default 8)")
+    train.add_argument("--layers", type=int, default=16, help="layers L, the last one is the classifier")
+    train.add_argument("--hidden-dim", type=int, default=256)
+    train.add_argument("--batch-size", type=int, default=256)
+    train.add_argument("--checkpoint", choices=["always", "except_last", "never"], default="except_last")
+    train.add_argument("--steps", type=int, default=10)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--dropout", type=float, default=0.1)
+    train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    train.add_argument("--gantt", metavar="FILE.png", help="draw the last step's measured Gantt chart")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    sweep = sub.add_parser("sweep", parents=[common], help="speedup and bubble against M")
+    sweep.add_argument("--micro-batches", "-M", type=_int_list, default=[1, 2, 4, 8, 16, 32])
+    sweep.add_argument("--layers", type=int, default=24)
+    sweep.add_argument("--hidden-dim", type=int, default=512)
+    sweep.add_argument("--batch-size", type=int, default=256)
+    sweep.add_argument("--repeats", type=int, default=3)
+    sweep.add_argument("--threads-per-stage", type=int, default=1)
+    sweep.add_argument("--plot", metavar="FILE.png")
+    sweep.set_defaults(func=cmd_sweep)
+
+    sched = sub.add_parser("schedule", parents=[common], help="print a schedule as a clock-tick table")
+    sched.add_argument("--micro-batches", "-M", type=int, default=4)
+    sched.set_defaults(func=cmd_schedule)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError) as exc:
+        print(f"gpipe: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""The timeline a schedule would produce, from a cost model, without torch.
+
+Running real workers takes seconds and needs K cores; predicting the timeline
+takes microseconds and works for any K and M. :func:`simulate` executes the
+per-stage orders with given forward / backward / recompute durations and a
+hand-off latency, and returns a :class:`~gpipe_core.trace.Trace` of the same
+shape the runtime measures, so the two can be drawn and compared side by side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .schedule import Action, ScheduleError, dependencies, stage_orders
+from .trace import Trace
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Per-stage durations in seconds (or ticks): lists of length K, or one number for all."""
+
+    forward: Sequence[float] | float = 1.0
+    backward: Sequence[float] | float = 1.0
+    recompute: Sequence[float] | float = 0.0
+    handoff: float = 0.0
+
+    def of(self, field: Sequence[float] | float, stage: int) -> float:
+        return float(field if isinstance(field, (int, float)) else field[stage])
+
+
+def simulate(schedule: Sequence[Sequence[Action]], K: int, costs: Costs | None = None,
+             recompute: Sequence[bool] | bool = False, M: int | None = None) -> Trace:
+    """Event-driven timeline of ``schedule`` under ``costs``.
+
+    Each stage runs its actions in table order; an action starts when its
+    stage is free and its dependencies have finished (plus ``handoff`` when the
+    dependency ran on another stage). ``recompute`` says which micro-batches
+    re-run their forward before backward (a bool for all of them).
+    """
+    costs = costs or Costs()
+    orders = stage_orders(schedule, K)
+    finish: dict[Action, float] = {}
+    free = [0.0] * K
+    heads = [0] * K
+    trace = Trace(K)
+    total = sum(len(o) for o in orders)
+    while len(finish) < total:
+        progressed = False
+        for j in range(K):
+            while heads[j] < len(orders[j]):
+                a = orders[j][heads[j]]
+                deps = dependencies(a, K)
+                if any(d not in finish for d in deps):
+                    break
+                ready = max([free[j]] + [finish[d] + (costs.handoff if d.stage != j else 0.0) for d in deps])
+                t = ready
+                if a.kind == "B" and _recomputes(recompute, a.microbatch):
+                    r = costs.of(costs.recompute, j)
+                    if r > 0:
+                        trace.add(j, a.microbatch, "R", t, t + r)
+                        t += r
+                d = costs.of(costs.forward if a.kind == "F" else costs.backward, j)
+                trace.add(j, a.microbatch, a.kind, t, t + d)
+                finish[a] = free[j] = t + d
+                heads[j] += 1
+                progressed = True
+        if not progressed:
+            raise ScheduleError("the schedule deadlocks: validate it with gpipe_core.schedule.validate")
+    return trace
+
+
+def _recomputes(recompute: Sequence[bool] | bool, microbatch: int) -> bool:
+    return recompute if isinstance(recompute, bool) else bool(recompute[microbatch])
+
+
+def costs_from_trace(trace: Trace) -> Costs:
+    """Median per-stage forward / backward / recompute durations measured in a real trace."""
+
+    def med(kind: str, j: int) -> float:
+        values = sorted(e.duration for e in trace.events if e.stage == j and e.kind == kind)
+        return values[len(values) // 2] if values else 0.0
+
+    return Costs(
+        forward=[med("F", j) for j in range(trace.K)],
+        backward=[med("B", j) for j in range(trace.K)],
+        recompute=[med("R", j) for j in range(trace.K)],
+    )
