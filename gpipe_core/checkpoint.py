@@ -42,8 +42,12 @@ class CheckpointPolicy(Protocol):
 
 
 def _leaf(x: Tensor) -> Tensor:
-    """A fresh autograd leaf for the stage input (integer inputs take no gradient)."""
-    return x.detach().requires_grad_(x.is_floating_point())
+    """A fresh autograd leaf for the stage input; it takes a gradient iff the input asks for one.
+
+    The runtime marks every stage input but the first stage's (whose gradient
+    nobody needs) with ``requires_grad``, so stage 0 skips that extra work.
+    """
+    return x.detach().requires_grad_(x.requires_grad)
 
 
 def _backward(out: Tensor, grad_output: Tensor | None, x: Tensor) -> Tensor | None:
@@ -73,7 +77,7 @@ class Recompute:
         state = rng.get_state()
         with torch.no_grad():
             out = run(x)
-        return out, (x.detach(), state)
+        return out, (x, state)
 
     def backward(self, run: Run, saved: Any, grad_output: Tensor | None, rng: RandomState) -> Tensor | None:
         x, state = saved

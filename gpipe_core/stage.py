@@ -65,6 +65,8 @@ class Stage:
     def forward(self, microbatch: int, x: Tensor) -> Tensor:
         """Run micro-batch ``microbatch``; keep what backward needs; return the output to send."""
         start = self.now()
+        if self.index > 0 and x.is_floating_point() and torch.is_grad_enabled():
+            x = x.detach().requires_grad_()  # upstream needs this input's gradient
         self.rng.seed(self.base_seed, microbatch, self.index)
         policy = policy_for(self.checkpoint, microbatch, self.chunks)
         run = self._run_fn(microbatch)

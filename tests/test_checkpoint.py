@@ -27,11 +27,11 @@ def _run_with(policy, model: nn.Module, x: torch.Tensor, seed: int) -> tuple[tor
 def test_recompute_replays_dropout_masks_exactly() -> None:
     model = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5), nn.Linear(8, 8), nn.Dropout(0.5))
     ref = copy.deepcopy(model)
-    x = torch.randn(6, 8)
+    x = torch.randn(6, 8, requires_grad=True)  # a stage input whose gradient upstream needs
     out_r, grad_r = _run_with(Recompute(), model, x, seed=3)
     out_s, grad_s = _run_with(StoreActivations(), ref, x, seed=3)
     assert torch.equal(out_r, out_s)
-    assert torch.equal(grad_r, grad_s)
+    assert grad_r is not None and torch.equal(grad_r, grad_s)
     for p, q in zip(model.parameters(), ref.parameters()):
         assert torch.equal(p.grad, q.grad)
 
