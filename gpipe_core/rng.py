@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
@@ -44,6 +44,24 @@ def _default_generator(device: torch.device) -> torch.Generator:
         index = device.index if device.index is not None else torch.cuda.current_device()
         return torch.cuda.default_generators[index]
     return torch.default_generator
+
+
+class _NoRandom:
+    """The stream of a stage without random layers: nothing to seed, save or replay."""
+
+    has_random_layers = False
+
+    def get_state(self) -> None:
+        return None
+
+    def set_state(self, state: object) -> None:
+        pass
+
+    def active(self) -> nullcontext[None]:
+        return nullcontext()
+
+
+NO_RANDOM = _NoRandom()
 
 
 class StageRandom:

@@ -11,15 +11,15 @@ the schedule (not one ``loss.backward()``) decide when each backward runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from contextlib import nullcontext
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import policy_for
+from .checkpoint import STORE, policy_for
 from .memory import MemoryMeter
-from .rng import StageRandom
+from .rng import NO_RANDOM, StageRandom
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -45,6 +45,7 @@ class Stage:
                    measure_memory: bool) -> None:
         """Forget the last step and get ready for a new one."""
         self.chunks, self.base_seed, self.loss = chunks, base_seed, loss
+        self._policies = [policy_for(self.checkpoint, i, chunks) for i in range(chunks)]
         self._saved.clear()
         self.outputs.clear()
         self.losses.clear()
@@ -62,22 +63,27 @@ class Stage:
 
         return run
 
+    def _random(self, microbatch: int) -> Any:
+        """The stage's stream, seeded for this micro-batch; a no-op stand-in when nothing is random."""
+        if not self.rng.has_random_layers:
+            return NO_RANDOM
+        self.rng.seed(self.base_seed, microbatch, self.index)
+        return self.rng
+
     def forward(self, microbatch: int, x: Tensor) -> Tensor:
         """Run micro-batch ``microbatch``; keep what backward needs; return the output to send."""
         start = self.now()
-        if self.index > 0 and x.is_floating_point() and torch.is_grad_enabled():
+        grad = torch.is_grad_enabled()
+        if grad and self.index > 0 and x.is_floating_point():
             x = x.detach().requires_grad_()  # upstream needs this input's gradient
-        self.rng.seed(self.base_seed, microbatch, self.index)
-        policy = policy_for(self.checkpoint, microbatch, self.chunks)
+        rng = self._random(microbatch)
+        policy = self._policies[microbatch]
         run = self._run_fn(microbatch)
-        with self.rng.active():
-            if not torch.is_grad_enabled():  # inference: keep nothing
+        with rng.active(), (self.meter.saving() if self.meter is not None and grad else nullcontext()):
+            if grad:
+                out, saved = policy.forward(run, x, rng)
+            else:  # inference: keep nothing
                 out, saved = run(x), None
-            elif self.meter is not None:
-                with self.meter.saving():
-                    out, saved = policy.forward(run, x, self.rng)
-            else:
-                out, saved = policy.forward(run, x, self.rng)
         token = self.meter.hold(x) if (self.meter is not None and saved is not None) else None
         self._saved[microbatch] = (policy, saved, token)
         if self.loss is not None:
@@ -96,13 +102,12 @@ class Stage:
             ) from None
         start = self.now()
         self._recompute_end = None
-        run = self._timed(microbatch, self._run_fn(microbatch))
-        with self.rng.active():
-            if self.meter is not None:
-                with self.meter.saving():
-                    grad_in = policy.backward(run, saved, grad, self.rng)
-            else:
-                grad_in = policy.backward(run, saved, grad, self.rng)
+        rng = self.rng if self.rng.has_random_layers else NO_RANDOM
+        run = self._run_fn(microbatch)
+        if policy is not STORE:
+            run = self._timed(microbatch, run)
+        with rng.active(), (self.meter.saving() if self.meter is not None else nullcontext()):
+            grad_in = policy.backward(run, saved, grad, rng)
         del saved, token
         b_start = self._recompute_end if self._recompute_end is not None else start
         self.events.append((microbatch, "B", b_start, self.now()))
