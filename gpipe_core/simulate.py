@@ -75,14 +75,32 @@ def _recomputes(recompute: Sequence[bool] | bool, microbatch: int) -> bool:
 
 
 def costs_from_trace(trace: Trace) -> Costs:
-    """Median per-stage forward / backward / recompute durations measured in a real trace."""
+    """Per-stage median forward / backward / recompute durations measured in a real trace.
 
-    def med(kind: str, j: int) -> float:
-        values = sorted(e.duration for e in trace.events if e.stage == j and e.kind == kind)
+    The hand-off is the median delay between the moment an action could have
+    started (its stage free, its input produced upstream) and its real start.
+    """
+    by_stage: dict[int, list] = {}
+    for e in sorted(trace.events, key=lambda e: e.start):
+        by_stage.setdefault(e.stage, []).append(e)
+
+    def med(values: list[float]) -> float:
+        values = sorted(values)
         return values[len(values) // 2] if values else 0.0
 
+    def durations(kind: str, j: int) -> list[float]:
+        return [e.duration for e in by_stage.get(j, []) if e.kind == kind]
+
+    produced = {(e.stage, e.microbatch, e.kind): e.end for e in trace.events if e.kind in "FB"}
+    delays = []
+    for j, events in by_stage.items():
+        for prev, e in zip(events, events[1:]):
+            source = (j - 1, e.microbatch, "F") if e.kind == "F" else (j + 1, e.microbatch, "B")
+            if source in produced:
+                delays.append(max(0.0, e.start - max(prev.end, produced[source])))
     return Costs(
-        forward=[med("F", j) for j in range(trace.K)],
-        backward=[med("B", j) for j in range(trace.K)],
-        recompute=[med("R", j) for j in range(trace.K)],
+        forward=[med(durations("F", j)) for j in range(trace.K)],
+        backward=[med(durations("B", j)) for j in range(trace.K)],
+        recompute=[med(durations("R", j)) for j in range(trace.K)],
+        handoff=med(delays),
     )

@@ -11,8 +11,9 @@ the schedule (not one ``loss.backward()``) decide when each backward runs.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn

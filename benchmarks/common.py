@@ -1,0 +1,96 @@
+"""What every benchmark shares: timing with spread, result rows, the table.
+
+A benchmark never reports an absolute time alone: every row is a ratio (or a
+count) of two things measured in the same process one after the other, with
+the median of repeated runs and their spread, so a noisy shared machine shifts
+both sides together.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Timing:
+    median: float
+    spread: float  # max - min over the repeats, seconds
+    runs: list[float] = field(default_factory=list)
+
+
+def timeit(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> Timing:
+    for _ in range(warmup):
+        fn()
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - start)
+    return Timing(statistics.median(runs), max(runs) - min(runs), runs)
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, Timing]:
+    """Time several candidates round-robin (a, b, a, b, ...) so drift hits them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    runs: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            runs[name].append(time.perf_counter() - start)
+    return {k: Timing(statistics.median(v), max(v) - min(v), v) for k, v in runs.items()}
+
+
+def ratio_spread(a: Timing, b: Timing) -> float:
+    """Spread of a/b from the repeats' extremes (a pessimistic band, not a confidence interval)."""
+    lo = min(a.runs) / max(b.runs)
+    hi = max(a.runs) / min(b.runs)
+    return hi - lo
+
+
+@dataclass
+class Row:
+    """One line of the table; ``target`` is a bound ('<= 1.03') or '' for an informative row."""
+
+    section: str
+    metric: str
+    value: float
+    unit: str = "x"
+    target: str = ""
+    spread: float = 0.0
+    detail: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        if not self.target:
+            return None
+        op, bound = self.target.split()
+        return self.value <= float(bound) if op == "<=" else self.value >= float(bound)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "met": self.met}
+
+
+def print_table(rows: list[Row]) -> None:
+    head = f"{'section':<14} {'metric':<58} {'value':>10} {'± spread':>9} {'target':>9} {'met':>4}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        met = {True: "yes", False: "NO", None: ""}[r.met]
+        value = f"{r.value:.3f}{r.unit}" if r.unit in ("x", "") else f"{r.value:.1f} {r.unit}"
+        print(f"{r.section:<14} {r.metric:<58} {value:>10} {r.spread:>9.3f} {r.target:>9} {met:>4}")
+        if r.detail:
+            print(f"{'':<14}   {r.detail}")
+
+
+def one_thread_per_stage() -> None:
+    """The benchmarks' rule: one intra-op thread per stage (and on the calling thread)."""
+    torch.set_num_threads(1)
