@@ -40,6 +40,10 @@ def _int_list(text: str) -> list[int]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.distributed:  # one process per stage on torch.distributed.pipelining, started by torchrun
+        from .distributed import launch
+
+        return launch(args)
     from tqdm import tqdm
 
     from .models import residual_mlp, teacher_task
@@ -132,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     train.add_argument("--gantt", metavar="FILE.png", help="draw the last step's measured Gantt chart")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    multi = train.add_argument_group("distributed (torch.distributed.pipelining, one process per stage)")
+    multi.add_argument("--distributed", action="store_true", help="launch K processes with torchrun instead of "
+                       "K threads (gloo on CPU, NCCL on GPUs); see gpipe_core/distributed.py")
+    multi.add_argument("--nnodes", type=int, default=1, help="machines taking part (torchrun --nnodes)")
+    multi.add_argument("--node-rank", type=int, default=0, help="this machine's index, 0 on the one at --rdzv-endpoint")
+    multi.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="machine 0's address, the same on every machine")
     train.set_defaults(func=cmd_train)
 
     sweep = sub.add_parser("sweep", parents=[common], help="speedup and bubble against M")

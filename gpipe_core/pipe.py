@@ -142,6 +142,8 @@ class GPipe(nn.Module):
     def _begin(self, xs: list[Tensor], loss: Any, seed: int, measure_memory: bool) -> None:
         self._clock_base = _clock_base(self.devices)
         for stage in self.stages:
+            if stage.stream is not None:  # inputs, targets and updated weights come from the default stream
+                stage.stream.wait_stream(torch.cuda.current_stream(stage.device))
             stage.begin_step(len(xs), seed, loss if stage.index == self.K - 1 else None, measure_memory)
 
     def _collect_trace(self) -> Trace:
