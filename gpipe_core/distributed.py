@@ -147,10 +147,11 @@ class _StageModule(nn.Module):
         if self._calls[i] == 1:
             return self.layers(x)
         start = self.clock()  # the second call is the recomputation inside backward
-        out = self.layers(x)
-        self.recompute_end = self.clock()
-        self.recomputes.append((i, start, self.recompute_end))
-        return out
+        try:
+            return self.layers(x)
+        finally:  # torch stops a recomputation early (by raising) once it has every tensor backward needs
+            self.recompute_end = self.clock()
+            self.recomputes.append((i, start, self.recompute_end))
 
 
 class _TracedStage(PipelineStage):

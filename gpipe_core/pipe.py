@@ -40,6 +40,8 @@ class GPipe(nn.Module):
         threads_per_stage: intra-op threads of each CPU stage (default: cores / K).
         timeout: seconds a step may take before it is stopped (None: no limit).
         check_finite: stop the step when a micro-batch's loss is NaN or infinite.
+        executor: ``"threads"`` (one worker per stage; stages overlap) or ``"inline"`` (the
+            table walked on the calling thread: no hand-offs, for stages of microseconds).
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class GPipe(nn.Module):
         threads_per_stage: int | None = None,
         timeout: float | None = None,
         check_finite: bool = True,
+        executor: str = "threads",
     ) -> None:
         super().__init__()
         if not isinstance(module, nn.Sequential):
@@ -85,7 +88,7 @@ class GPipe(nn.Module):
         )
         self.stages = [Stage(j, part, dev, checkpoint) for j, (part, dev) in
                        enumerate(zip(self.partitions, self.devices))]
-        self.runtime = Runtime(self.stages, threads_per_stage, timeout)
+        self.runtime = Runtime(self.stages, threads_per_stage, timeout, executor)
         self.check_finite = check_finite
         self.trace: Trace | None = None
         self.memory: list[int] | None = None

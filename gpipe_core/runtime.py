@@ -1,20 +1,24 @@
-"""Execute per-stage action lists on real workers.
+"""Execute per-stage action lists.
 
-One thread per stage runs its actions in schedule order. Stages talk through
-inboxes: a forward output goes to the next stage's forward inbox, an input
-gradient to the previous stage's backward inbox, each tagged with its
-micro-batch so a stage may consume them in any order its schedule says.
+The default executor runs one thread per stage, each walking its actions in
+schedule order. Stages talk through inboxes: a forward output goes to the next
+stage's inbox, an input gradient to the previous stage's, tagged with kind and
+micro-batch so a stage consumes them in whatever order its schedule says.
 Compute releases the GIL, so stages on different cores or devices overlap.
 
-On CUDA each stage works on its own stream; a message carries an event
-recorded after the tensor was produced (and copied to the receiver's device),
-and the receiver's stream waits on it. Nothing blocks the host.
+The ``inline`` executor walks the same table tick by tick on the calling
+thread. It cannot overlap CPU stages, but it pays no thread hand-offs, which
+is what matters when actions take microseconds; with CUDA stages it still
+overlaps them, because kernels are queued on each stage's own stream.
+
+On CUDA a message carries an event recorded after the tensor was produced (and
+copied to the receiver's device); the receiver's stream waits on it, so the
+host never blocks on the GPU.
 
 Failure is first-class: the first exception in any stage stops every worker
 (blocked ones are woken by an abort message) and reaches the caller as a
 :class:`StageError` naming the stage and the action. A KeyboardInterrupt or a
-timeout in the caller stops the workers the same way. No step leaves a thread
-waiting forever.
+timeout in the caller stops the workers the same way.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .schedule import Action
+from .schedule import Action, ticks_from_orders
 from .stage import Stage
 
 _ABORT = object()
+EXECUTORS = ("threads", "inline")
 
 
 class StageError(RuntimeError):
@@ -60,24 +65,36 @@ class Runtime:
     """Runs one step's per-stage orders over ``stages``."""
 
     def __init__(self, stages: Sequence[Stage], threads_per_stage: int | None = None,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, executor: str = "threads") -> None:
+        if executor not in EXECUTORS:
+            raise ValueError(f"unknown executor {executor!r}: use one of {EXECUTORS}")
         self.stages = list(stages)
         self.threads = threads_per_stage or default_threads(len(self.stages))
         self.timeout = timeout
+        self.executor = executor
+        self.current: list[Action | None] = [None] * len(self.stages)
 
     def run(self, orders: Sequence[Sequence[Action]], inputs: Sequence[Tensor], grad: bool) -> None:
         K = len(self.stages)
-        self._inbox_f = [queue.SimpleQueue() for _ in range(K)]
-        self._inbox_b = [queue.SimpleQueue() for _ in range(K)]
+        self._inbox = [queue.SimpleQueue() for _ in range(K)]
+        self._stash: list[dict[tuple[str, int], Any]] = [{} for _ in range(K)]
         self._abort = threading.Event()
         self._error: BaseException | None = None
         self._lock = threading.Lock()
-        self.current: list[Action | None] = [None] * K
-        workers = [
-            threading.Thread(target=self._worker, args=(j, orders[j], inputs, grad),
-                             name=f"gpipe-stage-{j}", daemon=True)
-            for j in range(K)
-        ]
+        self.current = [None] * K
+        if self.executor == "inline":
+            self._run_inline(orders, inputs, grad)
+        else:
+            self._run_threads(orders, inputs, grad)
+        for stage in self.stages:
+            if stage.stream is not None:
+                stage.stream.synchronize()
+
+    # -- the two executors -------------------------------------------------------------------
+
+    def _run_threads(self, orders: Sequence[Sequence[Action]], inputs: Sequence[Tensor], grad: bool) -> None:
+        workers = [threading.Thread(target=self._worker, args=(j, orders[j], inputs, grad),
+                                    name=f"gpipe-stage-{j}", daemon=True) for j in range(len(self.stages))]
         for w in workers:
             w.start()
         try:
@@ -89,9 +106,82 @@ class Runtime:
             raise
         if self._error is not None:
             raise self._error
-        for stage in self.stages:
-            if stage.stream is not None:
-                stage.stream.synchronize()
+
+    def _worker(self, j: int, order: Sequence[Action], inputs: Sequence[Tensor], grad: bool) -> None:
+        torch.set_num_threads(self.threads)
+        with torch.set_grad_enabled(grad), _on_stream(self.stages[j]):
+            for action in order:
+                if self._abort.is_set():
+                    return
+                try:
+                    self._execute(j, action, inputs, grad)
+                except _Aborted:
+                    return
+                except BaseException as exc:  # noqa: BLE001 - every failure must reach the caller
+                    self._fail(j, action, exc)
+                    return
+
+    def _run_inline(self, orders: Sequence[Sequence[Action]], inputs: Sequence[Tensor], grad: bool) -> None:
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        with torch.set_grad_enabled(grad):
+            for tick in ticks_from_orders(orders):
+                for action in tick:
+                    j = action.stage
+                    try:
+                        with _on_stream(self.stages[j]):
+                            self._execute(j, action, inputs, grad)
+                    except Exception as exc:
+                        raise StageError(j, action, exc) from exc
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"the step took longer than timeout={self.timeout}s; "
+                                       "look for a stage that never returns, or raise the timeout")
+
+    # -- one action, shared by both executors ------------------------------------------------
+
+    def _execute(self, j: int, action: Action, inputs: Sequence[Tensor], grad: bool) -> None:
+        stage, i = self.stages[j], action.microbatch
+        last = j == len(self.stages) - 1
+        self.current[j] = action
+        if action.kind == "F":
+            x = inputs[i].to(stage.device) if j == 0 else self._recv(stage, "F", i)
+            out = stage.forward(i, x)
+            if not last:
+                self._send(stage, self.stages[j + 1], "F", i, out)
+            elif not grad:
+                stage.outputs[i] = out
+        else:
+            gx = stage.backward(i, None if last else self._recv(stage, "B", i))
+            if j > 0:
+                self._send(stage, self.stages[j - 1], "B", i, gx)
+        self.current[j] = None
+
+    def _send(self, src: Stage, dst: Stage, kind: str, i: int, t: Tensor | None) -> None:
+        event = None
+        if t is not None and t.device != dst.device:
+            t = t.to(dst.device, non_blocking=src.stream is not None and dst.stream is not None)
+        if src.stream is not None:
+            event = torch.cuda.Event()
+            event.record(src.stream)
+        if self.executor == "inline":
+            self._stash[dst.index][kind, i] = (t, event)
+        else:
+            self._inbox[dst.index].put((kind, i, t, event))
+
+    def _recv(self, stage: Stage, kind: str, i: int) -> Tensor | None:
+        stash = self._stash[stage.index]
+        while (kind, i) not in stash:  # only the threaded executor ever waits here
+            message = self._inbox[stage.index].get()
+            if message is _ABORT:
+                raise _Aborted
+            stash[message[0], message[1]] = message[2:]
+        t, event = stash.pop((kind, i))
+        if event is not None and stage.stream is not None:
+            stage.stream.wait_event(event)
+            if t is not None and t.device.type == "cuda":
+                t.record_stream(stage.stream)
+        return t
+
+    # -- stopping ----------------------------------------------------------------------------
 
     def _wait(self, workers: list[threading.Thread]) -> None:
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
@@ -108,7 +198,7 @@ class Runtime:
     def _stop(self) -> None:
         """Ask every worker to stop and wake the ones blocked on an inbox."""
         self._abort.set()
-        for box in self._inbox_f + self._inbox_b:
+        for box in self._inbox:
             box.put(_ABORT)
 
     def _fail(self, j: int, action: Action, exc: BaseException) -> None:
@@ -119,64 +209,9 @@ class Runtime:
                 self._error = error
         self._stop()
 
-    def _worker(self, j: int, order: Sequence[Action], inputs: Sequence[Tensor], grad: bool) -> None:
-        stage = self.stages[j]
-        torch.set_num_threads(self.threads)
-        stash: dict[tuple[str, int], Any] = {}
-        last = j == len(self.stages) - 1
-        with torch.set_grad_enabled(grad), _stream(stage):
-            for action in order:
-                if self._abort.is_set():
-                    return
-                self.current[j] = action
-                i = action.microbatch
-                try:
-                    if action.kind == "F":
-                        x = inputs[i].to(stage.device) if j == 0 else self._recv(stage, "F", i, stash)
-                        out = stage.forward(i, x)
-                        if not last:
-                            self._send(stage, self.stages[j + 1], self._inbox_f[j + 1], "F", i, out)
-                        elif not grad:
-                            stage.outputs[i] = out
-                    else:
-                        g = None if last else self._recv(stage, "B", i, stash)
-                        gx = stage.backward(i, g)
-                        if j > 0:
-                            self._send(stage, self.stages[j - 1], self._inbox_b[j - 1], "B", i, gx)
-                except _Aborted:
-                    return
-                except BaseException as exc:  # noqa: BLE001 - every failure must reach the caller
-                    self._fail(j, action, exc)
-                    return
-                finally:
-                    self.current[j] = None
 
-    def _send(self, src: Stage, dst: Stage, box: queue.SimpleQueue, kind: str, i: int, t: Tensor | None) -> None:
-        event = None
-        if t is not None and t.device != dst.device:
-            t = t.to(dst.device, non_blocking=src.stream is not None and dst.stream is not None)
-        if src.stream is not None:
-            event = torch.cuda.Event()
-            event.record(src.stream)
-        box.put((kind, i, t, event))
-
-    def _recv(self, stage: Stage, kind: str, i: int, stash: dict[tuple[str, int], Any]) -> Tensor | None:
-        box = self._inbox_f[stage.index] if kind == "F" else self._inbox_b[stage.index]
-        while (kind, i) not in stash:
-            message = box.get()
-            if message is _ABORT:
-                raise _Aborted
-            stash[message[0], message[1]] = message[2:]
-        t, event = stash.pop((kind, i))
-        if event is not None and stage.stream is not None:
-            stage.stream.wait_event(event)
-            if t is not None and t.device.type == "cuda":
-                t.record_stream(stage.stream)
-        return t
-
-
-class _stream:
-    """Make the stage's device and stream current on this worker thread (no-op on CPU)."""
+class _on_stream:
+    """Make the stage's device and stream current on this thread (no-op on CPU)."""
 
     def __init__(self, stage: Stage) -> None:
         self.stage = stage

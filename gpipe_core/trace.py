@@ -17,7 +17,7 @@ COLORS = {"F": "#4c72b0", "R": "#dd8452", "B": "#55a868"}
 LABELS = {"F": "forward", "R": "recompute", "B": "backward"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     stage: int
     microbatch: int

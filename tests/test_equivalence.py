@@ -124,3 +124,16 @@ def test_eval_mode_disables_dropout() -> None:
     pipe = GPipe(model, partitions=2, chunks=2).eval()
     x, _ = batch()
     torch.testing.assert_close(pipe(x), model.eval()(x))
+
+
+@pytest.mark.parametrize(("K", "M", "schedule"), [(1, 1, "gpipe"), (2, 3, "1f1b"), (4, 8, "gpipe"), (3, 5, "1f1b")])
+def test_inline_executor_matches_sequential(K: int, M: int, schedule: str) -> None:
+    model = small_model(dropout=0.3)
+    ref = copy.deepcopy(model)
+    x, y = batch(n=10)
+    pipe = GPipe(model, partitions=K, chunks=M, schedule=schedule, executor="inline")
+    loss = pipe.step(x, y, CE, seed=4)
+    ref_loss = sequential_step(ref, x, y, CE, balance=pipe.balance, chunks=M, seed=4)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=0)
+    assert_grads_close(model, ref)
+    assert len(pipe.trace.events) >= 2 * K * M

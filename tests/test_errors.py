@@ -142,3 +142,14 @@ def test_keyboard_interrupt_stops_the_step_and_the_next_works() -> None:
     assert not any(t.name.startswith("gpipe-stage") for t in threading.enumerate())
     sleeper.seconds = 0
     assert torch.isfinite(pipe.step(*batch(), CE))
+
+
+def test_inline_executor_names_the_failing_stage_and_recovers() -> None:
+    layer = Explodes(microbatch_size=2)
+    pipe = GPipe(_model_with(layer), balance=[1, 2, 1], chunks=4, executor="inline")
+    with pytest.raises(StageError, match=r"stage 1 failed in the forward of micro-batch 1: RuntimeError: boom"):
+        pipe.step(*batch(n=9), CE)
+    layer.size = -1
+    assert torch.isfinite(pipe.step(*batch(n=9), CE))
+    with pytest.raises(ValueError, match=r"unknown executor 'processes'"):
+        GPipe(small_model(), executor="processes")
