@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup train test lint book bench grade clean
+.PHONY: setup train test lint book bench gpu clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,14 @@ train: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# The benchmark table (not part of the tests): ratios measured side by side, JSON + plot in benchmarks/results/.
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
+
+# The GPU checks, on a machine with a GPU and its own torch: see benchmarks/gpu.sh.
+gpu:
+	bash benchmarks/gpu.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

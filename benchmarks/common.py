@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from gpipe_core.experiments import interleaved_times
+
 
 @dataclass
 class Timing:
@@ -37,15 +39,7 @@ def timeit(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> Timing:
 
 def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, Timing]:
     """Time several candidates round-robin (a, b, a, b, ...) so drift hits them alike."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    runs: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            runs[name].append(time.perf_counter() - start)
+    runs = interleaved_times(fns, repeats, warmup)
     return {k: Timing(statistics.median(v), max(v) - min(v), v) for k, v in runs.items()}
 
 

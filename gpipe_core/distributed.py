@@ -48,8 +48,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -102,6 +104,23 @@ def init(device: str = "auto", timeout_s: float = 600.0) -> torch.device:
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
         torch.set_num_threads(default_threads(local_world))  # share the cores as the engine does
     return dev
+
+
+@contextmanager
+def one_process() -> Iterator[None]:
+    """A process group of one rank (gloo, a file store) in this process, for K=1 without torchrun.
+
+    Lets a notebook or a test run :class:`DistributedPipe` and torch's schedules
+    in place; the group is destroyed when the block ends.
+    """
+    if dist.is_initialized():
+        raise RuntimeError("a process group already exists in this process: use it, or destroy it first")
+    with tempfile.TemporaryDirectory() as tmp:
+        dist.init_process_group("gloo", store=dist.FileStore(os.path.join(tmp, "store"), 1), rank=0, world_size=1)
+        try:
+            yield
+        finally:
+            dist.destroy_process_group()
 
 
 class _StageModule(nn.Module):

@@ -32,6 +32,21 @@ def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> 
     return statistics.median(times), max(times) - min(times)
 
 
+def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int = 3,
+                      warmup: int = 1) -> dict[str, list[float]]:
+    """Time candidates round-robin (a, b, a, b, ...) so drift on a shared machine hits them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    runs: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            runs[name].append(time.perf_counter() - start)
+    return runs
+
+
 def plain_step(model: nn.Module, x: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
     """Forward and backward of the full batch, no engine at all."""
     loss = loss_fn(model(x), y)

@@ -6,11 +6,12 @@ Split from the CLI so the book and notebooks can produce the same report.
 from __future__ import annotations
 
 import copy
+import statistics
 from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-from .experiments import median_time, plain_step
+from .experiments import interleaved_times, plain_step
 from .memory import MemoryMeter
 from .pipe import GPipe
 from .reference import gradients, sequential_step
@@ -22,22 +23,24 @@ from .theory import bubble_fraction, memory_units_rematerialized, memory_units_s
 class Report:
     losses: list[float] = field(default_factory=list)
     samples_per_s: float = 0.0
-    sequential_samples_per_s: float = 0.0
     bubble_measured: float = 0.0
     bubble_theory: float = 0.0
     memory_measured: list[int] = field(default_factory=list)
     memory_law: list[float] = field(default_factory=list)
     max_grad_diff: float = 0.0
+    step_s: float = 0.0  # one pipelined step (forward + backward), timed beside the sequential one
+    sequential_s: float = 0.0  # the same model's plain forward + backward, same batch
 
     @property
     def speedup(self) -> float:
-        return self.samples_per_s / self.sequential_samples_per_s if self.sequential_samples_per_s else 0.0
+        """Sequential step time over pipelined step time, both measured side by side."""
+        return self.sequential_s / self.step_s if self.step_s else 0.0
 
     def text(self, K: int, M: int) -> str:
         lines = ["loss per step: " + " ".join(f"{v:.4f}" for v in self.losses),
-                 f"throughput: {self.samples_per_s:,.0f} samples/s pipelined, "
-                 f"{self.sequential_samples_per_s:,.0f} samples/s sequential "
-                 f"(speedup {self.speedup:.2f}x)",
+                 f"training throughput: {self.samples_per_s:,.0f} samples/s (optimizer included)",
+                 f"step time: {self.step_s * 1e3:,.1f} ms pipelined vs {self.sequential_s * 1e3:,.1f} ms for the "
+                 f"same model run sequentially (speedup {self.speedup:.2f}x)",
                  f"bubble: measured {self.bubble_measured:.3f}, theory (K-1)/(M+K-1) = "
                  f"({K}-1)/({M}+{K}-1) = {self.bubble_theory:.3f}",
                  "activation memory per stage (measured vs law):"]
@@ -103,8 +106,10 @@ def measure(pipe: GPipe, model: nn.Sequential, x: Tensor, y: Tensor, loss_fn: Lo
     report.bubble_theory = bubble_fraction(K, M)
     ref = copy.deepcopy(model).cpu()
     xc, yc = x.cpu(), y.cpu()
-    t_seq, _ = median_time(lambda: plain_step(ref, xc, yc, loss_fn), repeats)
-    report.sequential_samples_per_s = x.shape[0] / t_seq
+    times = interleaved_times({"pipe": lambda: pipe.step(x, y, loss_fn, seed=0),
+                               "sequential": lambda: plain_step(ref, xc, yc, loss_fn)}, repeats)
+    report.step_s = statistics.median(times["pipe"])
+    report.sequential_s = statistics.median(times["sequential"])
 
     model.zero_grad(set_to_none=True)
     ref.zero_grad(set_to_none=True)
