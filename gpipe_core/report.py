@@ -30,6 +30,7 @@ class Report:
     max_grad_diff: float = 0.0
     step_s: float = 0.0  # one pipelined step (forward + backward), timed beside the sequential one
     sequential_s: float = 0.0  # the same model's plain forward + backward, same batch
+    memory_note: str = "not measured"  # said instead of the per-stage lines when there are none
 
     @property
     def speedup(self) -> float:
@@ -43,7 +44,7 @@ class Report:
                  f"same model run sequentially (speedup {self.speedup:.2f}x)",
                  f"bubble: measured {self.bubble_measured:.3f}, theory (K-1)/(M+K-1) = "
                  f"({K}-1)/({M}+{K}-1) = {self.bubble_theory:.3f}",
-                 "activation memory per stage (measured vs law):"]
+                 "activation memory per stage " + ("(measured vs law):" if self.memory_measured else self.memory_note)]
         for j, (got, law) in enumerate(zip(self.memory_measured, self.memory_law)):
             lines.append(f"  stage {j}: {got / 2**20:8.2f} MiB measured, {law / 2**20:8.2f} MiB by the law")
         lines.append(f"largest gradient difference against the sequential model: {self.max_grad_diff:.2e}")

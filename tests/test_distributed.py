@@ -14,7 +14,6 @@ import argparse
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from torch import nn
 
 from gpipe_core import GPipe, sequential_step
 from gpipe_core.cli import build_parser
-from gpipe_core.distributed import DistributedPipe, init, torchrun_command, worker_argv
+from gpipe_core.distributed import DistributedPipe, default_device, init, one_process, torchrun_command, worker_argv
 from gpipe_core.models import mlp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,13 +158,8 @@ def test_gpipe_train_distributed_reports_like_gpipe_train(tmp_path: Path) -> Non
 
 @pytest.fixture
 def one_rank():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
+    with one_process():
+        yield
 
 
 @pytest.mark.parametrize("schedule, checkpoint, dropout", CONFIGS)
@@ -204,6 +198,9 @@ def test_the_api_says_what_to_fix(one_rank) -> None:
 
 def test_without_a_process_group_it_says_how_to_start() -> None:
     assert not dist.is_initialized()
+    with one_process(), pytest.raises(RuntimeError, match="already exists"), one_process():
+        pass
+    assert not dist.is_initialized()
     with pytest.raises(RuntimeError, match="init_process_group"):
         DistributedPipe(make_model(0.0))
     env = {k: os.environ.pop(k) for k in ("RANK", "WORLD_SIZE") if k in os.environ}
@@ -212,6 +209,23 @@ def test_without_a_process_group_it_says_how_to_start() -> None:
             init("cpu")
     finally:
         os.environ.update(env)
+
+
+def test_device_choice_needs_a_gpu_per_process(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert default_device("auto") == torch.device("cuda", 0)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert default_device("auto") == torch.device("cpu")  # NCCL cannot put two ranks on one GPU
+    with pytest.raises(ValueError, match="NCCL needs a GPU of its own"):
+        default_device("cuda")
+    assert default_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(ValueError, match="CUDA is not available here: use --device cpu"):
+        default_device("cuda")
 
 
 def test_launcher_forwards_every_train_flag() -> None:
