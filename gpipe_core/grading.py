@@ -30,7 +30,7 @@ _LOCK = threading.Lock()
 GUARDED: dict[str, list[tuple[Any, str]]] = {
     "microbatch": [(microbatch, "split"), (microbatch, "weights"), (microbatch, "join"),
                    (reference, "sequential_step")],
-    "partition": [(partition, "balance_by_count"), (partition, "balance_by_cost"),
+    "partition": [(partition, "balance_by_count"), (partition, "balance_by_cost"), (partition, "profile_layers"),
                   (partition, "balance_by_size"), (partition, "balance_by_time")],
     "schedule": [(schedule, "gpipe_schedule"), (schedule, "one_f_one_b_schedule"),
                  (schedule, "ticks_from_orders")],

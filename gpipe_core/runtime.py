@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .schedule import Action, ticks_from_orders
+from .schedule import Action, _place
 from .stage import Stage
 
 _ABORT = object()
@@ -124,7 +124,7 @@ class Runtime:
     def _run_inline(self, orders: Sequence[Sequence[Action]], inputs: Sequence[Tensor], grad: bool) -> None:
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         with torch.set_grad_enabled(grad):
-            for tick in ticks_from_orders(orders):
+            for tick in _place(orders):
                 for action in tick:
                     j = action.stage
                     try:

@@ -70,6 +70,15 @@ def ticks_from_orders(orders: Sequence[Sequence[Action]]) -> Schedule:
     Every action takes one tick. Raises :class:`ScheduleError` naming the stuck
     actions if the orders deadlock (each stage waits for another).
     """
+    return _place(orders)
+
+
+def _place(orders: Sequence[Sequence[Action]]) -> Schedule:
+    """The body of :func:`ticks_from_orders`, which the engine itself calls.
+
+    Kept separate so that grading can disable the public function (learners
+    write their own) while validation and the inline executor keep working.
+    """
     K = len(orders)
     done: dict[Action, int] = {}
     heads = [0] * K
@@ -184,7 +193,7 @@ def validate(schedule: Sequence[Sequence[Action]], M: int, K: int) -> Schedule:
             for i in range(M):
                 if Action(kind, i, j) not in seen:  # type: ignore[arg-type]
                     raise ScheduleError(f"{Action(kind, i, j)} is missing: every action must run once")  # type: ignore[arg-type]
-    ticks_from_orders(stage_orders(table, K))  # raises on deadlock
+    _place(stage_orders(table, K))  # raises on deadlock
     for action, t in sorted(seen.items(), key=lambda kv: kv[1]):
         for dep in dependencies(action, K):
             if seen[dep] >= t:

@@ -48,3 +48,11 @@ def test_learner_policy_that_leans_on_the_reference_fails_inside_the_engine() ->
 def test_unknown_part() -> None:
     with pytest.raises(ValueError, match=r"unknown parts \['scheduler'\]"), learner_only("scheduler"):
         pass
+
+
+def test_a_learner_table_runs_under_the_schedule_guard() -> None:
+    table = gpipe_schedule(2, 2)  # stands in for the learner's own table
+    for executor in ("threads", "inline"):
+        with learner_only("schedule"):
+            pipe = GPipe(small_model(), partitions=2, chunks=2, schedule=table, executor=executor)
+            assert pipe.step(*batch(), nn.functional.cross_entropy) > 0
