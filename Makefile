@@ -5,14 +5,13 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup train test lint book bench gpu clean
+.PHONY: setup train test lint book browser bench gpu clean
 
 setup: $(STAMP)
 
 # torch is pinned to the CPU wheel on local disk here; the package itself asks for torch>=2.4.
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.13.0"
 	$(PIP) install -q -e ".[course,dev]"
 	touch $@
@@ -20,9 +19,17 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(VENV)/bin/gpipe train
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
+
+# The book's browser tests drive Debian's Chromium (Playwright's own browser download does not work here).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+
+# The course site into _build/html, pages executed on gpipe_core (cached), warnings as errors.
+book: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) book/build.py
 
 # The benchmark table (not part of the tests): ratios measured side by side, JSON + plot in benchmarks/results/.
 bench: $(STAMP)

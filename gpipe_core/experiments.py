@@ -47,6 +47,11 @@ def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int = 3,
     return runs
 
 
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int = 5) -> dict[str, float]:
+    """Median seconds of each candidate, timed in turns after one warm-up call each."""
+    return {name: statistics.median(runs) for name, runs in interleaved_times(fns, repeats).items()}
+
+
 def plain_step(model: nn.Module, x: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
     """Forward and backward of the full batch, no engine at all."""
     loss = loss_fn(model(x), y)
