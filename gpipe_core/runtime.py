@@ -73,6 +73,7 @@ class Runtime:
         self.timeout = timeout
         self.executor = executor
         self.current: list[Action | None] = [None] * len(self.stages)
+        self._placed: tuple[object, list[list[Action]]] = (None, [])
 
     def run(self, orders: Sequence[Sequence[Action]], inputs: Sequence[Tensor], grad: bool) -> None:
         K = len(self.stages)
@@ -123,13 +124,18 @@ class Runtime:
 
     def _run_inline(self, orders: Sequence[Sequence[Action]], inputs: Sequence[Tensor], grad: bool) -> None:
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        if orders is not self._placed[0]:  # a pipe passes the same orders every step: place them once
+            self._placed = (orders, _place(orders))
         with torch.set_grad_enabled(grad):
-            for tick in _place(orders):
+            for tick in self._placed[1]:
                 for action in tick:
                     j = action.stage
                     try:
-                        with _on_stream(self.stages[j]):
+                        if self.stages[j].stream is None:
                             self._execute(j, action, inputs, grad)
+                        else:
+                            with _on_stream(self.stages[j]):
+                                self._execute(j, action, inputs, grad)
                     except Exception as exc:
                         raise StageError(j, action, exc) from exc
                 if deadline is not None and time.monotonic() > deadline:

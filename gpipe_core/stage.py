@@ -41,6 +41,7 @@ class Stage:
         self.losses: dict[int, Tensor] = {}
         self.events: list[tuple[int, str, Any, Any]] = []  # (micro-batch, kind, start, end)
         self._recompute_end: Any = None
+        self.now: Callable[[], Any] = time.perf_counter if self.stream is None else self._cuda_now
 
     def begin_step(self, chunks: int, base_seed: int, loss: tuple[LossFn, list[Tensor], list[float]] | None,
                    measure_memory: bool) -> None:
@@ -80,11 +81,14 @@ class Stage:
         rng = self._random(microbatch)
         policy = self._policies[microbatch]
         run = self._run_fn(microbatch)
-        with rng.active(), (self.meter.saving() if self.meter is not None and grad else nullcontext()):
-            if grad:
-                out, saved = policy.forward(run, x, rng)
-            else:  # inference: keep nothing
+        if not grad:  # inference: keep nothing
+            with rng.active():
                 out, saved = run(x), None
+        elif rng is NO_RANDOM and self.meter is None:  # the common case, without context managers
+            out, saved = policy.forward(run, x, rng)
+        else:
+            with rng.active(), (self.meter.saving() if self.meter is not None else nullcontext()):
+                out, saved = policy.forward(run, x, rng)
         token = self.meter.hold(x) if (self.meter is not None and saved is not None) else None
         self._saved[microbatch] = (policy, saved, token)
         if self.loss is not None:
@@ -107,8 +111,11 @@ class Stage:
         run = self._run_fn(microbatch)
         if policy is not STORE:
             run = self._timed(microbatch, run)
-        with rng.active(), (self.meter.saving() if self.meter is not None else nullcontext()):
+        if rng is NO_RANDOM and self.meter is None:
             grad_in = policy.backward(run, saved, grad, rng)
+        else:
+            with rng.active(), (self.meter.saving() if self.meter is not None else nullcontext()):
+                grad_in = policy.backward(run, saved, grad, rng)
         del saved, token
         b_start = self._recompute_end if self._recompute_end is not None else start
         self.events.append((microbatch, "B", b_start, self.now()))
@@ -126,10 +133,8 @@ class Stage:
 
         return timed
 
-    def now(self) -> Any:
-        """A timestamp for the trace: host time on CPU, an event recorded on the stage's stream on CUDA."""
-        if self.stream is None:
-            return time.perf_counter()
+    def _cuda_now(self) -> Any:
+        """A timestamp for the trace on CUDA: an event recorded on the stage's stream (``now`` on CPU is host time)."""
         event = torch.cuda.Event(enable_timing=True)
         event.record(self.stream)
         return event
