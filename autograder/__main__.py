@@ -1,0 +1,162 @@
+"""``python -m autograder``: the instructor's one command for the nbgrader cycle.
+
+Run it from the repository root. Subcommands (details in autograder/README.md):
+
+    release  [ASSIGNMENT ...]            solutions/ -> notebooks/ (nbgrader generate_assignment)
+    check    [ASSIGNMENT ...]            solutions pass every test; released notebooks fail every test
+    collect  FOLDER [--assignment A]     FOLDER/<student>/<assignment>/<notebook>.ipynb -> instructor/submitted/
+    autograde [ASSIGNMENT ...]           grade collected submissions under limits, one log line per student
+    feedback [ASSIGNMENT ...]            HTML feedback per student in instructor/feedback/
+    export   [grades.csv]                one CSV row per student and assignment from the gradebook
+    all      FOLDER [--out grades.csv]   collect, autograde, feedback and export in one go
+    fake-class FOLDER                    write a class of made-up submissions with known grades (to try the grader)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import assignments, course_root, instructor_dir, notebook_names
+from .limits import ENV
+
+
+def _limit_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true", help="regrade submissions that were graded already")
+    p.add_argument("--cell-timeout", type=int, metavar="S", help="seconds per cell (default: autograder/limits.py)")
+    p.add_argument("--notebook-timeout", type=int, metavar="S", help="seconds per notebook, restarts included")
+    p.add_argument("--memory-mb", type=int, metavar="MB", help="kernel address-space limit in MB; 0 turns it off")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="grade N notebooks at once (each kernel may use up to the memory limit); default 1")
+
+
+def _apply_limits(args: argparse.Namespace) -> None:
+    for flag, field in (("cell_timeout", "cell_timeout_s"), ("notebook_timeout", "notebook_timeout_s"),
+                        ("memory_mb", "memory_mb")):
+        value = getattr(args, flag)
+        if value is not None:
+            if value < 0:
+                raise SystemExit(f"--{flag.replace('_', '-')} must be 0 or more")
+            os.environ[ENV[field]] = str(value)
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from .cycle import autograde
+
+    _apply_limits(args)
+    start = time.monotonic()
+    if args.jobs < 1:
+        raise SystemExit("--jobs must be 1 or more")
+    results = autograde(args.assignments, force=args.force, jobs=args.jobs)
+    errors = [r for r in results if any(code == "GRADER_ERROR" for code, _ in r.problems)]
+    print(f"graded {len(results)} submission(s) in {time.monotonic() - start:.0f} s; "
+          f"log lines in {instructor_dir() / 'logs'}")
+    return 2 if errors else 0
+
+
+def check(names: list[str]) -> int:
+    """Validate with nbgrader: each solution passes all its tests, each released notebook fails all of them."""
+    from nbgrader.validator import Validator
+
+    from .cycle import Course, resolve
+
+    course = Course()
+    bad = 0
+    for a in resolve(names):
+        for nb in notebook_names(a):
+            for kind, path, invert in (("solution", course_root() / "solutions" / a / f"{nb}.ipynb", False),
+                                       ("released", course_root() / "notebooks" / a / f"{nb}.ipynb", True)):
+                if not path.exists():
+                    print(f"{a}/{nb} {kind}: missing {path}; run: python -m autograder release {a}")
+                    bad += 1
+                    continue
+                validator = Validator(config=course.config)
+                validator.invert = invert
+                found = validator.validate(str(path))
+                wrong = found.get("passed" if invert else "failed", []) + found.get("changed", []) + found.get(
+                    "type_changed", [])
+                verdict = "ok" if not wrong else f"{len(wrong)} test cell(s) {'pass' if invert else 'fail'}"
+                print(f"{a}/{nb} {kind}: {verdict}")
+                for cell in wrong:
+                    print("    " + cell.get("source", "").splitlines()[0][:100] if cell.get("source") else "    ?")
+                bad += bool(wrong)
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("release", help="generate notebooks/ from solutions/")
+    p.add_argument("assignments", nargs="*")
+    p.add_argument("--into", type=Path, help="write elsewhere than notebooks/ (e.g. to compare)")
+    p = sub.add_parser("check", help="solutions pass all tests, released notebooks fail all")
+    p.add_argument("assignments", nargs="*")
+    p = sub.add_parser("collect", help="import submissions from a folder")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--assignment", help="the assignment of notebooks lying directly in FOLDER/<student>/")
+    p = sub.add_parser("autograde", help="grade the collected submissions")
+    p.add_argument("assignments", nargs="*")
+    _limit_flags(p)
+    p = sub.add_parser("feedback", help="HTML feedback per student")
+    p.add_argument("assignments", nargs="*")
+    p = sub.add_parser("export", help="grades to CSV")
+    p.add_argument("csv", nargs="?", type=Path, default=Path("grades.csv"))
+    p = sub.add_parser("fake-class", help="write made-up submissions with known right grades into FOLDER")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--small", default="02_partitioner", help="assignment that gets the broken submissions")
+    sub.add_parser("_worker", help=argparse.SUPPRESS)  # used by autograde: grades submissions named on stdin
+    p = sub.add_parser("all", help="collect, autograde, feedback, export")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--assignment", help="as for collect")
+    p.add_argument("--out", type=Path, default=Path("grades.csv"), help="CSV file to write (default grades.csv)")
+    _limit_flags(p)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("traitlets").setLevel(logging.ERROR)  # nbgrader's own log goes to instructor/logs/
+    if not assignments():
+        raise SystemExit(f"no assignments: {course_root() / 'solutions'} holds no <assignment>/<notebook>.ipynb")
+
+    from . import cycle
+
+    if args.command == "release":
+        cycle.release(args.assignments, args.into)
+    elif args.command == "check":
+        return check(args.assignments)
+    elif args.command == "collect":
+        cycle.collect(args.folder, args.assignment)
+    elif args.command == "autograde":
+        return _grade(args)
+    elif args.command == "_worker":
+        cycle.worker()
+    elif args.command == "fake-class":
+        from . import fakeclass
+
+        cases = fakeclass.build(args.folder, course_root() / "notebooks", assignments(), args.small)
+        for case in cases:
+            print(f"{case.assignment}  {case.student}  {case.description}")
+        print(f"{len(cases)} submissions in {args.folder}; grade them with: python -m autograder all {args.folder}")
+    elif args.command == "feedback":
+        cycle.feedback(args.assignments)
+    elif args.command == "export":
+        cycle.export(args.csv)
+    elif args.command == "all":
+        start = time.monotonic()
+        cycle.collect(args.folder, args.assignment)
+        args.assignments = []
+        status = _grade(args)
+        graded = time.monotonic()
+        cycle.feedback(None)
+        cycle.export(args.out)
+        print(f"all: {graded - start:.0f} s to collect and grade, {time.monotonic() - graded:.0f} s for "
+              f"feedback and export")
+        return status
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""A generated class of submissions with known right grades, to check the grader end to end.
+
+Every assignment gets a correct submission, the untouched release and one
+submission per planted mistake (``autograder/planted/<assignment>.json``). One
+small assignment also gets everything a real class throws at a grader: endless
+loops (one that obeys the interrupt, one that ignores it), a cell that raises,
+``os._exit``, a cell that kills the grading process, a memory hog, a deleted, an edited and reordered test cells, a
+missing notebook, a file that is not JSON, extra files, a renamed notebook and
+the flat folder layout.
+
+Each :class:`Case` says what the right grade is without running anything:
+which test cells must fail (``lost``), or, for a broken exercise cell, "the
+same as leaving that exercise blank" (``same_as`` another student), which is
+the rule the grader promises: a broken part scores 0 and the rest counts.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from . import course_root, notebook_names
+
+BLANK = "blank-exercise"  # the reference student for cases that break one exercise cell
+
+
+@dataclass(frozen=True)
+class Case:
+    student: str
+    assignment: str
+    description: str
+    lost: frozenset[str] | None = frozenset()  # exactly the test cells that must score 0; None: not known exactly
+    zero: bool = False  # every test cell scores 0
+    same_as: str | None = None  # must score exactly like this student on the same assignment
+    at_least: frozenset[str] = frozenset()  # test cells that must be among the lost ones
+    codes: frozenset[str] = frozenset()  # problem codes the student's log line must contain
+    layout: str = "nested"  # nested: <student>/<assignment>/<nb>.ipynb, flat: <student>/<nb>.ipynb
+
+
+def planted(assignment: str) -> list[dict[str, Any]]:
+    """The planted mistakes of ``assignment`` (empty when the authors have not written them yet)."""
+    path = course_root() / "autograder" / "planted" / f"{assignment}.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def grade_id(cell: Any) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def tests_of(nb: Any) -> list[str]:
+    """Grade ids of the autograded test cells, in notebook order."""
+    return [grade_id(c) for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")]
+
+
+def solved(assignment: str, notebook: str, released: Path) -> Any:
+    """The released notebook with every exercise filled in with the solution's code (markers removed)."""
+    source = nbformat.read(course_root() / "solutions" / assignment / f"{notebook}.ipynb", as_version=4)
+    answers = {grade_id(c): _strip_markers(c.source) for c in source.cells
+               if c.metadata.get("nbgrader", {}).get("solution")}
+    nb = nbformat.read(released / assignment / f"{notebook}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if grade_id(cell) in answers:
+            cell.source = answers[grade_id(cell)]
+    return nb
+
+
+def _strip_markers(source: str) -> str:
+    return "\n".join(ln for ln in source.splitlines()
+                     if ln.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+
+
+def replace_cell(nb: Any, cell_id: str, source: str) -> Any:
+    nb = copy.deepcopy(nb)
+    cells = [c for c in nb.cells if grade_id(c) == cell_id]
+    if not cells:
+        raise KeyError(f"no cell with grade_id {cell_id!r} (planted mistake or test out of date?)")
+    cells[0].source = source
+    return nb
+
+
+MEMORY_HOG = "hog = b\"x\" * (8 * 2**30)  # 8 GB in one go, filled\n"
+KILL_PARENT = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)  # the grader's worker process\n"
+STUBBORN_LOOP = ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)  # ignores the interrupt\n"
+                 "while True:\n    time.sleep(0.05)\n")
+
+
+def build(folder: Path, released: Path, assignments: list[str], small: str) -> list[Case]:
+    """Write the class into ``folder`` (layout for ``collect``); ``small`` gets the hard cases."""
+    cases: list[Case] = []
+
+    def put(case: Case, nb: Any | None, name: str | None = None, raw: str | None = None) -> None:
+        nested = folder / case.student / case.assignment
+        target = nested if case.layout == "nested" else folder / case.student
+        target.mkdir(parents=True, exist_ok=True)
+        if raw is not None:
+            (target / name).write_text(raw)
+        elif nb is not None:
+            nbformat.write(nb, target / name)
+        cases.append(case)
+
+    for a in assignments:
+        (nb_name,) = notebook_names(a)[:1] or [None]
+        if nb_name is None:
+            continue
+        file = f"{nb_name}.ipynb"
+        correct = solved(a, nb_name, released)
+        stub = nbformat.read(released / a / file, as_version=4)
+        everything = frozenset(tests_of(stub))
+        put(Case("correct", a, "every exercise solved"), correct, file)
+        put(Case("untouched", a, "the released notebook as is", lost=everything, zero=True), stub, file)
+        for i, mistake in enumerate(planted(a), 1):
+            put(Case(f"mistake{i}", a, f"planted mistake {mistake['name']}: {mistake['description']}",
+                     lost=frozenset(mistake["loses"])),
+                replace_cell(correct, mistake["cell"], mistake["source"]), file)
+        if a != small:
+            continue
+        mistakes = planted(a)
+        if not mistakes:
+            raise ValueError(f"{a} has no planted mistakes (autograder/planted/{a}.json); pick another small one")
+        first = mistakes[0]
+        cell, loses = first["cell"], frozenset(first["loses"])
+        blank_source = next(c.source for c in stub.cells if grade_id(c) == cell)
+        put(Case(BLANK, a, f"exercise {cell} left as released", lost=None, at_least=loses),
+            replace_cell(correct, cell, blank_source), file)
+        broken = dict(same_as=BLANK, lost=None, at_least=loses)
+        put(Case("endless-loop", a, f"{first['name']} plus an endless loop after it", lost=loses,
+                 codes=frozenset({"TIMEOUT"})),
+            replace_cell(correct, cell, first["source"] + "\nwhile True:\n    pass\n"), file)
+        put(Case("stubborn-loop", a, "a loop that ignores the interrupt", codes=frozenset({"TIMEOUT"}), **broken),
+            replace_cell(correct, cell, STUBBORN_LOOP + first["source"]), file)
+        put(Case("raises", a, "the exercise cell raises before defining anything", **broken),
+            replace_cell(correct, cell, 'raise RuntimeError("learner bug")\n' + first["source"]), file)
+        put(Case("exits", a, "the exercise cell calls os._exit", codes=frozenset({"KERNEL_DIED"}), **broken),
+            replace_cell(correct, cell, "import os\nos._exit(3)\n" + first["source"]), file)
+        put(Case("kills-grader", a, "the exercise cell kills the grading process", lost=everything, zero=True,
+                 codes=frozenset({"GRADER_ERROR"})),
+            replace_cell(correct, cell, KILL_PARENT + first["source"]), file)
+        put(Case("memory-hog", a, "the exercise cell allocates 8 GB", codes=frozenset({"MEMORY"}), **broken),
+            replace_cell(correct, cell, MEMORY_HOG + first["source"]), file)
+        deleted = copy.deepcopy(correct)
+        gone = tests_of(deleted)[0]
+        deleted.cells = [c for c in deleted.cells if grade_id(c) != gone]
+        put(Case("deleted-test", a, f"test cell {gone} deleted", lost=frozenset({gone}),
+                 codes=frozenset({"TEST_CELL_DELETED"})), deleted, file)
+        moved = copy.deepcopy(correct)
+        tests = [c for c in moved.cells if grade_id(c) in everything]
+        moved.cells = [c for c in moved.cells if grade_id(c) not in everything] + tests[::-1]
+        put(Case("reordered", a, "all test cells moved to the end, reversed",
+                 codes=frozenset({"TEST_CELLS_REORDERED"})), moved, file)
+        edited = replace_cell(correct, cell, first["source"])
+        for test in loses:
+            edited = replace_cell(edited, test, "pass  # the learner removed the asserts")
+        put(Case("edited-test", a, f"{first['name']} with its failing tests emptied", lost=loses,
+                 codes=frozenset({"LOCKED_CELL_EDITED"})), edited, file)
+        put(Case("missing", a, "no notebook, only a text file", lost=everything, zero=True,
+                 codes=frozenset({"MISSING_NOTEBOOK", "EXTRA_FILES_IGNORED"})), None, "notes.txt", raw="forgot it\n")
+        text = nbformat.writes(correct)
+        put(Case("not-json", a, "the notebook file is cut in half", lost=everything, zero=True,
+                 codes=frozenset({"INVALID_NOTEBOOK"})), None, file, raw=text[: len(text) // 2])
+        put(Case("extra-files", a, "correct, plus files that try to shadow modules",
+                 codes=frozenset({"EXTRA_FILES_IGNORED"})), correct, file)
+        extra = folder / "extra-files" / a
+        (extra / "data.csv").write_text("a,b\n1,2\n")
+        (extra / "gpipe_core").mkdir(exist_ok=True)
+        (extra / "gpipe_core" / "__init__.py").write_text("raise SystemExit('shadowed')\n")
+        (extra / "torch.py").write_text("raise SystemExit('shadowed')\n")
+        put(Case("renamed", a, "correct, saved under another name", codes=frozenset({"RENAMED"})),
+            correct, f"{nb_name} (1).ipynb")
+        put(Case("flat-layout", a, "correct, notebook directly in the student's folder", layout="flat"),
+            correct, file)
+    return cases

@@ -1,0 +1,66 @@
+"""Time and memory limits for grading one notebook, sized per assignment.
+
+A learner's endless loop, ``os._exit`` or runaway allocation must cost the
+grader a bounded amount of time and memory, never the rest of the class. Three
+limits do that, all on by default:
+
+* ``cell_timeout_s``: a cell running longer is interrupted (nbgrader's
+  ``Execute.timeout`` with ``interrupt_on_timeout``); a kernel that ignores the
+  interrupt is restarted.
+* ``notebook_timeout_s``: the whole notebook, restarts included; cells not run
+  by then score 0.
+* ``memory_mb``: the kernel's address space (``RLIMIT_AS``), so an oversized
+  allocation raises ``MemoryError`` in that cell instead of swapping the grading
+  machine to death. 0 turns it off.
+
+The per-assignment values are about ten times the slowest graded cell of the
+solution notebook measured on 2 CPU cores, so a slow machine never costs a
+correct learner points. Override them for one run with the command's
+``--cell-timeout/--notebook-timeout/--memory-mb`` flags or the environment
+variables below (the flags set them for nbgrader).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Limits:
+    cell_timeout_s: int = 120
+    notebook_timeout_s: int = 600
+    memory_mb: int = 4096
+
+
+DEFAULT = Limits()
+
+# Slowest graded cell of each solution notebook on 2 cores, times ~10 (see README.md, "Limits").
+PER_ASSIGNMENT: dict[str, Limits] = {
+    "01_microbatching": Limits(cell_timeout_s=60, notebook_timeout_s=300),
+    "02_partitioner": Limits(cell_timeout_s=20, notebook_timeout_s=180),
+    "03_scheduler": Limits(cell_timeout_s=30, notebook_timeout_s=180),
+    "04_recomputation": Limits(cell_timeout_s=60, notebook_timeout_s=300),
+    "05_assembling": Limits(cell_timeout_s=60, notebook_timeout_s=300),
+}
+
+ENV = {
+    "cell_timeout_s": "GPIPE_GRADE_CELL_TIMEOUT",
+    "notebook_timeout_s": "GPIPE_GRADE_NOTEBOOK_TIMEOUT",
+    "memory_mb": "GPIPE_GRADE_MEMORY_MB",
+}
+
+
+def limits_for(assignment: str | None, environ: dict[str, str] | None = None) -> Limits:
+    """The limits for ``assignment``: its table entry (or the default), then environment overrides."""
+    environ = os.environ if environ is None else environ
+    limits = PER_ASSIGNMENT.get(assignment or "", DEFAULT)
+    overrides = {}
+    for field, var in ENV.items():
+        if environ.get(var, "").strip():
+            try:
+                overrides[field] = int(environ[var])
+            except ValueError:
+                raise ValueError(f"{var}={environ[var]!r} is not a whole number of "
+                                 f"{'MB' if field == 'memory_mb' else 'seconds'}") from None
+    return replace(limits, **overrides)
