@@ -26,9 +26,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from autograder import assignments, fakeclass, notebook_names
+
 ROOT = Path(__file__).resolve().parents[1]
 
-from autograder import assignments, fakeclass, notebook_names
 
 EXPECTED = ["01_microbatching", "02_partitioner", "03_scheduler", "04_recomputation", "05_assembling"]
 ALL = sorted(set(EXPECTED) | set(assignments()))

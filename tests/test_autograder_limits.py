@@ -13,10 +13,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from autograder import assignments, notebook_names
 from autograder.limits import DEFAULT, PER_ASSIGNMENT, limits_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
 
 SANDBOX = ROOT / "autograder" / "sandbox.py"
 
