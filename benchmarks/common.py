@@ -9,7 +9,6 @@ both sides together.
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -27,14 +26,7 @@ class Timing:
 
 
 def timeit(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> Timing:
-    for _ in range(warmup):
-        fn()
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return Timing(statistics.median(runs), max(runs) - min(runs), runs)
+    return interleaved({"fn": fn}, repeats, warmup)["fn"]
 
 
 def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, Timing]:

@@ -22,13 +22,7 @@ from .theory import bubble_fraction, ideal_speedup
 
 def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> tuple[float, float]:
     """Median and spread (max - min) of ``repeats`` timed calls of ``fn``, in seconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
+    times = interleaved_times({"fn": fn}, repeats, warmup)["fn"]
     return statistics.median(times), max(times) - min(times)
 
 
