@@ -9,6 +9,7 @@ both sides together.
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -29,9 +30,10 @@ def timeit(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> Timing:
     return interleaved({"fn": fn}, repeats, warmup)["fn"]
 
 
-def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, Timing]:
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1,
+                clock: Callable[[], float] = time.perf_counter) -> dict[str, Timing]:
     """Time several candidates round-robin (a, b, a, b, ...) so drift hits them alike."""
-    runs = interleaved_times(fns, repeats, warmup)
+    runs = interleaved_times(fns, repeats, warmup, clock)
     return {k: Timing(statistics.median(v), max(v) - min(v), v) for k, v in runs.items()}
 
 

@@ -10,7 +10,9 @@ the optimizer, exactly as with a plain model.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 import torch
@@ -90,7 +92,8 @@ class GPipe(nn.Module):
                        enumerate(zip(self.partitions, self.devices))]
         self.runtime = Runtime(self.stages, threads_per_stage, timeout, executor)
         self.check_finite = check_finite
-        self.trace: Trace | None = None
+        self._trace: Trace | None = None
+        self._traced = False  # whether a step has run whose events the stages still hold
         self.memory: list[int] | None = None
 
     @property
@@ -99,11 +102,11 @@ class GPipe(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Inference: pipeline the forward pass over M micro-batches (no gradients kept)."""
-        xs = microbatch.split(x, self.chunks)
+        xs = [t.to(self.devices[0]) for t in microbatch.split(x, self.chunks)]  # before _begin: streams wait
         orders = [[Action("F", i, j) for i in range(len(xs))] for j in range(self.K)]
         self._begin(xs, None, 0, measure_memory=False)
         self.runtime.run(orders, xs, grad=False)
-        self.trace = self._collect_trace()
+        self._traced, self._trace = True, None
         last = self.stages[-1]
         return microbatch.join([last.outputs[i] for i in range(len(xs))])
 
@@ -115,7 +118,7 @@ class GPipe(nn.Module):
         default); micro-batch losses are weighted by their share of the batch,
         so the gradients equal the full-batch ones. Returns the full-batch loss.
         """
-        xs = microbatch.split(x, self.chunks)
+        xs = [t.to(self.devices[0]) for t in microbatch.split(x, self.chunks)]  # before _begin: streams wait
         if not isinstance(target, Tensor) or target.shape[:1] != x.shape[:1]:
             raise ValueError(f"target must be a tensor with the batch's {x.shape[0]} samples in dimension 0")
         ts = [t.to(self.devices[-1]) for t in torch.tensor_split(target, self.chunks, dim=0)]
@@ -123,7 +126,7 @@ class GPipe(nn.Module):
         loss = (self._finite(loss_fn) if self.check_finite else loss_fn, ts, microbatch.weights(xs))
         self._begin(xs, loss, seed, measure_memory)
         self.runtime.run(self._orders, xs, grad=True)
-        self.trace = self._collect_trace()
+        self._traced, self._trace = True, None
         if measure_memory:
             self.memory = [s.meter.peak for s in self.stages if s.meter is not None]
         losses = self.stages[-1].losses
@@ -133,10 +136,13 @@ class GPipe(nn.Module):
     def _finite(loss_fn: LossFn) -> LossFn:
         def checked(output: Tensor, target: Tensor) -> Tensor:
             value = loss_fn(output, target)
-            if not torch.isfinite(value).all():
+            # a CPU scalar is read directly; elsewhere a reduction (this syncs the last stage's stream)
+            finite = math.isfinite(value.item()) if value.numel() == 1 and not value.is_cuda \
+                else bool(torch.isfinite(value).all())
+            if not finite:
                 raise FloatingPointError(
-                    f"the loss is {value.item()}: look for NaN or inf in this micro-batch's inputs or "
-                    "a learning rate that diverged (check_finite=False turns this check off)"
+                    f"the loss is {value.detach().flatten()[0].item()}: look for NaN or inf in this micro-batch's "
+                    "inputs or a learning rate that diverged (check_finite=False turns this check off)"
                 )
             return value
 
@@ -144,10 +150,18 @@ class GPipe(nn.Module):
 
     def _begin(self, xs: list[Tensor], loss: Any, seed: int, measure_memory: bool) -> None:
         self._clock_base = _clock_base(self.devices)
+        self._traced, self._trace = False, None
         for stage in self.stages:
             if stage.stream is not None:  # inputs, targets and updated weights come from the default stream
                 stage.stream.wait_stream(torch.cuda.current_stream(stage.device))
             stage.begin_step(len(xs), seed, loss if stage.index == self.K - 1 else None, measure_memory)
+
+    @property
+    def trace(self) -> Trace | None:
+        """The timed events of the last step (built on first access: a step only stores raw stamps)."""
+        if self._trace is None and self._traced:
+            self._trace = self._collect_trace()
+        return self._trace
 
     def _collect_trace(self) -> Trace:
         trace = Trace(self.K)
@@ -155,7 +169,7 @@ class GPipe(nn.Module):
             for i, kind, start, end in stage.events:
                 trace.add(stage.index, i, kind, _seconds(start, self._clock_base, stage.device),
                           _seconds(end, self._clock_base, stage.device))
-        trace.events.sort(key=lambda e: (e.start, e.stage))
+        trace.events.sort(key=attrgetter("start"))
         return trace
 
     def close(self) -> None:

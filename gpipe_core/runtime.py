@@ -76,6 +76,7 @@ class Runtime:
         self._placed: tuple[object, list[list[Action]]] = (None, [])
 
     def run(self, orders: Sequence[Sequence[Action]], inputs: Sequence[Tensor], grad: bool) -> None:
+        """Run the orders; ``inputs`` are the micro-batches, already on the first stage's device."""
         K = len(self.stages)
         self._inbox = [queue.SimpleQueue() for _ in range(K)]
         self._stash: list[dict[tuple[str, int], Any]] = [{} for _ in range(K)]
@@ -149,7 +150,7 @@ class Runtime:
         last = j == len(self.stages) - 1
         self.current[j] = action
         if action.kind == "F":
-            x = inputs[i].to(stage.device) if j == 0 else self._recv(stage, "F", i)
+            x = inputs[i] if j == 0 else self._recv(stage, "F", i)
             out = stage.forward(i, x)
             if not last:
                 self._send(stage, self.stages[j + 1], "F", i, out)

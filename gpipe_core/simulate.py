@@ -75,18 +75,19 @@ def _recomputes(recompute: Sequence[bool] | bool, microbatch: int) -> bool:
 
 
 def costs_from_trace(trace: Trace) -> Costs:
-    """Per-stage median forward / backward / recompute durations measured in a real trace.
+    """Per-stage mean forward / backward / recompute durations measured in a real trace.
 
-    The hand-off is the median delay between the moment an action could have
+    The hand-off is the mean delay between the moment an action could have
     started (its stage free, its input produced upstream) and its real start.
+    Means, not medians: a cost model must keep the total time of the run, and
+    with few micro-batches a median picks one action's duration for all.
     """
     by_stage: dict[int, list] = {}
     for e in sorted(trace.events, key=lambda e: e.start):
         by_stage.setdefault(e.stage, []).append(e)
 
-    def med(values: list[float]) -> float:
-        values = sorted(values)
-        return values[len(values) // 2] if values else 0.0
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values) if values else 0.0
 
     def durations(kind: str, j: int) -> list[float]:
         return [e.duration for e in by_stage.get(j, []) if e.kind == kind]
@@ -99,8 +100,8 @@ def costs_from_trace(trace: Trace) -> Costs:
             if source in produced:
                 delays.append(max(0.0, e.start - max(prev.end, produced[source])))
     return Costs(
-        forward=[med(durations("F", j)) for j in range(trace.K)],
-        backward=[med(durations("B", j)) for j in range(trace.K)],
-        recompute=[med(durations("R", j)) for j in range(trace.K)],
-        handoff=med(delays),
+        forward=[mean(durations("F", j)) for j in range(trace.K)],
+        backward=[mean(durations("B", j)) for j in range(trace.K)],
+        recompute=[mean(durations("R", j)) for j in range(trace.K)],
+        handoff=mean(delays),
     )
