@@ -17,7 +17,7 @@ from gpipe_core.models import mlp
 from .common import Row, interleaved, ratio_spread
 
 
-def run(N: int = 256, H: int = 1024, L: int = 24, repeats: int = 7) -> list[Row]:
+def run(N: int = 256, H: int = 1024, L: int = 24, repeats: int = 15) -> list[Row]:
     torch.manual_seed(0)
     model = mlp(L, H)
     x, y = torch.randn(N, H), torch.randn(N, H)

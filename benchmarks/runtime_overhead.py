@@ -50,7 +50,7 @@ def _plain_loop(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, M: int) 
             loss = None
 
 
-def run(Ks: tuple[int, ...] = (1, 2, 4), M: int = 256, repeats: int = 7) -> list[Row]:
+def run(Ks: tuple[int, ...] = (1, 2, 4), M: int = 256, repeats: int = 15) -> list[Row]:
     rows = []
     x, y = torch.randn(M, 1), torch.randn(M, 1)
     for executor in ("inline", "threads"):
