@@ -42,13 +42,14 @@ class CheckpointPolicy(Protocol):
 
 
 def _leaf(x: Tensor) -> Tensor:
-    """The stage input as an autograd leaf; it takes a gradient iff the input asks for one.
+    """A fresh autograd leaf for the stage input; it takes a gradient iff the input asks for one.
 
-    The runtime hands every stage but the first a fresh leaf that requires a
-    gradient (stage 0's gradient is not needed, so it skips that work). A
-    tensor that is part of a graph is cut off from it first.
+    Always a new tensor object (sharing the memory), so the gradient lands on it
+    and never accumulates into the caller's tensor. The runtime marks every
+    stage input but the first stage's (whose gradient nobody needs) with
+    ``requires_grad``, so stage 0 skips that extra work.
     """
-    return x if x.grad_fn is None else x.detach().requires_grad_(x.requires_grad)
+    return x.detach().requires_grad_(x.requires_grad)
 
 
 def _backward(out: Tensor, grad_output: Tensor | None, x: Tensor) -> Tensor | None:

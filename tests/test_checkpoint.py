@@ -92,3 +92,13 @@ def test_dropout_hooks_do_not_touch_the_plain_model() -> None:
     torch.manual_seed(0)
     b = model(x)
     assert torch.equal(a, b)
+
+
+def test_policies_never_accumulate_into_the_callers_tensor() -> None:
+    """Two backward passes on the same input each return that pass's gradient alone."""
+    layer = nn.Sequential(nn.Linear(4, 4))
+    x = torch.randn(3, 4, requires_grad=True)
+    for policy in (StoreActivations(), Recompute()):
+        grads = [_run_with(policy, layer, x, seed=0)[1] for _ in range(2)]
+        assert torch.equal(grads[0], grads[1])
+        assert x.grad is None
