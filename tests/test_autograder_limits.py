@@ -1,6 +1,6 @@
 """Fast checks of the grader's parts: the kernel sandbox, the limits table, collecting a folder.
 
-The end-to-end class in test_autograder.py shows these working together; these
+The end-to-end class in tests/grading/test_class.py shows these working together; these
 tests pin each part down on its own, in seconds, so a failure names the part.
 """
 

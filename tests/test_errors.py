@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from conftest import batch, small_model
+from engine_helpers import batch, small_model
 from torch import nn
 
 from gpipe_core import GPipe, StageError

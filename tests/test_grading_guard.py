@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch.utils.checkpoint
-from conftest import batch, small_model
+from engine_helpers import batch, small_model
 from torch import nn
 
 import gpipe_core

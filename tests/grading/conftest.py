@@ -1,0 +1,47 @@
+"""The instructor folder the grading tests share: one release, one graded class.
+
+Session-scoped so that test_release.py and test_class.py pay for
+``nbgrader generate_assignment`` and for grading the class only once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from classroom import SMALL, Graded, cli, parse_lines, read_gradebook, workspace
+
+from autograder import assignments, fakeclass
+
+
+@pytest.fixture(scope="session")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    workspace = tmp_path_factory.mktemp("grading")
+    return dict(os.environ, GPIPE_INSTRUCTOR_DIR=str(workspace / "instructor"), PYTHONUNBUFFERED="1",
+                GPIPE_TEST_WORKSPACE=str(workspace))
+
+
+@pytest.fixture(scope="session")
+def released(env: dict[str, str]) -> Path:
+    """A fresh ``nbgrader generate_assignment`` of every assignment, outside notebooks/."""
+    into = workspace(env) / "released"
+    if assignments():
+        cli("release", "--into", into, env=env)
+    return into
+
+
+@pytest.fixture(scope="session")
+def graded(env: dict[str, str], released: Path) -> Graded:
+    small = SMALL if SMALL in assignments() else next((a for a in assignments() if fakeclass.planted(a)), None)
+    if small is None:
+        pytest.skip("no assignment with planted mistakes yet")
+    folder = workspace(env) / "class"
+    cases = fakeclass.build(folder, released, assignments(), small)
+    start = time.monotonic()
+    # status 2: one submission (kills-grader) took its grading process down, as it should be reported
+    proc = cli("all", folder, "--jobs", "2", "--out", workspace(env) / "grades.csv", env=env, status=2)
+    seconds = time.monotonic() - start
+    cells, scores = read_gradebook(env)
+    return Graded(cases, parse_lines(proc.stdout), cells, scores, seconds, proc.stdout + proc.stderr)
