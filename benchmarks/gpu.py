@@ -74,7 +74,7 @@ def streams(N: int = 4096, H: int = 4096, L: int = 32, repeats: int = 5) -> list
                         t["seq"].median / t["pipe"].median, spread=ratio_spread(t["seq"], t["pipe"]),
                         detail=f"pipe {t['pipe'].median * 1e3:.1f} ms, one stage {t['seq'].median * 1e3:.1f} ms, "
                                f"plain full batch {t['plain'].median * 1e3:.1f} ms; bubble measured "
-                               f"{pipe.trace.bubble():.3f} (theory for 4 devices {bubble_fraction(4, M):.3f})"))
+                               f"{pipe.trace.bubble():.3f} (theory for 4 devices {bubble_fraction(M, 4):.3f})"))
         model.zero_grad(set_to_none=True)
     return rows
 
@@ -98,7 +98,7 @@ def memory(N: int = 2048, H: int = 2048, L: int = 24) -> list[Row]:
             torch.cuda.synchronize(DEV)
             peaks[mode] = cuda_peak_bytes(DEV) - base
         unit = H * 4  # one sample's activation at one layer, float32
-        law = memory_units_rematerialized(N, L, 1, M) * unit
+        law = memory_units_rematerialized(N, L, M, 1) * unit
         rows.append(Row("gpu", f"allocator peak, always, M={M}: measured / law N+L*N/M", peaks["always"] / law,
                         detail=f"always {peaks['always'] / 2**20:.0f} MiB, never {peaks['never'] / 2**20:.0f} MiB, "
                                f"law {law / 2**20:.0f} MiB (peak includes backward's temporaries)"))

@@ -117,7 +117,7 @@ def case(name: str, L: int, H: int, N: int, M: int, target: float, steps: int,
         for xi, yi in zip(torch.tensor_split(x, M), torch.tensor_split(y, M)):
             (nn.functional.mse_loss(model(xi), yi) / M).backward()
 
-    floor = timeit(plain, steps).median / ideal_speedup(K, M)
+    floor = timeit(plain, steps).median / ideal_speedup(M, K)
     rows.append(Row("3 peer", f"{name}: ScheduleGPipe step / a perfect engine (the bound)",
                     statistics.median(times) / floor,
                     detail=f"the same {M} micro-batches in a plain loop on one thread, divided by the ideal "

@@ -26,7 +26,7 @@ def run(curve: list[dict]) -> tuple[list[Row], list[dict]]:
         error = abs(predicted / trace.span - 1)
         worst = max(worst, error)
         points.append({"K": 2, "M": M, "speedup": point["speedup"], "bubble": trace.bubble(),
-                       "bubble_theory": bubble_fraction(2, M), "simulated": False})
+                       "bubble_theory": bubble_fraction(M, 2), "simulated": False})
         per_stage_f = [sum(costs.forward) / 2] * 2  # one K=2 stage's work, the same on both
         per_stage_b = [sum(costs.backward) / 2] * 2
         for K in (4, 8, 16):
@@ -35,8 +35,8 @@ def run(curve: list[dict]) -> tuple[list[Row], list[dict]]:
             sim = simulate(gpipe_schedule(M, K), K, c)
             sequential = M * K * (c.of(c.forward, 0) + c.of(c.backward, 0))
             points.append({"K": K, "M": M, "speedup": sequential / sim.span, "bubble": sim.bubble(),
-                           "bubble_theory": bubble_fraction(K, M), "ideal": ideal_speedup(K, M), "simulated": True})
-        rows.append(Row("6 scaling", f"K=2 M={M}: measured bubble (theory {bubble_fraction(2, M):.3f})",
+                           "bubble_theory": bubble_fraction(M, K), "ideal": ideal_speedup(M, K), "simulated": True})
+        rows.append(Row("6 scaling", f"K=2 M={M}: measured bubble (theory {bubble_fraction(M, 2):.3f})",
                         trace.bubble(), unit="",
                         detail=f"simulated step {predicted:.3f} s vs measured {trace.span:.3f} s"))
     rows.append(Row("6 scaling", "simulation vs real K=2 step time, largest relative error", worst, unit="",

@@ -101,7 +101,7 @@ def sweep_micro_batches(model: nn.Sequential, x: Tensor, y: Tensor, loss_fn: Cal
         t_one, _ = median_time(lambda p=one: p.step(x, y, loss_fn, seed=0), repeats)
         pipe.close()
         one.close()
-        row = SweepRow(M, t_pipe, t_one, t_one / t_pipe, ideal_speedup(K, M), bubble, bubble_fraction(K, M))
+        row = SweepRow(M, t_pipe, t_one, t_one / t_pipe, ideal_speedup(M, K), bubble, bubble_fraction(M, K))
         rows.append(row)
         if progress:
             progress(row)

@@ -88,7 +88,7 @@ def memory_law_bytes(pipe: GPipe, x: Tensor) -> list[float]:
         if pipe.checkpoint == "never":
             units = memory_units_stored(N, L_j, 1)
         else:
-            units = memory_units_rematerialized(N, L_j, 1, M) - N  # the working set beyond the N inputs
+            units = memory_units_rematerialized(N, L_j, M, 1) - N  # the working set beyond the N inputs
         out.append(N * boundary + units * per_layer)
     return out
 
@@ -104,7 +104,7 @@ def measure(pipe: GPipe, model: nn.Sequential, x: Tensor, y: Tensor, loss_fn: Lo
     K, M = pipe.K, pipe.chunks
     report = Report(losses=losses, samples_per_s=len(losses) * x.shape[0] / elapsed)
     report.bubble_measured = pipe.trace.bubble() if pipe.trace else 0.0
-    report.bubble_theory = bubble_fraction(K, M)
+    report.bubble_theory = bubble_fraction(M, K)
     ref = copy.deepcopy(model).cpu()
     xc, yc = x.cpu(), y.cpu()
     times = interleaved_times({"pipe": lambda: pipe.step(x, y, loss_fn, seed=0),

@@ -11,6 +11,8 @@ checks against measurements:
   Without re-materialisation a stage keeps every layer's activations for the
   whole batch: O(N * L/K) per stage, O(N * L) for the pipeline.
 
+Every function takes M before K, as the schedules do (``gpipe_schedule(M, K)``).
+
 Memory is counted in *units*: one sample's activation at one layer boundary.
 Multiply by the bytes of such an activation to get bytes.
 """
@@ -18,49 +20,49 @@ Multiply by the bytes of such an activation to get bytes.
 from __future__ import annotations
 
 
-def _check(K: int, M: int) -> None:
+def _check(M: int, K: int) -> None:
     if K < 1 or M < 1:
         raise ValueError(f"K and M must be at least 1 (got K={K}, M={M})")
 
 
-def bubble_fraction(K: int, M: int) -> float:
+def bubble_fraction(M: int, K: int) -> float:
     """Idle fraction of a fill-drain pipeline: (K-1)/(M+K-1)."""
-    _check(K, M)
+    _check(M, K)
     return (K - 1) / (M + K - 1)
 
 
-def ideal_speedup(K: int, M: int) -> float:
+def ideal_speedup(M: int, K: int) -> float:
     """Speedup of K equal stages over one device doing the same micro-batched work.
 
     One device needs K*M stage-slots; the pipeline needs M+K-1 slots.
     """
-    _check(K, M)
+    _check(M, K)
     return K * M / (M + K - 1)
 
 
-def schedule_ticks(K: int, M: int) -> int:
+def schedule_ticks(M: int, K: int) -> int:
     """Clock ticks of a GPipe step with unit-time forward and backward: 2(M+K-1)."""
-    _check(K, M)
+    _check(M, K)
     return 2 * (M + K - 1)
 
 
-def memory_units_rematerialized(N: int, L: int, K: int, M: int) -> float:
+def memory_units_rematerialized(N: int, L: int, M: int, K: int) -> float:
     """Activation units one stage holds with re-materialisation: N + (L/K)(N/M)."""
-    _check(K, M)
+    _check(M, K)
     return N + (L / K) * (N / M)
 
 
 def memory_units_stored(N: int, L: int, K: int) -> float:
     """Activation units one stage holds without re-materialisation: N * L/K."""
-    _check(K, 1)
+    _check(1, K)
     return N * L / K
 
 
-def memory_units_cheatsheet(N: int, L: int, K: int, M: int) -> float:
+def memory_units_cheatsheet(N: int, L: int, M: int, K: int) -> float:
     """The often-quoted O(N*L/K + (N/M)*L): the stored cost plus a term.
 
     Kept only so the book can show measured bytes beside it and explain why it
     is not the re-materialised law.
     """
-    _check(K, M)
+    _check(M, K)
     return N * L / K + (N / M) * L

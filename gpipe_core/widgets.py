@@ -31,8 +31,8 @@ def summary(schedule_fn: ScheduleFn, K: int, M: int, N: int = 256, L: int = 24) 
     return {
         "ticks": len(table),
         "bubble_table": fwd.bubble(),
-        "bubble_formula": bubble_fraction(K, M),
-        "memory_remat": memory_units_rematerialized(N, L, K, M),
+        "bubble_formula": bubble_fraction(M, K),
+        "memory_remat": memory_units_rematerialized(N, L, M, K),
         "memory_stored": memory_units_stored(N, L, K),
     }
 

@@ -178,7 +178,7 @@ def test_explorer_slider_redraws_chart_and_bubble(site: Path, server: str, page:
     k_slider = page.locator(".gpipe-explorer input[data-role=K]")
     K, M = int(k_slider.input_value()), int(page.locator(".gpipe-explorer input[data-role=M]").input_value())
     before = _explorer_state(page)
-    assert before["bubble"] == f"{bubble_fraction(K, M):.3f}"
+    assert before["bubble"] == f"{bubble_fraction(M, K):.3f}"
     assert _ticks(before["actions"]) == _expected_ticks("gpipe", K, M)
 
     k_slider.focus()
@@ -188,8 +188,8 @@ def test_explorer_slider_redraws_chart_and_bubble(site: Path, server: str, page:
     assert int(k_slider.input_value()) == K + 2
     assert after["actions"] != before["actions"], "moving K did not redraw the chart"
     assert len(after["actions"]) == 2 * (K + 2) * M
-    assert after["bubble"] == f"{bubble_fraction(K + 2, M):.3f}" != before["bubble"]
-    assert after["formula"].endswith(f"= {bubble_fraction(K + 2, M):.3f}")
+    assert after["bubble"] == f"{bubble_fraction(M, K + 2):.3f}" != before["bubble"]
+    assert after["formula"].endswith(f"= {bubble_fraction(M, K + 2):.3f}")
     assert _ticks(after["actions"]) == _expected_ticks("gpipe", K + 2, M)
 
     page.select_option(".gpipe-explorer select[data-role=schedule]", "1f1b")
@@ -214,7 +214,7 @@ def test_explorer_data_is_gpipe_cores_tables(site: Path) -> None:
                     got = entry["ticks"][j]
                     want = sorted(((a.kind != "F", a.microbatch), t) for a, t in where.items() if a.stage == j)
                     assert got == [t for _, t in want], (name, K, M, j)
-                assert entry["bubble_formula"] == pytest.approx(bubble_fraction(K, M), abs=1e-6)
+                assert entry["bubble_formula"] == pytest.approx(bubble_fraction(M, K), abs=1e-6)
 
 
 def test_launch_buttons_point_at_the_repository(site: Path) -> None:

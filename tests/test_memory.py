@@ -56,8 +56,8 @@ def test_recomputation_saves_memory() -> None:
 
 def test_theory_formulas() -> None:
     assert bubble_fraction(4, 4) == pytest.approx(3 / 7)
-    assert bubble_fraction(1, 5) == 0
+    assert bubble_fraction(5, 1) == 0
     assert memory_units_rematerialized(N=64, L=8, K=2, M=4) == 64 + 4 * 16
     assert memory_units_stored(N=64, L=8, K=2) == 256
     with pytest.raises(ValueError):
-        bubble_fraction(0, 3)
+        bubble_fraction(3, 0)

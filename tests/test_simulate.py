@@ -17,7 +17,7 @@ def test_unit_costs_reproduce_the_formula(K: int, M: int) -> None:
     for make in (gpipe_schedule, one_f_one_b_schedule):
         trace = simulate(make(M, K), K)
         assert trace.span == 2 * (M + K - 1)
-        assert trace.bubble() == pytest.approx(bubble_fraction(K, M))
+        assert trace.bubble() == pytest.approx(bubble_fraction(M, K))
 
 
 def test_uneven_stage_is_the_bottleneck() -> None:

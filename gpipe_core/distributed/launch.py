@@ -51,7 +51,7 @@ def measure(pipe: DistributedPipe, model: nn.Sequential, x: Tensor, y: Tensor, l
                         memory_note="not measured distributed (torch's PipelineStage keeps the activations; "
                                     "gpipe train without --distributed measures them against the law)")
         report.bubble_measured = trace.bubble() if trace else 0.0
-        report.bubble_theory = bubble_fraction(pipe.K, pipe.chunks)
+        report.bubble_theory = bubble_fraction(pipe.chunks, pipe.K)
         ref = copy.deepcopy(whole).to(pipe.device)
         ref.zero_grad(set_to_none=True)
         sequential_step(ref, x.to(pipe.device), y.to(pipe.device), loss_fn, balance=pipe.balance,
