@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup train test lint book browser bench gpu clean
+.PHONY: setup train test lint book browser bubblewrap bench gpu clean
 
 setup: $(STAMP)
 
@@ -19,13 +19,17 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(VENV)/bin/gpipe train
 
-test: $(STAMP) browser
+test: $(STAMP) browser bubblewrap
 	$(VENV)/bin/ruff check .
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
 
 # The book's browser tests drive Debian's Chromium (Playwright's own browser download does not work here).
 browser:
 	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+
+# The grader runs every learner notebook inside Debian's bubblewrap sandbox (autograder/README.md).
+bubblewrap:
+	@command -v bwrap >/dev/null || { apt-get update -q && apt-get install -y -q bubblewrap; }
 
 # The course site into _build/html, pages executed on gpipe_core (cached), warnings as errors.
 book: $(STAMP)

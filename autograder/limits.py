@@ -1,17 +1,26 @@
-"""Time and memory limits for grading one notebook, sized per assignment.
+"""Time, memory, process, disk and output limits for grading one notebook, sized per assignment.
 
-A learner's endless loop, ``os._exit`` or runaway allocation must cost the
-grader a bounded amount of time and memory, never the rest of the class. Three
-limits do that, all on by default:
+A learner's endless loop, ``os._exit``, fork bomb, runaway allocation or flood
+of output must cost the grader a bounded amount of time, memory and disk,
+never the rest of the class. The limits, all on by default (the sandbox in
+:mod:`autograder.sandbox` applies them to the notebook's whole process tree):
 
 * ``cell_timeout_s``: a cell running longer is interrupted (nbgrader's
   ``Execute.timeout`` with ``interrupt_on_timeout``); a kernel that ignores the
   interrupt is restarted.
 * ``notebook_timeout_s``: the whole notebook, restarts included; cells not run
   by then score 0.
-* ``memory_mb``: the kernel's address space (``RLIMIT_AS``), so an oversized
+* ``memory_mb``: the whole sandbox's memory (a cgroup where one can be made)
+  and each process's address space (``RLIMIT_AS``), so an oversized
   allocation raises ``MemoryError`` in that cell instead of swapping the grading
   machine to death. 0 turns it off.
+* ``processes``: tasks (processes and threads) in the sandbox; a fork bomb stops there.
+* ``file_mb`` per file written and ``scratch_mb`` for the sandbox's whole
+  writable disk (a tmpfs); ``cpu_s`` of CPU time per process.
+* ``output_bytes_cell`` and ``output_bytes_notebook``: bytes (not lines) of
+  output kept per cell and per notebook; the rest is cut with a note.
+* ``probe_timeout_s``: one sandboxed probe run (the judge's questions to the
+  learner's functions).
 
 The per-assignment values are about ten times the slowest graded cell of the
 solution notebook measured on 2 CPU cores, so a slow machine never costs a
@@ -31,6 +40,14 @@ class Limits:
     cell_timeout_s: int = 120
     notebook_timeout_s: int = 600
     memory_mb: int = 4096
+    processes: int = 256
+    file_mb: int = 64
+    scratch_mb: int = 256
+    cpu_s: int = 900
+    output_bytes_cell: int = 100_000
+    output_bytes_notebook: int = 2_000_000
+    probe_timeout_s: int = 120
+    threads: int = 2  # torch's intra-op threads in the sandbox: grading runs --jobs at once on few cores
 
 
 DEFAULT = Limits()
@@ -42,13 +59,17 @@ PER_ASSIGNMENT: dict[str, Limits] = {
     "03_scheduler": Limits(cell_timeout_s=30, notebook_timeout_s=180),
     "04_recomputation": Limits(cell_timeout_s=60, notebook_timeout_s=300),
     "05_assembling": Limits(cell_timeout_s=60, notebook_timeout_s=300),
+    "06_distributed": Limits(cell_timeout_s=120, notebook_timeout_s=400),
 }
 
 ENV = {
     "cell_timeout_s": "GPIPE_GRADE_CELL_TIMEOUT",
     "notebook_timeout_s": "GPIPE_GRADE_NOTEBOOK_TIMEOUT",
     "memory_mb": "GPIPE_GRADE_MEMORY_MB",
+    "processes": "GPIPE_GRADE_PROCESSES",
 }
+
+UNITS = {"memory_mb": "MB", "processes": "processes"}
 
 
 def limits_for(assignment: str | None, environ: dict[str, str] | None = None) -> Limits:
@@ -62,5 +83,5 @@ def limits_for(assignment: str | None, environ: dict[str, str] | None = None) ->
                 overrides[field] = int(environ[var])
             except ValueError:
                 raise ValueError(f"{var}={environ[var]!r} is not a whole number of "
-                                 f"{'MB' if field == 'memory_mb' else 'seconds'}") from None
+                                 f"{UNITS.get(field, 'seconds')}") from None
     return replace(limits, **overrides)

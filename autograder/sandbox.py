@@ -1,53 +1,226 @@
-"""Start a grading kernel under resource limits, then become it.
+"""Run a learner's code where it can harm nothing but its own result: a bubblewrap sandbox.
 
-The grader's kernel manager launches ``python sandbox.py --memory-mb N -- <kernel command>``
-instead of the kernel command itself. This script sets the limits on its own
-process and then ``exec``s the kernel, so the limits hold for everything the
-learner's code does and nothing is left running between the two.
+A learner's notebook is untrusted code. Run as the instructor, inside the
+repository, it could read ``solutions/``, rewrite the gradebook, kill a
+classmate's kernel or leave a process behind that edits ``grades.csv`` later.
+:func:`run_sandboxed` runs a command so that none of that is possible:
 
-* ``RLIMIT_AS`` (address space) = N MB: an oversized allocation fails inside the
-  learner's cell (``MemoryError`` / torch's "can't allocate memory") instead of
-  driving the machine into swap or the kernel OOM killer.
-* ``RLIMIT_CORE`` = 0: a crashing kernel leaves no core dump behind.
-* GPUs are hidden (``CUDA_VISIBLE_DEVICES=""``): CUDA reserves far more address
-  space than any sensible limit, and grades must not depend on the hardware
-  the grader happens to have. Every notebook runs on CPU by design.
+* bubblewrap (Debian package ``bubblewrap``, ``make bubblewrap``) gives it new
+  PID, network, mount, user, IPC and UTS namespaces. It sees a read-only
+  ``/usr`` and ``/etc``, the read-only Python environment, a read-only
+  *grading view* of ``gpipe_core`` at ``/grading`` (``PYTHONPATH``) and a
+  small writable tmpfs ``/scratch`` (its working directory) in which only the
+  files of the host ``scratch`` folder appear. No repository, no
+  ``solutions/``, no ``instructor/``, no other submission, no network.
+* It runs under its own uid (one per sandbox, outside any real account), so
+  even a process that escaped the namespaces would own nothing of the grader's.
+  When the grader runs as root, a small trusted helper (this file run as a
+  script) first binds every path the sandbox needs into a private staging
+  tmpfs, because the sandbox uid cannot walk into ``/root`` or a 0700 temp dir.
+* Its whole process tree is limited: memory and task count by a cgroup
+  (:mod:`autograder.treelimits`) where the grader may create one, and always
+  per process by ``RLIMIT_AS``/``RLIMIT_NPROC`` (the latter counts the
+  sandbox's own uid, so the total is bounded even without cgroups), plus
+  ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` and the tmpfs size for disk, and byte caps on
+  what it prints. When the command ends or times out, everything it started
+  dies with it (``--die-with-parent``, PID namespace), and any process still
+  owned by its uid is killed and reported.
 
-It is a plain script (standard library only) so it starts in milliseconds.
+:func:`sandbox_available` says whether bubblewrap works here. Without it the
+grader can run with ``--no-sandbox`` (README.md, "Grading without the
+sandbox"): limits still apply, isolation is lost.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
-import resource
+import shutil
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .limits import Limits
+from .treelimits import TreeLimits
+
+GRADING_VIEW = "/grading"  # where the view of gpipe_core is mounted; on PYTHONPATH inside
+SCRATCH = "/scratch"  # the sandbox's working directory (tmpfs)
+UID_BASE = 1_000_000  # sandbox uids: UID_BASE + the grading process's pid, never a real account
+INNER_UID = 1000  # the uid the learner's code sees
 
 
-def apply_limits(memory_mb: int) -> None:
-    """Limit this process (and what it execs) to ``memory_mb`` of address space; 0 means unlimited."""
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if memory_mb > 0:
-        size = memory_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (size, size))
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+@dataclass(frozen=True)
+class SandboxResult:
+    returncode: int
+    stdout: bytes  # at most limits.output_bytes_notebook
+    stderr: bytes  # idem
+    timed_out: bool
+    killed_reason: str | None  # why the sandbox was stopped or limited, for the log line; None if it was not
 
 
-def main(argv: list[str]) -> None:
-    if "--" not in argv:
-        raise SystemExit("usage: sandbox.py --memory-mb N -- KERNEL_COMMAND...")
-    split = argv.index("--")
-    options, command = argv[:split], argv[split + 1:]
-    memory_mb = 0
-    for option in options:
-        if option.startswith("--memory-mb="):
-            memory_mb = int(option.split("=", 1)[1])
-        else:
-            raise SystemExit(f"sandbox.py: unknown option {option!r} (known: --memory-mb=N)")
-    if not command:
-        raise SystemExit("sandbox.py: no kernel command after '--'")
-    apply_limits(memory_mb)
-    os.execv(command[0], command)
+class SandboxUnavailable(RuntimeError):
+    pass
 
 
-if __name__ == "__main__":
-    main(sys.argv[1:])
+@functools.lru_cache(maxsize=1)
+def sandbox_available() -> bool:
+    """True if bubblewrap can start a sandbox here (installed, and namespaces allowed)."""
+    if not shutil.which("bwrap"):
+        return False
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            result = run_sandboxed(["/bin/true"], scratch=Path(scratch), limits=Limits(), view=None, timeout=30)
+        except (OSError, SandboxUnavailable):
+            return False
+    return result.returncode == 0
+
+
+def _python_paths() -> list[str]:
+    """The folders the Python environment lives in (venv, base install, the interpreter's own dir)."""
+    paths = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))}
+    out: list[str] = []
+    for p in sorted(paths, key=len):  # drop folders inside one already listed
+        if not any(p == q or p.startswith(q.rstrip("/") + "/") for q in out):
+            out.append(p)
+    return out
+
+
+def _mounts(scratch: Path, view: Path | None) -> list[tuple[str, str, str]]:
+    """(kind, source, dest) for every host path the sandbox sees; kind is 'ro' or 'rw'."""
+    mounts = [("ro", "/usr", "/usr"), ("ro", "/etc", "/etc")]
+    mounts += [("ro", p, p) for p in _python_paths()]
+    if view is not None:
+        mounts.append(("ro", str(Path(view).resolve()), GRADING_VIEW))
+    for f in sorted(Path(scratch).iterdir()):
+        if f.is_symlink() or not f.is_file():
+            raise ValueError(f"scratch may hold regular files only, not {f}")
+        mounts.append(("rw", str(f.resolve()), f"{SCRATCH}/{f.name}"))
+    return mounts
+
+
+def _bwrap_args(mounts: list[tuple[str, str, str]], limits: Limits) -> list[str]:
+    args = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--uid", str(INNER_UID), "--gid", str(INNER_UID),
+            "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--size", str(limits.scratch_mb << 20), "--tmpfs", SCRATCH, "--chdir", SCRATCH, "--clearenv"]
+    for name in ("bin", "lib", "lib64", "sbin"):
+        target = f"/{name}"
+        if os.path.islink(target):
+            args += ["--symlink", os.readlink(target), target]
+        elif os.path.isdir(target):
+            args += ["--ro-bind", target, target]
+    for kind, src, dest in mounts:
+        args += ["--ro-bind" if kind == "ro" else "--bind", src, dest]
+    return args
+
+
+def _environment(limits: Limits, extra: dict[str, str] | None) -> list[str]:
+    env = {"PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin", "HOME": SCRATCH, "LANG": "C.UTF-8",
+           "PYTHONPATH": GRADING_VIEW, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
+           "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(limits.threads), "MKL_NUM_THREADS": str(limits.threads),
+           "JUPYTER_PLATFORM_DIRS": "1", **(extra or {})}
+    return [a for k, v in env.items() for a in ("--setenv", k, v)]
+
+
+def run_sandboxed(argv: list[str], *, scratch: Path, limits: Limits, view: Path | None, timeout: float,
+                  stdin: bytes | None = None, env: dict[str, str] | None = None) -> SandboxResult:
+    """Run ``argv`` in a fresh sandbox whose working directory ``/scratch`` shows the files of ``scratch``.
+
+    Only the regular files present in ``scratch`` when this is called appear in
+    the sandbox, writable (so a command can write its answer into a file the
+    caller created empty); files it creates itself live in the sandbox's tmpfs
+    and vanish with it. ``view`` (a folder holding the ``gpipe_core`` package
+    to import, or None) is mounted read-only on ``PYTHONPATH``. Returns when
+    every process of the sandbox has ended.
+    """
+    if not shutil.which("bwrap"):
+        raise SandboxUnavailable("bubblewrap is not installed: run `make bubblewrap` (Debian package "
+                                 "bubblewrap), or grade with --no-sandbox (autograder/README.md)")
+    uid = UID_BASE + os.getpid()
+    scratch = Path(scratch)
+    for f in scratch.iterdir():  # the sandbox uid must be able to write the files it is given
+        if f.is_file() and not f.is_symlink() and os.geteuid() == 0:
+            os.chown(f, uid, uid)
+    spec = {"mounts": _mounts(scratch, view), "uid": uid, "limits": limits.__dict__,
+            "bwrap": None, "argv": list(argv)}
+    spec["bwrap"] = _bwrap_args(spec["mounts"], limits) + _environment(limits, env)
+    tree = TreeLimits.create(f"gpipe-{uid}-{time.monotonic_ns()}", limits)
+    try:
+        helper = [sys.executable, "-S", "-I", str(Path(__file__).with_name("sandbox_helper.py")),
+                  json.dumps(spec), *tree.join_args()]
+        return _supervise(helper, stdin, timeout, limits, tree, uid)
+    finally:
+        tree.remove()
+
+
+def _supervise(helper: list[str], stdin: bytes | None, timeout: float, limits: Limits, tree: TreeLimits,
+               uid: int) -> SandboxResult:
+    proc = subprocess.Popen(helper, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    cap = limits.output_bytes_notebook
+    out, err = bytearray(), bytearray()
+    readers = [threading.Thread(target=_drain, args=(pipe, buf, cap), daemon=True)
+               for pipe, buf in ((proc.stdout, out), (proc.stderr, err))]
+    for r in readers:
+        r.start()
+    if stdin is not None:
+        threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        proc.kill()  # bwrap; its init dies with it (--die-with-parent) and takes the PID namespace along
+        proc.wait()
+    for r in readers:
+        r.join(timeout=5)
+    reasons = [f"ran longer than {timeout:g} s and was stopped"] if timed_out else []
+    reasons += tree.events()
+    leftover = tree.kill_all() + _kill_uid(uid)
+    if leftover:
+        reasons.append(f"{leftover} process(es) still running after the sandbox ended were killed")
+    if len(out) >= cap or len(err) >= cap:
+        reasons.append(f"output beyond {cap} bytes was cut")
+    return SandboxResult(proc.returncode, bytes(out), bytes(err), timed_out, "; ".join(reasons) or None)
+
+
+def _drain(pipe, buf: bytearray, cap: int) -> None:  # noqa: ANN001 - a binary pipe
+    while chunk := pipe.read1(65536) if hasattr(pipe, "read1") else pipe.read(65536):
+        if len(buf) < cap:
+            buf += chunk[:cap - len(buf)]
+
+
+def _feed(pipe, data: bytes) -> None:  # noqa: ANN001 - a binary pipe
+    try:
+        pipe.write(data)
+        pipe.close()
+    except OSError:
+        pass
+
+
+def _kill_uid(uid: int) -> int:
+    """SIGKILL every live process whose real uid is ``uid`` (none should be left); returns how many there were."""
+    killed: set[int] = set()
+    for _ in range(50):
+        found = set()
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                fields = dict(ln.split(":", 1) for ln in status.read_text().splitlines() if ":" in ln)
+            except (OSError, ValueError):
+                continue
+            if fields.get("Uid", "").split()[:1] == [str(uid)] and not fields.get("State", "").strip().startswith("Z"):
+                found.add(int(status.parent.name))
+        if not found:
+            break
+        for pid in found:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        killed |= found
+        time.sleep(0.02)
+    return len(killed)
