@@ -1,8 +1,10 @@
 """The ``gpipe`` command: train, sweep, schedule.
 
-``gpipe train`` is the module's main job: it trains a deep model on a learnable
-task through the pipeline and reports what was measured (loss, throughput,
-speedup, bubble, activation memory, gradient agreement). ``gpipe sweep`` runs
+``gpipe train`` is the module's main job: it trains a deep model (or, with
+``--model gpt``, a small language model) through the pipeline and reports what
+was measured (loss, throughput, speedup two honest ways, bubble, activation
+memory, gradient agreement). The model, data and training loop live in
+:mod:`gpipe_core.training`, shared with the distributed worker. ``gpipe sweep`` runs
 the sensitivity-to-M experiment, ``gpipe schedule`` prints a schedule table.
 """
 
@@ -10,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from .schedule import SCHEDULES, render
+from .training import MODELS
 
 
 def _devices(choice: str, K: int) -> list[str] | None:
@@ -41,44 +43,34 @@ def _int_list(text: str) -> list[int]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     if args.distributed:  # one process per stage on torch.distributed.pipelining, started by torchrun
-        from .distributed import launch
+        from .distributed.launch import launch
 
         return launch(args)
-    from tqdm import tqdm
-
-    from .models import residual_mlp, teacher_task
+    from .common import default_threads
     from .pipe import GPipe
     from .report import measure
+    from .training import loss_warning, make_task, run_steps, save_gantt
 
-    torch.manual_seed(args.seed)
-    model = residual_mlp(args.layers, args.hidden_dim, classes=10, dropout=args.dropout)
-    x, y = teacher_task(args.batch_size, args.hidden_dim, classes=10, seed=args.seed)
-    pipe = GPipe(model, partitions=args.partitions, chunks=args.micro_batches,
+    task = make_task(args)
+    threads = default_threads(args.partitions)
+    pipe = GPipe(task.model, partitions=args.partitions, chunks=args.micro_batches,
                  devices=_devices(args.device, args.partitions), checkpoint=args.checkpoint,
-                 schedule=args.schedule)
-    loss_fn = nn.functional.cross_entropy
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    print(f"gpipe train: {args.layers} layers of width {args.hidden_dim}, balance {pipe.balance} on "
-          f"{[str(d) for d in pipe.devices]}, M={args.micro_batches}, batch {args.batch_size}, "
-          f"checkpoint={args.checkpoint}, schedule={args.schedule}")
-    losses = []
-    start = time.perf_counter()
-    for _ in tqdm(range(args.steps), desc="training", unit="step", file=sys.stderr, disable=args.quiet):
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(pipe.step(x, y, loss_fn).item())
-        optimizer.step()
-    elapsed = time.perf_counter() - start
-    report = measure(pipe, model, x, y, loss_fn, losses, elapsed)
-    print(report.text(pipe.K, pipe.chunks))
-    if args.gantt:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        ax = pipe.trace.gantt(title=f"K={pipe.K}, M={pipe.chunks}: measured step")
-        ax.figure.savefig(args.gantt, dpi=120, bbox_inches="tight")
-        print(f"Gantt chart of the last step written to {args.gantt}")
-    if len(losses) > 1 and not losses[-1] < losses[0]:
-        print("warning: the loss did not fall; try more --steps or a smaller --lr", file=sys.stderr)
+                 schedule=args.schedule, deferred_batch_norm=args.deferred_batch_norm, threads_per_stage=threads)
+    optimizer = torch.optim.Adam(task.model.parameters(), lr=args.lr)
+    print(f"gpipe train: {task.description}, balance {pipe.balance} on {[str(d) for d in pipe.devices]}, "
+          f"M={args.micro_batches}, batch {args.batch_size}, checkpoint={args.checkpoint}, schedule={args.schedule}"
+          + (", deferred BatchNorm" if args.deferred_batch_norm else ""))
+    with pipe:
+        run = run_steps(lambda x, y: pipe.step(x, y, task.loss_fn), optimizer, task, args.steps,
+                        progress=not args.quiet)
+        report = measure(pipe, task, run, threads, schedule=args.schedule)
+        print(report.text(pipe.K, pipe.chunks))
+        if args.gantt:
+            save_gantt(pipe.trace, args.gantt, f"K={pipe.K}, M={pipe.chunks}: measured step")
+            print(f"Gantt chart of the last step written to {args.gantt}")
+    warning = loss_warning(run.losses)
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
 
 
@@ -125,20 +117,27 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--seed", type=int, default=0)
 
     train = sub.add_parser("train", parents=[common], help="train a model through the pipeline and report")
+    train.add_argument("--model", choices=MODELS, default="mlp",
+                       help="mlp: residual MLP on a teacher's labels; bn: the same with BatchNorm; "
+                            "gpt: a small decoder on the shipped Shakespeare text (default mlp)")
     train.add_argument("--micro-batches", "-M", type=int, default=8, help="micro-batches M (default 8)")
-    train.add_argument("--layers", type=int, default=16, help="layers L, the last one is the classifier")
-    train.add_argument("--hidden-dim", type=int, default=256)
-    train.add_argument("--batch-size", type=int, default=256)
+    train.add_argument("--layers", type=int, help="layers L, head included (mlp, bn: 16) or decoder blocks (gpt: 4)")
+    train.add_argument("--hidden-dim", type=int, help="width (mlp, bn: 512; gpt: 128)")
+    train.add_argument("--batch-size", type=int, help="samples or sequences per step (mlp, bn: 512; gpt: 32)")
+    train.add_argument("--heads", type=int, default=4, help="gpt: attention heads (default 4)")
+    train.add_argument("--context", type=int, default=64, help="gpt: tokens per sequence (default 64)")
     train.add_argument("--checkpoint", choices=["always", "except_last", "never"], default="except_last")
+    train.add_argument("--deferred-batch-norm", action="store_true",
+                       help="BatchNorm running statistics from the whole batch, once per step (see --model bn)")
     train.add_argument("--steps", type=int, default=10)
-    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--lr", type=float, help="Adam learning rate (mlp, bn: 1e-3; gpt: 3e-3)")
     train.add_argument("--dropout", type=float, default=0.1)
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     train.add_argument("--gantt", metavar="FILE.png", help="draw the last step's measured Gantt chart")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     multi = train.add_argument_group("distributed (torch.distributed.pipelining, one process per stage)")
     multi.add_argument("--distributed", action="store_true", help="launch K processes with torchrun instead of "
-                       "K threads (gloo on CPU, NCCL on GPUs); see gpipe_core/distributed.py")
+                       "K threads (gloo on CPU, NCCL on GPUs); see gpipe_core/distributed/")
     multi.add_argument("--nnodes", type=int, default=1, help="machines taking part (torchrun --nnodes)")
     multi.add_argument("--node-rank", type=int, default=0, help="this machine's index, 0 on the one at --rdzv-endpoint")
     multi.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="machine 0's address, the same on every machine")

@@ -6,7 +6,11 @@ layers the partitioner balances. Two families:
 * :func:`mlp`: ``Linear(H, H) + ReLU`` blocks, the plain stack the benchmarks
   and the paper-style measurements use (every layer costs the same);
 * :func:`residual_mlp`: pre-norm residual blocks with dropout, which train
-  reliably at any depth, for ``gpipe train``.
+  reliably at any depth, for ``gpipe train``;
+* :func:`bn_mlp`: the same depth with BatchNorm blocks, the layer that mixes
+  samples and so tells micro-batches from the full batch (deferred BatchNorm).
+
+The language model lives in :mod:`gpipe_core.gpt`.
 
 :func:`teacher_task` makes a classification problem a deep model can learn in a
 few steps: labels come from a fixed random linear teacher.
@@ -50,6 +54,32 @@ def residual_mlp(layers: int, hidden: int, classes: int, dropout: float = 0.0) -
         raise ValueError(f"residual_mlp needs at least 2 layers (blocks plus the head), got {layers}")
     head = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, classes))
     return nn.Sequential(*[ResidualBlock(hidden, dropout) for _ in range(layers - 1)], head)
+
+
+class BatchNormBlock(nn.Module):
+    """x + Dropout(ReLU(BatchNorm(Linear(x)))): a residual layer whose normalisation mixes the samples."""
+
+    def __init__(self, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fc = nn.Linear(hidden, hidden)
+        self.norm = nn.BatchNorm1d(hidden)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.drop(torch.relu(self.norm(self.fc(x))))
+
+
+def bn_mlp(layers: int, hidden: int, classes: int, dropout: float = 0.0) -> nn.Sequential:
+    """``layers`` items: an input BatchNorm, ``layers - 2`` BatchNorm residual blocks and a linear head.
+
+    The first item normalises the raw inputs, so its statistics do not depend
+    on any earlier normalisation: that is the layer whose running statistics
+    deferred BatchNorm makes equal to the full-batch model's.
+    """
+    if layers < 3:
+        raise ValueError(f"bn_mlp needs at least 3 layers (input norm, a block, the head), got {layers}")
+    return nn.Sequential(nn.BatchNorm1d(hidden), *[BatchNormBlock(hidden, dropout) for _ in range(layers - 2)],
+                         nn.Linear(hidden, classes))
 
 
 def teacher_task(samples: int, hidden: int, classes: int = 10, seed: int = 0) -> tuple[Tensor, Tensor]:

@@ -41,8 +41,8 @@ flags as ``gpipe train``; two machines add ``--nnodes 2 --node-rank R
 """
 
 from .group import default_device, init, one_process
-from .launch import launch, main, torchrun_command, train, worker_argv
+from .launch import launch, torchrun_command, train, worker_argv
 from .pipe import SCHEDULES, DistributedPipe
 
-__all__ = ["SCHEDULES", "DistributedPipe", "default_device", "init", "launch", "main", "one_process",
+__all__ = ["SCHEDULES", "DistributedPipe", "default_device", "init", "launch", "one_process",
            "torchrun_command", "train", "worker_argv"]

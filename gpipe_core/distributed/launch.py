@@ -1,125 +1,114 @@
-"""`gpipe train --distributed` and `torchrun -m gpipe_core.distributed`: start, train, report."""
+"""`gpipe train --distributed`: start torchrun; and the job each of its workers runs.
+
+The launcher half (:func:`launch`, :func:`torchrun_command`, :func:`worker_argv`)
+turns the ``gpipe train`` flags into a torchrun command line. The worker half
+(:func:`train`, :func:`measure`) is ``gpipe train`` itself on one process per
+stage: the same task, loop and report as the thread engine's
+(:mod:`gpipe_core.training`, :mod:`gpipe_core.report`), with the collective
+parts in between. The worker's entry point is ``gpipe_core/distributed/__main__.py``,
+which nothing imports, so this module never needs the command-line module.
+"""
 
 from __future__ import annotations
 
 import argparse
 import copy
-import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
 
-from ..stage import LossFn
+from ..experiments import interleaved_times, plain_step
+from ..reference import sequential_step
+from ..report import Report, max_grad_diff, start_report, time_speed
 from ..trace import Trace
-from .group import NoTorchrun, init
+from ..training import Run, Task, loss_warning, make_task, run_steps, save_gantt
+from .group import init
 from .pipe import SCHEDULES, DistributedPipe
 
 LAUNCH_FLAGS = ("distributed", "nnodes", "node_rank", "rdzv_endpoint")  # the launcher's own flags
 
 
-def measure(pipe: DistributedPipe, model: nn.Sequential, x: Tensor, y: Tensor, loss_fn: LossFn,
-            losses: list[float], elapsed: float, trace: Trace | None, repeats: int = 3) -> Any:
+def measure(pipe: DistributedPipe, task: Task, run: Run, trace: Trace | None, schedule: str,
+            repeats: int = 3) -> Report | None:
     """Collective: the ``gpipe train`` report on rank 0 (None elsewhere), as :func:`gpipe_core.report.measure`.
 
     The largest gradient difference of one more step against
     :func:`~gpipe_core.reference.sequential_step` (on rank 0, from the gathered
     model), the bubble of the gathered trace, and one pipelined step timed on
-    rank 0 beside the plain model's step, round-robin. Activation memory per
-    stage is not measured here: torch's ``PipelineStage`` holds the activations.
+    rank 0 beside the same micro-batches through one stage with one process's
+    threads and beside the plain model on every core, round-robin. Activation
+    memory per stage is not measured here: torch's ``PipelineStage`` holds the
+    activations.
     """
-    import statistics
-
-    from ..experiments import interleaved_times, plain_step, with_threads
-    from ..reference import gradients, sequential_step
-    from ..report import Report
-    from ..theory import bubble_fraction
-
+    x, y = run.last if run.last is not None else next(task.batches)
     for p in pipe.module.parameters():
         p.grad = None
-    pipe.step(x, y, loss_fn, seed=1234)
+    pipe.step(x, y, task.loss_fn, seed=1234)
     whole = pipe.gather_model()
     report, ref = None, None
+    xd, yd = x.to(pipe.device), y.to(pipe.device)
     if whole is not None:  # rank 0
-        report = Report(losses=losses, samples_per_s=len(losses) * x.shape[0] / elapsed,
-                        memory_note="not measured distributed (torch's PipelineStage keeps the activations; "
-                                    "gpipe train without --distributed measures them against the law)")
+        report = start_report(run, task, pipe.K, pipe.chunks, schedule)
+        report.memory_note = ("not measured distributed (torch's PipelineStage keeps the activations; "
+                              "gpipe train without --distributed measures them against the law)")
         report.bubble_measured = trace.bubble() if trace else 0.0
-        report.bubble_theory = bubble_fraction(pipe.chunks, pipe.K)
+        report.threads_per_stage = torch.get_num_threads()
+        report.separate_devices = pipe.device.type == "cuda"
         ref = copy.deepcopy(whole).to(pipe.device)
         ref.zero_grad(set_to_none=True)
-        sequential_step(ref, x.to(pipe.device), y.to(pipe.device), loss_fn, balance=pipe.balance,
-                        chunks=pipe.chunks, seed=1234)
-        diffs = [(a - b.cpu()).abs().max().item() for a, b in zip(gradients(whole), gradients(ref))
-                 if a is not None and b is not None]
-        report.max_grad_diff = max(diffs, default=0.0)
+        sequential_step(ref, xd, yd, task.loss_fn, balance=pipe.balance, chunks=pipe.chunks, seed=1234)
+        report.max_grad_diff = max_grad_diff(whole, ref)
 
-    def sequential() -> None:  # rank 0 runs the plain model while the others wait for the next step
-        if ref is not None:
-            plain_step(ref, x.to(pipe.device), y.to(pipe.device), loss_fn)
+    def rank0(fn: Callable[[], object]) -> Callable[[], None]:  # rank 0 works while the others wait
+        return lambda: None if ref is None else fn()
 
-    times = interleaved_times({"pipe": lambda: pipe.step(x, y, loss_fn, seed=0),
-                               "sequential": with_threads(os.cpu_count() or 1, sequential)}, repeats)
+    one_stage = rank0(lambda: sequential_step(ref, xd, yd, task.loss_fn, chunks=pipe.chunks))
+    plain = rank0(lambda: plain_step(ref, xd, yd, task.loss_fn))
     if report is not None:
-        report.step_s = statistics.median(times["pipe"])
-        report.sequential_s = statistics.median(times["sequential"])
+        time_speed(report, lambda: pipe.step(x, y, task.loss_fn, seed=0), one_stage, plain, repeats)
+    else:  # the same calls in the same order: pipe.step is collective
+        interleaved_times({"pipe": lambda: pipe.step(x, y, task.loss_fn, seed=0), "one": one_stage,
+                           "plain": plain}, repeats)
     return report
 
 
 def train(args: argparse.Namespace) -> int:
     """``gpipe train`` on one process per stage; every rank runs this, rank 0 prints."""
-    from tqdm import tqdm
-
-    from ..models import residual_mlp, teacher_task
-
     device = init(args.device)
     try:
         rank, world = dist.get_rank(), dist.get_world_size()
         if world != args.partitions:
             raise ValueError(f"--partitions {args.partitions} but torchrun started {world} processes: "
                              f"one process per stage, e.g. torchrun --nproc-per-node {args.partitions}")
-        torch.manual_seed(args.seed)
-        model = residual_mlp(args.layers, args.hidden_dim, classes=10, dropout=args.dropout)
-        x, y = teacher_task(args.batch_size, args.hidden_dim, classes=10, seed=args.seed)
-        pipe = DistributedPipe(model, chunks=args.micro_batches,
+        if args.deferred_batch_norm:
+            raise ValueError("--deferred-batch-norm runs on the thread engine only: drop --distributed or the flag")
+        task = make_task(args)
+        pipe = DistributedPipe(task.model, chunks=args.micro_batches,
                                schedule=args.schedule, checkpoint=args.checkpoint, device=device)
-        loss_fn = nn.functional.cross_entropy
         optimizer = torch.optim.Adam(pipe.module.parameters(), lr=args.lr)
         if rank == 0:
-            backend = dist.get_backend()
-            print(f"gpipe train --distributed: {args.layers} layers of width {args.hidden_dim}, balance "
-                  f"{pipe.balance} on {world} processes ({backend}, {device.type}), M={args.micro_batches}, "
-                  f"batch {args.batch_size}, checkpoint={args.checkpoint}, schedule={args.schedule} "
+            print(f"gpipe train --distributed: {task.description}, balance {pipe.balance} on {world} processes "
+                  f"({dist.get_backend()}, {device.type}), M={args.micro_batches}, batch {args.batch_size}, "
+                  f"checkpoint={args.checkpoint}, schedule={args.schedule} "
                   f"(torch.distributed.pipelining.{SCHEDULES[args.schedule].__name__})", flush=True)
-        losses = []
         dist.barrier()
-        start = time.perf_counter()
-        for _ in tqdm(range(args.steps), desc="training", unit="step", file=sys.stderr,
-                      disable=args.quiet or rank != 0):
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(pipe.step(x, y, loss_fn).item())
-            optimizer.step()
-        elapsed = time.perf_counter() - start
+        run = run_steps(lambda x, y: pipe.step(x, y, task.loss_fn), optimizer, task, args.steps,
+                        progress=not args.quiet and rank == 0)
         trace = pipe.gather_trace()
-        report = measure(pipe, model, x, y, loss_fn, losses, elapsed, trace)
-        if rank == 0:
+        report = measure(pipe, task, run, trace, args.schedule)
+        if report is not None:
             print(report.text(pipe.K, pipe.chunks))
             if args.gantt and trace is not None:
-                import matplotlib
-
-                matplotlib.use("Agg")
-                ax = trace.gantt(title=f"K={pipe.K} processes, M={pipe.chunks}: measured step "
-                                       f"(torch.distributed.pipelining, {args.schedule})")
-                ax.figure.savefig(args.gantt, dpi=120, bbox_inches="tight")
+                save_gantt(trace, args.gantt, f"K={pipe.K} processes, M={pipe.chunks}: measured step "
+                                              f"(torch.distributed.pipelining, {args.schedule})")
                 print(f"Gantt chart of the last step written to {args.gantt}")
-            if len(losses) > 1 and not losses[-1] < losses[0]:
-                print("warning: the loss did not fall; try more --steps or a smaller --lr", file=sys.stderr)
+            warning = loss_warning(run.losses)
+            if warning:
+                print(warning, file=sys.stderr)
     finally:
         dist.destroy_process_group()
     return 0
@@ -177,18 +166,3 @@ def launch(args: argparse.Namespace) -> int:
         print(f"gpipe: the distributed run failed (torchrun exit code {code}); the failing rank's error is above",
               file=sys.stderr)
     return code
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``torchrun --nproc-per-node K -m gpipe_core.distributed [gpipe train flags]``."""
-    from ..cli import build_parser
-
-    args = build_parser().parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
-    if args.distributed:
-        raise SystemExit("gpipe_core.distributed already runs under torchrun: drop --distributed")
-    try:
-        return train(args)
-    except (ValueError, TypeError, NoTorchrun) as exc:  # a setting that cannot work: say which, as `gpipe train` does
-        rank = os.environ.get("RANK")
-        print(f"gpipe (rank {rank}): {exc}" if rank else f"gpipe: {exc}", file=sys.stderr)
-        return 2
