@@ -8,6 +8,7 @@ both sides together.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -44,6 +45,28 @@ def ratio_spread(a: Timing, b: Timing) -> float:
     return hi - lo
 
 
+def median_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Median of ``values`` and a distribution-free confidence interval for it.
+
+    The interval runs between two order statistics chosen from the binomial
+    distribution (each value falls below the true median with probability 1/2),
+    so it assumes nothing about the shape of the noise, which on a shared
+    machine is skewed. With fewer than 6 values no 95% interval exists and the
+    range (min, max) is returned.
+    """
+    xs = sorted(values)
+    n = len(xs)
+    if n == 0:
+        raise ValueError("median_ci needs at least one value")
+    below = 0.0  # P(Binomial(n, 1/2) < k), grown one k at a time
+    k = 0
+    while k < n // 2 and below + math.comb(n, k) / 2**n <= (1 - confidence) / 2:
+        below += math.comb(n, k) / 2**n
+        k += 1
+    low, high = (xs[k - 1], xs[n - k]) if k > 0 else (xs[0], xs[-1])
+    return statistics.median(xs), low, high
+
+
 @dataclass
 class Row:
     """One line of the table; ``target`` is a bound ('<= 1.03') or '' for an informative row."""
@@ -55,6 +78,8 @@ class Row:
     target: str = ""
     spread: float = 0.0
     detail: str = ""
+    low: float | None = None  # a 95% confidence interval for the value, where the row has one
+    high: float | None = None
 
     @property
     def met(self) -> bool | None:
@@ -62,6 +87,12 @@ class Row:
             return None
         op, bound = self.target.split()
         return self.value <= float(bound) if op == "<=" else self.value >= float(bound)
+
+    @classmethod
+    def estimate(cls, section: str, metric: str, values: list[float], **kw: Any) -> Row:
+        """A row whose value is the median of per-repeat ``values``, with its 95% interval as the spread."""
+        median, low, high = median_ci(values)
+        return cls(section, metric, median, spread=max(high - median, median - low), low=low, high=high, **kw)
 
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "met": self.met}

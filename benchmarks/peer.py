@@ -5,6 +5,13 @@ process per stage, gloo between them, the same stages (cut by the same
 balance from the same seeded model), the same M and one intra-op thread per
 stage. Both sides run the same number of steps; we compare wall time per step
 and check that both leave the same gradients.
+
+The peer's own speed is no target, since it may be far from what the hardware
+allows. The target is against a perfect engine: the same micro-batches in a
+plain loop on one thread, divided by the ideal overlap K*M/(M+K-1). Its step
+time over ours (timed in alternating turns) says how much of the achievable
+speed we reach; the peer ratio and the peer's distance from that bound are
+reported beside it.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from gpipe_core.models import mlp
 from gpipe_core.partition import balance_by_count, split_module
 from gpipe_core.theory import ideal_speedup
 
-from .common import Row, timeit
+from .common import Row, interleaved
 
 
 def _free_port() -> int:
@@ -85,10 +92,13 @@ def peer_times(K: int, L: int, H: int, N: int, M: int, steps: int) -> tuple[list
         return torch.load(Path(out) / "times.pt"), grads
 
 
-def case(name: str, L: int, H: int, N: int, M: int, target: float, steps: int,
+def case(name: str, L: int, H: int, N: int, M: int, steps: int,
          executors: tuple[str, ...] = ("threads",)) -> list[Row]:
+    """Rows for one model size: ours against a perfect engine (the target), against the peer, and the bound."""
     K = 2
     times, peer_grads = peer_times(K, L, H, N, M, steps)
+    theirs = statistics.median(times)
+    shape = f"{L}x Linear({H},{H}), N={N}, M={M}"
     rows = []
     for executor in executors:
         torch.manual_seed(0)
@@ -99,35 +109,38 @@ def case(name: str, L: int, H: int, N: int, M: int, target: float, steps: int,
         pipe.step(x, y, nn.functional.mse_loss)
         diff = max((a - b).abs().max().item() / b.abs().max().clamp_min(1e-12).item()
                    for a, b in zip([p.grad for p in model.parameters()], peer_grads))
-        ours = timeit(lambda p=pipe, x=x, y=y: p.step(x, y, nn.functional.mse_loss, seed=0), steps)
-        theirs = statistics.median(times)
-        rows.append(Row("3 peer", f"{name}: ScheduleGPipe step / ours ({executor})", theirs / ours.median,
-                        target=f">= {target}", spread=(max(times) / ours.median - min(times) / ours.median),
-                        detail=f"{L}x Linear({H},{H}), N={N}, M={M}: torch.distributed.pipelining "
-                               f"{theirs * 1e3:.2f} ms, ours {ours.median * 1e3:.2f} ms; largest relative "
-                               f"gradient difference {diff:.1e}"))
-        rows.append(Row("3 peer", f"{name}: relative gradient difference ({executor})", diff, unit="",
-                        target="<= 1e-05"))
-    # The floor: the same micro-batches through the same layers in a plain loop, no engine and no overlap.
-    torch.manual_seed(0)
-    model = mlp(L, H)
-    x, y = _data(N, H)
 
-    def plain() -> None:
-        for xi, yi in zip(torch.tensor_split(x, M), torch.tensor_split(y, M)):
-            (nn.functional.mse_loss(model(xi), yi) / M).backward()
+        def plain(model: nn.Sequential = model, x: torch.Tensor = x, y: torch.Tensor = y) -> None:
+            """The floor: the same micro-batches through the same layers in a plain loop, one thread, no overlap."""
+            for xi, yi in zip(torch.tensor_split(x, M), torch.tensor_split(y, M)):
+                (nn.functional.mse_loss(model(xi), yi) / M).backward()
 
-    floor = timeit(plain, steps).median / ideal_speedup(M, K)
-    rows.append(Row("3 peer", f"{name}: ScheduleGPipe step / a perfect engine (the bound)",
-                    statistics.median(times) / floor,
-                    detail=f"the same {M} micro-batches in a plain loop on one thread, divided by the ideal "
-                           f"overlap K*M/(M+K-1): {floor * 1e3:.2f} ms; no engine on these stages beats the peer "
-                           "by more than this ratio"))
+        t = interleaved({"ours": lambda p=pipe, x=x, y=y: p.step(x, y, nn.functional.mse_loss, seed=0),
+                         "plain": plain}, steps)
+        perfect = [p / ideal_speedup(M, K) for p in t["plain"].runs]  # a perfect engine overlaps ideally
+        ceiling = " (it cannot overlap CPU stages: at most 1/ideal)" if executor == "inline" else ""
+        rows.append(Row.estimate(
+            "3 peer", f"{name}: a perfect engine's step / ours ({executor})",
+            [f / o for f, o in zip(perfect, t["ours"].runs)],
+            target=">= 0.95" if executor == "threads" else "",
+            detail=f"{shape}: the plain loop over the ideal overlap K*M/(M+K-1) = {ideal_speedup(M, K):.2f}, "
+                   f"{statistics.median(perfect) * 1e3:.2f} ms, against ours {t['ours'].median * 1e3:.2f} ms; "
+                   f"paired repeats{ceiling}"))
+        rows.append(Row("3 peer", f"{name}: ScheduleGPipe step / ours ({executor})", theirs / t["ours"].median,
+                        spread=max(times) / t["ours"].median - min(times) / t["ours"].median,
+                        detail=f"torch.distributed.pipelining {theirs * 1e3:.2f} ms (one process per stage, gloo), "
+                               f"ours {t['ours'].median * 1e3:.2f} ms"))
+        rows.append(Row("3 peer", f"{name}: relative gradient difference from the peer ({executor})", diff,
+                        unit="", target="<= 1e-05"))
+        model.zero_grad(set_to_none=True)
+    floor = statistics.median(perfect)
+    rows.append(Row("3 peer", f"{name}: ScheduleGPipe step / a perfect engine (the bound)", theirs / floor,
+                    detail="no engine on these stages beats the peer by more than this ratio"))
     return rows
 
 
 def run(quick: bool = False) -> list[Row]:
     if quick:
-        return case("medium", 4, 128, 32, 4, 1.25, 3) + case("small", 8, 16, 8, 8, 5.0, 3, ("threads", "inline"))
-    return (case("medium", 24, 1024, 256, 8, 1.25, 10)
-            + case("small", 24, 64, 32, 32, 5.0, 20, ("threads", "inline")))
+        return case("medium", 4, 128, 32, 4, 3) + case("small", 8, 16, 8, 8, 3, ("threads", "inline"))
+    return (case("medium", 24, 1024, 256, 8, 10)
+            + case("small", 24, 64, 32, 32, 20, ("threads", "inline")))
