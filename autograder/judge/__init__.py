@@ -1,0 +1,87 @@
+"""The judge: scores from plain data, computed outside the learner's process.
+
+No test outcome may depend on a check that runs where the learner's code ran
+(a learner can patch ``torch.equal``, install IPython hooks or return an object
+equal to everything). So grading is split in two:
+
+1. the **probe** (``probe.py``) runs in a fresh sandboxed process holding only
+   the learner's definitions (functions and classes, extracted by AST from the
+   solution cells, see ``extract.py``) and a *grading view* of gpipe_core in
+   which the references of this assignment have no body (``view.py``). It
+   calls the learner's code on inputs the judge sends and writes back plain
+   data only: numbers, strings, lists, exact ``torch.Tensor`` values as bytes,
+   errors as type name and message;
+2. the **judge** (this package, trusted, never imports learner code) computes
+   the references itself with the real gpipe_core on the same inputs, compares,
+   and gives each graded cell (``grade_id``) its points or 0 with messages that
+   name the cause.
+
+The interface with the sandbox side (``autograder/sandbox.py``)::
+
+    result = grade_submission("02_partitioner", Path("partitioner.ipynb"), run_probe, seed=1234)
+    result.scores["test_partition_optimal"]     # 8.0 or 0.0
+    result.messages["test_partition_optimal"]   # ["costs [...], K=3: your balance ... the best reaches ..."]
+    result.flags                                # ["dropped from the probe: a top-level statement ..."]
+
+``run_probe(module_path, request) -> response`` is the sandbox's: it runs
+``python PROBE_SCRIPT module_path`` in a sandbox whose ``PYTHONPATH`` starts
+with ``build_view(assignment, dest)``, writes ``json.dumps(request)`` to its
+stdin and returns ``read_probe_output(stdout, returncode, timed_out, stderr)``.
+``run_probe_locally`` (``local.py``) does the same without a sandbox (tests,
+``--no-sandbox``).
+
+Writing the judge of an assignment
+----------------------------------
+One module per assignment, ``autograder/judge/<assignment>.py`` (the folder
+name of ``solutions/<assignment>/``, digits first is fine). It holds
+``CHECKS = Checks()`` and one function per graded cell, registered with
+``@CHECKS("<grade_id>")``. The function receives ``ask`` (to queue calls for
+the probe) and ``rng`` (a ``random.Random`` seeded per grading run: draw the
+hidden cases from it) and returns a ``verify()`` that runs after the probe and
+raises ``Failed`` (through ``expect``) with a message naming the cause::
+
+    from autograder.judge.base import Checks, expect
+
+    CHECKS = Checks()
+
+    @CHECKS("test_partition_by_count")
+    def by_count(ask, rng):
+        cases = [(10, 4)] + [(L, rng.randint(1, L)) for L in rng.sample(range(1, 40), 8)]
+        replies = [ask.call("partition_by_count", L, K) for L, K in cases]   # queued, not run yet
+
+        def verify():
+            for (L, K), reply in zip(cases, replies):
+                want = balance_by_count(L, K)          # the judge's own reference (real gpipe_core)
+                got = reply.value(f"partition_by_count({L}, {K})")   # Failed if it raised or timed out
+                expect(got == want, f"{L} layers on K={K} stages: expected {want}, got {got}")
+        return verify
+
+``ask.call(name, *args)`` calls the learner's function ``name``;
+``ask.task(name, **params)`` runs one of the probe's scenarios (a learner's
+policy inside the engine, gradients after a training step: see ``TASKS`` in
+``probe.py``). Arguments and replies are plain data (``probe.encode``):
+tensors come back as real ``torch.Tensor`` built by the judge, an int subclass
+or numpy integer as a plain ``int``, anything unknown as ``Foreign`` (which
+equals nothing). A check with no ``Failed`` earns the cell's points (those of
+the nbgrader source notebook); any ``Failed`` scores the cell 0.
+"""
+
+from __future__ import annotations
+
+from .base import Checks, Failed, Foreign, expect
+from .grade import JudgeResult, RunProbe, grade_submission, judge_module, points
+from .probe_io import PROBE_SCRIPT, read_probe_output
+from .view import GRADED, build_view
+
+
+def audit(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - thin re-export, see autograder.audit.audit
+    """Flags for review: see :func:`autograder.audit.audit`."""
+    from ..audit import audit as _audit
+
+    return _audit(*args, **kwargs)
+
+
+__all__ = [
+    "GRADED", "PROBE_SCRIPT", "Checks", "Failed", "Foreign", "JudgeResult", "RunProbe", "audit", "build_view",
+    "expect", "grade_submission", "judge_module", "points", "read_probe_output",
+]

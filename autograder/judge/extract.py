@@ -1,0 +1,211 @@
+"""The learner's definitions, and only those, as a module the probe can load.
+
+A notebook is a script: a cell can install an IPython hook, patch torch or
+start a thread as a side effect of being run. The probe must load the
+learner's *work* without any of that, so this module keeps, from each solution
+cell (the cells the nbgrader source marks ``solution``; their text is taken
+from the submission by grade id), only:
+
+* functions and classes, whose decorators are names or calls of names with
+  literal arguments and whose defaults are literals or names; class bodies
+  hold only methods, literal assignments and docstrings;
+* imports of an allow-list of modules (computation only: no ``os``, ``sys``,
+  ``importlib``, ``builtins``, ``IPython``...);
+* constants (``NAME = literal``) and type aliases (``Schedule = list[list[Action]]``).
+
+Everything else is dropped and reported. Function bodies are not restricted:
+they run in the sandboxed probe, and what they return is only data to the judge.
+Before the learner's code comes a trusted prelude taken from the course's own
+source notebook: its imports, aliases and the locked helper cells' functions.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from .. import course_root, notebook_names
+
+ALLOWED_IMPORTS = {
+    "abc", "bisect", "collections", "copy", "dataclasses", "decimal", "enum", "fractions", "functools", "heapq",
+    "itertools", "math", "numbers", "operator", "random", "statistics", "time", "typing", "numpy", "torch",
+    "gpipe_core", "contextlib", "__future__",
+}
+PRELUDE_SKIP = {"matplotlib", "IPython", "ipywidgets", "importlib", "subprocess", "sys", "os", "signal", "tempfile",
+                "pathlib"}  # the source notebook's imports the probe never needs (slow, or not for learner code)
+
+
+@dataclass
+class Extracted:
+    source: str  # the probe module
+    defined: list[str] = field(default_factory=list)  # names the learner's cells define
+    dropped: list[str] = field(default_factory=list)  # what was left out, one line each
+    cells: dict[str, str] = field(default_factory=dict)  # grade id -> the learner's cell text
+
+
+def source_notebook(assignment: str) -> Any:
+    (name,) = notebook_names(assignment)[:1]
+    return nbformat.read(course_root() / "solutions" / assignment / f"{name}.ipynb", as_version=4)
+
+
+def _meta(cell: Any) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def _to_python(text: str) -> str:
+    """IPython syntax (magics, ``!shell``) turned into Python calls, which are then dropped as statements."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        return TransformerManager().transform_cell(text)
+    except Exception:  # noqa: BLE001 - fall back to the raw text; a SyntaxError is reported below
+        return text
+
+
+def _root(module: str | None) -> str:
+    return (module or "").split(".")[0]
+
+
+def _simple(node: ast.AST | None) -> bool:
+    """A name, a dotted name, a literal, a negative number or a tuple/list of those."""
+    if node is None or isinstance(node, (ast.Name, ast.Constant)):
+        return True
+    if isinstance(node, ast.Attribute):
+        return _simple(node.value)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return isinstance(node.operand, ast.Constant)
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return all(_simple(e) for e in node.elts)
+    return False
+
+
+def _alias(node: ast.AST) -> bool:
+    """A type expression such as ``list[list[Action]]`` or ``Callable[[Tensor], Tensor]``."""
+    if isinstance(node, ast.Subscript):
+        return _alias(node.value) and _alias(node.slice)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _alias(node.left) and _alias(node.right)
+    return _simple(node)
+
+
+def _decorator_ok(node: ast.AST) -> bool:
+    if isinstance(node, ast.Call):
+        return _simple(node.func) and all(_simple(a) for a in node.args) and all(
+            _simple(k.value) for k in node.keywords)
+    return _simple(node)
+
+
+def _function_problem(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
+    if not all(_decorator_ok(d) for d in node.decorator_list):
+        return f"function {node.name}: a decorator that is more than a name"
+    args = node.args
+    if not all(_simple(d) for d in [*args.defaults, *[d for d in args.kw_defaults if d is not None]]):
+        return f"function {node.name}: a default value that is not a literal or a name"
+    return None
+
+
+def _class_problem(node: ast.ClassDef) -> str | None:
+    if node.keywords or not all(_simple(b) for b in node.bases) or not all(_decorator_ok(d) for d in
+                                                                          node.decorator_list):
+        return f"class {node.name}: bases, keywords or decorators that are more than names"
+    for item in node.body:
+        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            problem = _function_problem(item)
+            if problem:
+                return f"class {node.name}: {problem}"
+        elif isinstance(item, (ast.Assign, ast.AnnAssign)):
+            if item.value is not None and not _simple(item.value):
+                return f"class {node.name}: an attribute set to something other than a literal"
+        elif not (isinstance(item, ast.Pass) or (isinstance(item, ast.Expr) and isinstance(item.value, ast.Constant))):
+            return f"class {node.name}: a statement that is not a method, a constant or a docstring"
+    return None
+
+
+def _keep(node: ast.stmt, trusted: bool) -> tuple[bool, str | None]:
+    """Whether ``node`` goes into the probe module, and why not."""
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        roots = {_root(a.name) for a in node.names} if isinstance(node, ast.Import) else {_root(node.module)}
+        if isinstance(node, ast.ImportFrom) and node.level:
+            return False, "a relative import"
+        if trusted:
+            return not roots & PRELUDE_SKIP and "gpipe_core.grading" not in ast.unparse(node), None
+        bad = sorted(roots - ALLOWED_IMPORTS)
+        return (False, f"import of {', '.join(bad)} (allowed: {', '.join(sorted(ALLOWED_IMPORTS))})") if bad \
+            else (True, None)
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        problem = _function_problem(node)
+        return problem is None, problem
+    if isinstance(node, ast.ClassDef):
+        problem = _class_problem(node)
+        return problem is None, problem
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        if node.value is not None and all(isinstance(t, ast.Name) for t in targets) and _alias(node.value):
+            return True, None
+        return False, "an assignment of something other than a constant or a type alias"
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+        return False, None  # a docstring or a bare literal
+    return False, f"a top-level {type(node).__name__} statement"
+
+
+def _prelude(assignment: str) -> list[ast.stmt]:
+    """The course's own imports, aliases and locked helpers (from solutions/, never from the submission)."""
+    out: list[ast.stmt] = []
+    for cell in source_notebook(assignment).cells:
+        meta = _meta(cell)
+        if cell.cell_type != "code" or meta.get("solution") or meta.get("grade"):
+            continue
+        try:
+            tree = ast.parse(_to_python(cell.source))
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not meta.get("locked"):
+                continue  # demo code of unlocked cells is not part of the learner's work
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and not _alias(node.value):
+                continue
+            if _keep(node, trusted=True)[0]:
+                out.append(node)
+    return out
+
+
+def extract(assignment: str, submission: Path | Any) -> Extracted:
+    """The probe module for ``submission`` (a path or a notebook node) of ``assignment``."""
+    nb = nbformat.read(submission, as_version=4) if isinstance(submission, (str, Path)) else submission
+    solution_ids = [_meta(c)["grade_id"] for c in source_notebook(assignment).cells if _meta(c).get("solution")]
+    found: dict[str, str] = {}
+    for cell in nb.cells:
+        gid = _meta(cell).get("grade_id")
+        if cell.get("cell_type") == "code" and gid in solution_ids and gid not in found:
+            found[gid] = cell.get("source", "")
+    result = Extracted(source="", cells=found)
+    learner: list[ast.stmt] = []
+    for gid in solution_ids:
+        if gid not in found:
+            result.dropped.append(f"cell {gid}: missing from the submission")
+            continue
+        try:
+            tree = ast.parse(_to_python(found[gid]))
+        except SyntaxError as exc:
+            result.dropped.append(f"cell {gid}: does not parse (line {exc.lineno}: {exc.msg}), so nothing in it counts")
+            continue
+        for node in tree.body:
+            keep, why = _keep(node, trusted=False)
+            if keep:
+                learner.append(node)
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    result.defined.append(node.name)
+            elif why:
+                result.dropped.append(f"cell {gid}, line {node.lineno}: {why} is not run when grading "
+                                      "(only functions, classes, allowed imports and constants are)")
+    header = ("# Generated by autograder.judge.extract: the course's prelude, then the learner's definitions.\n"
+              "from __future__ import annotations\n\nDEVICE = 'cpu'\n")
+    nodes = [n for n in _prelude(assignment) + learner
+             if not (isinstance(n, ast.ImportFrom) and n.module == "__future__")]
+    body = ast.Module(body=nodes, type_ignores=[])
+    result.source = header + ast.unparse(body) + "\n"
+    return result

@@ -1,0 +1,97 @@
+"""grade_submission: extract, probe once, verify every graded cell, score.
+
+The trusted side of one (student, assignment): it reads the points of each
+graded cell from the course's source notebook, asks the assignment's judge
+module for its checks, runs the probe once (through the sandbox's
+``run_probe``) and scores each cell all or nothing, as nbgrader does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .base import Ask, Failed, Verify
+from .extract import extract, source_notebook
+
+RunProbe = Callable[[Path, dict], dict]
+
+
+@dataclass
+class JudgeResult:
+    scores: dict[str, float]
+    max_scores: dict[str, float]
+    messages: dict[str, list[str]]
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return sum(self.scores.values())
+
+
+def points(assignment: str) -> dict[str, float]:
+    """Points of every autograded test cell, from the nbgrader source notebook (in notebook order)."""
+    out = {}
+    for cell in source_notebook(assignment).cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade") and not meta.get("solution"):
+            out[meta["grade_id"]] = float(meta.get("points", 0))
+    return out
+
+
+def judge_module(assignment: str) -> ModuleType:
+    """``autograder/judge/<assignment>.py``; its ``CHECKS`` must cover every graded cell."""
+    module = importlib.import_module(f"{__package__}.{assignment}")
+    missing = set(points(assignment)) - set(module.CHECKS)
+    extra = set(module.CHECKS) - set(points(assignment))
+    if missing or extra:
+        raise LookupError(f"{module.__file__}: checks missing for {sorted(missing)}, unknown cells {sorted(extra)}")
+    return module
+
+
+def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed: int) -> JudgeResult:
+    """Score ``notebook`` (a learner's submission of ``assignment``) cell by cell; never runs learner code here."""
+    max_scores = points(assignment)
+    module = judge_module(assignment)
+    extracted = extract(assignment, notebook)
+    flags = list(extracted.dropped)
+    ask = Ask()
+    verifies: dict[str, Verify] = {}
+    for grade_id, check in module.CHECKS.items():
+        verifies[grade_id] = check(ask, random.Random(f"{seed}:{assignment}:{grade_id}"))
+    request = {"assignment": assignment, "calls": ask.calls}
+    with tempfile.TemporaryDirectory(prefix="judge-") as tmp:
+        path = Path(tmp) / "learner.py"
+        path.write_text(extracted.source)
+        response = run_probe(path, request)
+    _check_header(assignment, response)
+    if response.get("tampered"):
+        flags.append(f"probe output tampered with (calls {response['tampered']})")
+    load_error = (response.get("header") or {}).get("load_error")
+    if load_error:
+        flags.append(f"definitions failed to load: {load_error['type']}: {load_error['message'][:200]}")
+    ask.attach(response)
+    scores, messages = {}, {}
+    for grade_id, verify in verifies.items():
+        try:
+            verify()
+            scores[grade_id], messages[grade_id] = max_scores[grade_id], []
+        except Failed as exc:
+            scores[grade_id], messages[grade_id] = 0.0, [str(exc)]
+    return JudgeResult(scores, max_scores, messages, flags)
+
+
+def _check_header(assignment: str, response: dict[str, Any]) -> None:
+    header = response.get("header")
+    if header is None:
+        return  # the probe died before its first line: every call reports that
+    if header.get("view") != assignment:
+        raise RuntimeError(
+            f"the probe ran against gpipe_core {header.get('view')!r}, not the grading view of {assignment}: "
+            "put build_view(assignment, dest) first on the sandbox's PYTHONPATH (grades would be unsound)")

@@ -1,0 +1,52 @@
+"""Reading what a probe wrote, whatever state it ended in.
+
+The probe writes one JSON line per finished call. A probe that was killed
+(time, memory) or whose learner code wrote into the judge's channel still
+leaves every line it finished; this module turns its output into the response
+the judge reads: the header, the replies by call number, and how it ended.
+A call answered twice means the channel was tampered with: that call gets no
+reply and the response says so (the judge fails it and flags the submission).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+PROBE_SCRIPT = Path(__file__).with_name("probe.py")
+
+
+def read_probe_output(stdout: bytes, returncode: int | None, timed_out: bool, stderr: bytes = b"") -> dict[str, Any]:
+    """The response dict for ``grade_submission`` from a finished (or killed) probe's output."""
+    header: dict[str, Any] | None = None
+    replies: dict[int, dict[str, Any]] = {}
+    tampered: set[int] = set()
+    done = False
+    for raw in stdout.splitlines():
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(line, dict):
+            continue
+        if "probe" in line and header is None:
+            header = line
+        elif line.get("done") is True:
+            done = True
+        elif isinstance(line.get("i"), int):
+            i = line["i"]
+            if i in replies:
+                tampered.add(i)
+            replies[i] = line
+    for i in tampered:
+        replies[i] = {"i": i, "error": {"type": "Tampered", "where": None, "message":
+                                         "the probe's output channel was written to from your code"}}
+    if done:
+        ended = "ok"
+    elif timed_out:
+        ended = "the probe ran out of time"
+    else:
+        ended = f"the probe stopped (exit status {returncode})"
+    tail = stderr.decode("utf-8", "replace")[-2000:]
+    return {"header": header, "replies": replies, "ended": ended, "tampered": sorted(tampered), "stderr": tail}
