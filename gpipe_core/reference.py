@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .microbatch import split, weights
 from .partition import split_module
 from .rng import stage_seed
-from .stage import LossFn
+from .common import LossFn
 
 
 def sequential_step(module: nn.Sequential, x: Tensor, target: Tensor, loss_fn: LossFn, *,

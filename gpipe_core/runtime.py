@@ -1,24 +1,26 @@
-"""Execute per-stage action lists.
+"""Execute a table on workers and return what the step produced.
 
-The default executor runs one thread per stage, each walking its actions in
-schedule order. Stages talk through inboxes: a forward output goes to the next
-stage's inbox, an input gradient to the previous stage's, tagged with kind and
-micro-batch so a stage consumes them in whatever order its schedule says.
-Compute releases the GIL, so stages on different cores or devices overlap.
+Workers, not stages, are the unit of execution. A worker owns some devices
+(pipeline ranks) and walks their actions in the table's tick order, the order
+the validator proved free of deadlock. With the ``threads`` executor there
+is one worker thread per CUDA device, and for CPU ranks as many as there are
+cores (K = 4 stages on 2 cores run on two threads, not four: each thread
+hand-off costs tens of microseconds and four threads cannot run at once on
+two cores anyway). The ``inline`` executor is a single worker on the calling
+thread. Either way, a worker executes one action at a time through the same
+body, :meth:`Runtime._execute`, and a message to a stage of the same worker
+never touches a queue.
 
-The ``inline`` executor walks the same table tick by tick on the calling
-thread. It cannot overlap CPU stages, but it pays no thread hand-offs, which
-is what matters when actions take microseconds; with CUDA stages it still
-overlaps them, because kernels are queued on each stage's own stream.
+Stages talk through messages keyed by kind, micro-batch and receiving stage:
+a forward output goes to the next stage, an input gradient to the previous
+one. On CUDA a message carries an event recorded after the tensor was
+produced (and copied to the receiver's device); the receiver's stream waits
+on it, so the host never blocks on the GPU.
 
-On CUDA a message carries an event recorded after the tensor was produced (and
-copied to the receiver's device); the receiver's stream waits on it, so the
-host never blocks on the GPU.
-
-Failure is first-class: the first exception in any stage stops every worker
+Failure is first-class: the first exception in any worker stops every worker
 (blocked ones are woken by an abort message) and reaches the caller as a
-:class:`StageError` naming the stage and the action. A KeyboardInterrupt or a
-timeout in the caller stops the workers the same way.
+:class:`~gpipe_core.common.StageError` naming the stage and the action. A
+KeyboardInterrupt or a timeout in the caller stops the workers the same way.
 """
 
 from __future__ import annotations
@@ -28,179 +30,229 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
 
-from .schedule import Action, _place
+from . import tensors
+from .common import Loss, StageError, default_threads
+from .memory import MemoryMeter
+from .schedule import Action, Schedule
 from .stage import Stage
 
 _ABORT = object()
 EXECUTORS = ("threads", "inline")
 
 
-class StageError(RuntimeError):
-    """An exception raised inside a stage, with the stage and action named."""
+@dataclass
+class StepResult:
+    """What one step produced: the last stage's outputs (its losses when training), stamps and memory."""
 
-    def __init__(self, stage: int, action: Action, cause: BaseException) -> None:
-        kind = "forward" if action.kind == "F" else "backward"
-        super().__init__(
-            f"stage {stage} failed in the {kind} of micro-batch {action.microbatch}: "
-            f"{type(cause).__name__}: {cause}"
-        )
-        self.stage, self.action = stage, action
+    outputs: dict[int, Any]
+    stamps: list[tuple[int, torch.device, list[tuple[int, str, Any, Any]]]]
+    memory: list[int] | None  # peak activation bytes per device, when measured
 
 
 class _Aborted(Exception):
     pass
 
 
-def default_threads(K: int) -> int:
-    """Intra-op threads per CPU stage: the cores shared out, at least one."""
-    return max(1, (os.cpu_count() or 1) // K)
+def worker_of_ranks(devices: Sequence[torch.device], placement: Sequence[int], executor: str) -> list[int]:
+    """The worker each rank (device slot) runs on: per CUDA device, CPU ranks spread over the cores."""
+    if executor == "inline":
+        return [0] * (max(placement) + 1)
+    rank_device = {placement[s]: devices[s] for s in range(len(placement))}
+    cuda = sorted({str(d) for d in rank_device.values() if d.type == "cuda"})
+    cpu_ranks = sorted(r for r, d in rank_device.items() if d.type != "cuda")
+    cpu_workers = min(len(cpu_ranks), os.cpu_count() or 1)
+    workers = {}
+    for r, d in rank_device.items():
+        workers[r] = cuda.index(str(d)) if d.type == "cuda" else len(cuda) + cpu_ranks.index(r) % cpu_workers
+    return [workers[r] for r in range(len(rank_device))]
 
 
 class Runtime:
-    """Runs one step's per-stage orders over ``stages``."""
+    """Runs steps of one table over ``stages`` placed on devices by ``placement``."""
 
-    def __init__(self, stages: Sequence[Stage], threads_per_stage: int | None = None,
-                 timeout: float | None = None, executor: str = "threads") -> None:
+    def __init__(self, stages: Sequence[Stage], table: Schedule, placement: Sequence[int],
+                 threads_per_stage: int | None = None, timeout: float | None = None,
+                 executor: str = "threads") -> None:
         if executor not in EXECUTORS:
             raise ValueError(f"unknown executor {executor!r}: use one of {EXECUTORS}")
-        self.stages = list(stages)
-        self.threads = threads_per_stage or default_threads(len(self.stages))
-        self.timeout = timeout
-        self.executor = executor
-        self.current: list[Action | None] = [None] * len(self.stages)
-        self._placed: tuple[object, list[list[Action]]] = (None, [])
+        self.stages, self.placement = list(stages), list(placement)
+        self.timeout, self.executor = timeout, executor
+        self.worker_of_stage = [worker_of_ranks([s.device for s in stages], placement, executor)[r]
+                                for r in placement]
+        self.workers = max(self.worker_of_stage) + 1
+        cpu_workers = len({w for w, s in zip(self.worker_of_stage, stages) if s.device.type != "cuda"})
+        self.threads = threads_per_stage or default_threads(cpu_workers)
+        self._training = self._split(table)
+        self._inference: dict[int, list[list[Action]]] = {}
+        self.current: list[Action | None] = [None] * self.workers
 
-    def run(self, orders: Sequence[Sequence[Action]], inputs: Sequence[Tensor], grad: bool) -> None:
-        """Run the orders; ``inputs`` are the micro-batches, already on the first stage's device."""
-        K = len(self.stages)
-        self._inbox = [queue.SimpleQueue() for _ in range(K)]
-        self._stash: list[dict[tuple[str, int], Any]] = [{} for _ in range(K)]
+    def _split(self, table: Schedule) -> list[list[Action]]:
+        """Each worker's actions in tick order."""
+        orders: list[list[Action]] = [[] for _ in range(self.workers)]
+        for tick in table:
+            for action in tick:
+                orders[self.worker_of_stage[action.stage]].append(action)
+        return orders
+
+    def _forward_only(self, M: int) -> list[list[Action]]:
+        if M not in self._inference:
+            S = len(self.stages)
+            self._inference[M] = self._split([[Action("F", i, s) for i in range(M)] for s in range(S)]
+                                             if self.workers == 1 else _diagonal(M, S))
+        return self._inference[M]
+
+    def run(self, inputs: Sequence[Any], loss: Loss | None, seed: int, measure_memory: bool) -> StepResult:
+        """One step: training through the table when ``loss`` is given, else forward-only inference."""
+        grad = loss is not None
+        meters = self._meters() if measure_memory else {}
+        for stage in self.stages:
+            if stage.stream is not None:  # inputs, targets and updated weights come from the default stream
+                stage.stream.wait_stream(torch.cuda.current_stream(stage.device))
+            last = stage.index == len(self.stages) - 1
+            stage.begin_step(len(inputs), seed, loss if last else None, meters.get(self.placement[stage.index]))
+        orders = self._training if grad else self._forward_only(len(inputs))
+        self._inbox = [queue.SimpleQueue() for _ in range(self.workers)]
+        self._stash: list[dict[tuple[str, int, int], Any]] = [{} for _ in range(self.workers)]
         self._abort = threading.Event()
         self._error: BaseException | None = None
         self._lock = threading.Lock()
-        self.current = [None] * K
-        if self.executor == "inline":
-            self._run_inline(orders, inputs, grad)
-        else:
-            self._run_threads(orders, inputs, grad)
+        self._outputs: dict[int, Any] = {}
+        self.current = [None] * self.workers
+        with torch.set_grad_enabled(grad):
+            if self.workers == 1:
+                self._run_here(orders[0], inputs)
+            else:
+                self._run_threads(orders, inputs, grad)
         for stage in self.stages:
             if stage.stream is not None:
                 stage.stream.synchronize()
+        memory = [meters[d].peak for d in sorted(meters)] if meters else None
+        return StepResult(self._outputs, [(s.index, s.device, list(s.events)) for s in self.stages], memory)
 
-    # -- the two executors -------------------------------------------------------------------
+    def _meters(self) -> dict[int, MemoryMeter]:
+        params: dict[int, list[Any]] = {}
+        for stage in self.stages:
+            params.setdefault(self.placement[stage.index], []).extend(stage.module.parameters())
+        return {d: MemoryMeter(p) for d, p in params.items()}
 
-    def _run_threads(self, orders: Sequence[Sequence[Action]], inputs: Sequence[Tensor], grad: bool) -> None:
-        workers = [threading.Thread(target=self._worker, args=(j, orders[j], inputs, grad),
-                                    name=f"gpipe-stage-{j}", daemon=True) for j in range(len(self.stages))]
-        for w in workers:
-            w.start()
+    # -- the two ways to run workers --------------------------------------------------------------
+
+    def _run_here(self, order: Sequence[Action], inputs: Sequence[Any]) -> None:
+        """One worker on the calling thread: no hand-offs; the timeout is checked between actions."""
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        for action in order:
+            stage = self.stages[action.stage]
+            try:
+                if stage.stream is None:
+                    self._execute(0, action, inputs)
+                else:
+                    with _on_stream(stage):
+                        self._execute(0, action, inputs)
+            except Exception as exc:
+                raise StageError(action.stage, action, exc) from exc
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"the step took longer than timeout={self.timeout}s (last action: {action}); "
+                                   "look for a stage that never returns, or raise the timeout")
+
+    def _run_threads(self, orders: Sequence[Sequence[Action]], inputs: Sequence[Any], grad: bool) -> None:
+        workers = [threading.Thread(target=self._worker, args=(w, orders[w], inputs, grad),
+                                    name=f"gpipe-worker-{w}", daemon=True) for w in range(self.workers)]
+        for t in workers:
+            t.start()
         try:
             self._wait(workers)
         except BaseException:
             self._stop()
-            for w in workers:
-                w.join(timeout=30)
+            for t in workers:
+                t.join(timeout=30)
             raise
         if self._error is not None:
             raise self._error
 
-    def _worker(self, j: int, order: Sequence[Action], inputs: Sequence[Tensor], grad: bool) -> None:
+    def _worker(self, w: int, order: Sequence[Action], inputs: Sequence[Any], grad: bool) -> None:
         torch.set_num_threads(self.threads)
-        with torch.set_grad_enabled(grad), _on_stream(self.stages[j]):
+        with torch.set_grad_enabled(grad):
             for action in order:
                 if self._abort.is_set():
                     return
+                stage = self.stages[action.stage]
                 try:
-                    self._execute(j, action, inputs, grad)
+                    if stage.stream is None:
+                        self._execute(w, action, inputs)
+                    else:
+                        with _on_stream(stage):
+                            self._execute(w, action, inputs)
                 except _Aborted:
                     return
                 except BaseException as exc:  # noqa: BLE001 - every failure must reach the caller
-                    self._fail(j, action, exc)
+                    self._fail(action, exc)
                     return
 
-    def _run_inline(self, orders: Sequence[Sequence[Action]], inputs: Sequence[Tensor], grad: bool) -> None:
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        if orders is not self._placed[0]:  # a pipe passes the same orders every step: place them once
-            self._placed = (orders, _place(orders))
-        with torch.set_grad_enabled(grad):
-            for tick in self._placed[1]:
-                for action in tick:
-                    j = action.stage
-                    try:
-                        if self.stages[j].stream is None:
-                            self._execute(j, action, inputs, grad)
-                        else:
-                            with _on_stream(self.stages[j]):
-                                self._execute(j, action, inputs, grad)
-                    except Exception as exc:
-                        raise StageError(j, action, exc) from exc
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"the step took longer than timeout={self.timeout}s; "
-                                       "look for a stage that never returns, or raise the timeout")
+    # -- one action, shared by every worker ---------------------------------------------------------
 
-    # -- one action, shared by both executors ------------------------------------------------
-
-    def _execute(self, j: int, action: Action, inputs: Sequence[Tensor], grad: bool) -> None:
-        stage, i = self.stages[j], action.microbatch
-        last = j == len(self.stages) - 1
-        self.current[j] = action
-        if action.kind == "F":
-            x = inputs[i] if j == 0 else self._recv(stage, "F", i)
-            out = stage.forward(i, x)
-            if not last:
-                self._send(stage, self.stages[j + 1], "F", i, out)
-            elif not grad:
-                stage.outputs[i] = out
+    def _execute(self, w: int, action: Action, inputs: Sequence[Any]) -> None:
+        s, i, kind = action.stage, action.microbatch, action.kind
+        stage, last = self.stages[s], s == len(self.stages) - 1
+        self.current[w] = action
+        if kind == "F":
+            out = stage.forward(i, inputs[i] if s == 0 else self._recv(w, stage, "F", i))
+            if last:
+                self._outputs[i] = out
+            else:
+                self._send(stage, self.stages[s + 1], "F", i, out)
+        elif kind == "W":
+            stage.backward_weight(i)
         else:
-            gx = stage.backward(i, None if last else self._recv(stage, "B", i))
-            if j > 0:
-                self._send(stage, self.stages[j - 1], "B", i, gx)
-        self.current[j] = None
+            grad = None if last else self._recv(w, stage, "G", i)
+            grad_in = stage.backward(i, grad) if kind == "B" else stage.backward_input(i, grad)
+            if s > 0:
+                self._send(stage, self.stages[s - 1], "G", i, grad_in)
+        self.current[w] = None
 
-    def _send(self, src: Stage, dst: Stage, kind: str, i: int, t: Tensor | None) -> None:
+    def _send(self, src: Stage, dst: Stage, kind: str, i: int, value: Any) -> None:
         event = None
-        if t is not None and t.device != dst.device:
-            t = t.to(dst.device, non_blocking=src.stream is not None and dst.stream is not None)
+        if value is not None and dst.device != src.device:
+            value = tensors.to(value, dst.device, non_blocking=src.stream is not None and dst.stream is not None)
         if src.stream is not None:
             event = torch.cuda.Event()
             event.record(src.stream)
-        if self.executor == "inline":
-            self._stash[dst.index][kind, i] = (t, event)
+        w = self.worker_of_stage[dst.index]
+        if w == self.worker_of_stage[src.index]:
+            self._stash[w][kind, i, dst.index] = (value, event)
         else:
-            self._inbox[dst.index].put((kind, i, t, event))
+            self._inbox[w].put((kind, i, dst.index, value, event))
 
-    def _recv(self, stage: Stage, kind: str, i: int) -> Tensor | None:
-        stash = self._stash[stage.index]
-        while (kind, i) not in stash:  # only the threaded executor ever waits here
-            message = self._inbox[stage.index].get()
+    def _recv(self, w: int, stage: Stage, kind: str, i: int) -> Any:
+        stash, key = self._stash[w], (kind, i, stage.index)
+        while key not in stash:  # only a worker among several ever waits here
+            message = self._inbox[w].get()
             if message is _ABORT:
                 raise _Aborted
-            stash[message[0], message[1]] = message[2:]
-        t, event = stash.pop((kind, i))
+            stash[message[:3]] = message[3:]
+        value, event = stash.pop(key)
         if event is not None and stage.stream is not None:
             stage.stream.wait_event(event)
-            if t is not None and t.device.type == "cuda":
-                t.record_stream(stage.stream)
-        return t
+            for t in tensors.as_tuple(value):
+                if isinstance(t, torch.Tensor) and t.device.type == "cuda":
+                    t.record_stream(stage.stream)
+        return value
 
-    # -- stopping ----------------------------------------------------------------------------
+    # -- stopping ---------------------------------------------------------------------------------
 
     def _wait(self, workers: list[threading.Thread]) -> None:
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        for w in workers:
-            while w.is_alive():
-                w.join(0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic())))
-                if deadline is not None and time.monotonic() >= deadline and w.is_alive():
-                    busy = ", ".join(f"stage {j} in {a}" for j, a in enumerate(self.current) if a is not None)
-                    raise TimeoutError(
-                        f"the step took longer than timeout={self.timeout}s (last actions: {busy}); "
-                        "look for a stage that never returns, or raise the timeout"
-                    )
+        for t in workers:
+            while t.is_alive():
+                t.join(0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic())))
+                if deadline is not None and time.monotonic() >= deadline and t.is_alive():
+                    busy = ", ".join(f"stage {a.stage} in {a}" for a in self.current if a is not None)
+                    raise TimeoutError(f"the step took longer than timeout={self.timeout}s (last actions: {busy}); "
+                                       "look for a stage that never returns, or raise the timeout")
 
     def _stop(self) -> None:
         """Ask every worker to stop and wake the ones blocked on an inbox."""
@@ -208,13 +260,18 @@ class Runtime:
         for box in self._inbox:
             box.put(_ABORT)
 
-    def _fail(self, j: int, action: Action, exc: BaseException) -> None:
+    def _fail(self, action: Action, exc: BaseException) -> None:
         with self._lock:
             if self._error is None:
-                error = StageError(j, action, exc)
+                error = StageError(action.stage, action, exc)
                 error.__cause__ = exc
                 self._error = error
         self._stop()
+
+
+def _diagonal(M: int, S: int) -> list[list[Action]]:
+    """The forward-only fill: F(i) on stage s at tick i + s."""
+    return [[Action("F", t - s, s) for s in range(S) if 0 <= t - s < M] for t in range(M + S - 1)]
 
 
 class _on_stream:
@@ -225,10 +282,9 @@ class _on_stream:
         self._ctx: list[Any] = []
 
     def __enter__(self) -> None:
-        if self.stage.stream is not None:
-            self._ctx = [torch.cuda.device(self.stage.device), torch.cuda.stream(self.stage.stream)]
-            for c in self._ctx:
-                c.__enter__()
+        self._ctx = [torch.cuda.device(self.stage.device), torch.cuda.stream(self.stage.stream)]
+        for c in self._ctx:
+            c.__enter__()
 
     def __exit__(self, *exc: object) -> None:
         for c in reversed(self._ctx):

@@ -1,27 +1,46 @@
 """Schedules as data.
 
-A pipeline step is a table: rows are the K stages, columns are clock ticks, and
-each cell holds at most one :class:`Action` (forward or backward of one
-micro-batch on one stage). Here a schedule is that table, stored tick by tick:
-``schedule[t]`` is the list of actions that run at tick ``t``.
+A pipeline step is a table: rows are devices, columns are clock ticks, and
+each cell holds at most one :class:`Action`. Here a schedule is that table,
+stored tick by tick: ``schedule[t]`` is the list of actions that run at tick
+``t``. Writing the schedule as plain data is what lets a learner build one,
+the validator check it, the runtime execute it on real workers, the simulator
+time it and the trace draw it in wall-clock time: they all speak the same list
+of lists.
 
-Writing the schedule as plain data is what lets a learner build one, the
-validator check it, the runtime execute it on real workers and the trace draw
-it in wall-clock time: they all speak the same list of lists.
+Action kinds: ``F`` (forward), ``B`` (whole backward), and the split backward
+of the zero-bubble schedules: ``I`` (the gradient with respect to the stage's
+input, which the stage upstream waits for) and ``W`` (the weight gradients,
+which nobody waits for and so can fill a bubble). ``B`` is ``I`` and ``W``
+together.
+
+Stages and devices: a model cut into S stages runs on K devices. Usually
+S = K and stage s lives on device s. With virtual stages (interleaved 1F1B,
+the V-shaped zero-bubble schedule) each device holds V = S / K stages; a
+``placement`` list says which device each stage is on, and a device still
+runs one action per tick.
+
+This module holds the table's grammar: actions, what each one waits for,
+placements, per-device orders and the one walker that places orders in time
+(used for ticks here and for seconds by :mod:`gpipe_core.simulate`), plus the
+two classic schedules. Validation and text rendering live in
+:mod:`gpipe_core.validation`; ``schedule.validate``, ``schedule.render`` and
+``schedule.resolve`` still work and come from there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["F", "B"]
+Kind = Literal["F", "B", "I", "W"]
+KINDS = ("F", "B", "I", "W")
 
 
 @dataclass(frozen=True, order=True)
 class Action:
-    """Forward (``"F"``) or backward (``"B"``) of one micro-batch on one stage."""
+    """One cell of the table: ``kind`` (F, B, I or W) of micro-batch ``microbatch`` on stage ``stage``."""
 
     kind: Kind
     microbatch: int
@@ -39,89 +58,159 @@ class ScheduleError(ValueError):
     """A schedule that cannot run, or does not run at the ticks it claims."""
 
 
-def dependencies(action: Action, K: int) -> list[Action]:
-    """The actions that must finish before ``action`` can start.
+# -- placements -------------------------------------------------------------------------------
 
-    F(i) on stage j needs stage j-1's output of micro-batch i. B(i) on stage j
-    needs its own F(i) and, unless j is the last stage, the gradient B(i) of
-    stage j+1 sends back.
+def loop_placement(K: int, V: int) -> list[int]:
+    """Stage s on device s mod K: V stages per device, visited in loops (interleaved 1F1B)."""
+    return [s % K for s in range(K * V)]
+
+
+def v_placement(K: int) -> list[int]:
+    """Two stages per device in a V: down 0..K-1, then back up K-1..0 (the ZBV schedule)."""
+    return list(range(K)) + list(reversed(range(K)))
+
+
+def check_placement(placement: Sequence[int] | None, S: int) -> list[int]:
+    """The device of each of the S stages; None means stage s on device s."""
+    if placement is None:
+        return list(range(S))
+    placement = [int(d) for d in placement]
+    if len(placement) != S:
+        raise ScheduleError(f"placement {placement} names {len(placement)} stages but the model has {S}: "
+                            "give one device index per stage")
+    K = max(placement) + 1
+    if min(placement) < 0 or set(placement) != set(range(K)):
+        raise ScheduleError(f"placement {placement} must use every device 0..{K - 1} and nothing else")
+    return placement
+
+
+# -- what waits for what ----------------------------------------------------------------------
+
+def dependencies(action: Action, S: int) -> list[Action]:
+    """What ``action`` waits for in a table whose backwards are whole (B) or split the same way.
+
+    F(i) on stage s needs stage s-1's output of micro-batch i. B(i) or I(i) on
+    stage s needs its own F(i) and, unless s is the last stage, the input
+    gradient of stage s+1 (of the same kind). W(i) needs I(i) of its stage.
+    For a table that mixes B and I, use :func:`dependency_map`.
     """
-    i, j = action.microbatch, action.stage
+    i, s = action.microbatch, action.stage
     if action.kind == "F":
-        return [Action("F", i, j - 1)] if j > 0 else []
-    deps = [Action("F", i, j)]
-    if j < K - 1:
-        deps.append(Action("B", i, j + 1))
+        return [Action("F", i, s - 1)] if s > 0 else []
+    if action.kind == "W":
+        return [Action("I", i, s)]
+    deps = [Action("F", i, s)]
+    if s < S - 1:
+        deps.append(Action(action.kind, i, s + 1))
     return deps
 
 
-def stage_orders(schedule: Sequence[Sequence[Action]], K: int) -> list[list[Action]]:
-    """Each stage's actions in tick order: what each worker executes."""
-    orders: list[list[Action]] = [[] for _ in range(K)]
+def dependency_map(actions: Iterable[Action], S: int) -> dict[Action, tuple[Action, ...]]:
+    """What each action of a table waits for; the gradient from stage s+1 comes from its B or its I."""
+    present = set(actions)
+    deps: dict[Action, tuple[Action, ...]] = {}
+    for a in present:
+        i, s = a.microbatch, a.stage
+        if a.kind == "F":
+            deps[a] = (Action("F", i, s - 1),) if s > 0 else ()
+        elif a.kind == "W":
+            deps[a] = (Action("I", i, s),)
+        else:
+            grad = ()
+            if s < S - 1:
+                downstream = Action("I", i, s + 1)
+                grad = (downstream if downstream in present else Action("B", i, s + 1),)
+            deps[a] = (Action("F", i, s), *grad)
+    return deps
+
+
+# -- orders and the walker --------------------------------------------------------------------
+
+def stage_orders(schedule: Sequence[Sequence[Action]], S: int) -> list[list[Action]]:
+    """Each stage's actions in tick order."""
+    orders: list[list[Action]] = [[] for _ in range(S)]
     for tick in schedule:
         for action in tick:
             orders[action.stage].append(action)
     return orders
 
 
-def ticks_from_orders(orders: Sequence[Sequence[Action]]) -> Schedule:
-    """Place per-stage orders on the earliest ticks their dependencies allow.
+def device_orders(schedule: Sequence[Sequence[Action]], placement: Sequence[int]) -> list[list[Action]]:
+    """Each device's actions in tick order: what one device's worker executes."""
+    orders: list[list[Action]] = [[] for _ in range(max(placement) + 1)]
+    for tick in schedule:
+        for action in tick:
+            orders[placement[action.stage]].append(action)
+    return orders
 
-    Every action takes one tick. Raises :class:`ScheduleError` naming the stuck
-    actions if the orders deadlock (each stage waits for another).
+
+def walk(orders: Sequence[Sequence[Action]], deps: dict[Action, tuple[Action, ...]],
+         duration: Callable[[Action], float], handoff: Callable[[Action, Action], float] | None = None,
+         ) -> dict[Action, tuple[float, float]]:
+    """Start and end of every action when each device runs its ``orders[d]`` in order.
+
+    An action starts when its device is free and each dependency has ended
+    (plus ``handoff(dep, action)``, e.g. a transfer between devices). Raises
+    :class:`ScheduleError` naming what each stuck device waits for when the
+    orders deadlock.
     """
-    return _place(orders)
-
-
-def _place(orders: Sequence[Sequence[Action]]) -> Schedule:
-    """The body of :func:`ticks_from_orders`, which the engine itself calls.
-
-    Kept separate so that grading can disable the public function (learners
-    write their own) while validation and the inline executor keep working.
-    """
-    K = len(orders)
-    done: dict[Action, int] = {}
-    heads = [0] * K
-    free = [0] * K
+    times: dict[Action, tuple[float, float]] = {}
+    heads, free = [0] * len(orders), [0.0] * len(orders)
     total = sum(len(o) for o in orders)
-    while len(done) < total:
+    while len(times) < total:
         progressed = False
-        for j in range(K):
-            while heads[j] < len(orders[j]):
-                action = orders[j][heads[j]]
-                deps = dependencies(action, K)
-                if any(d not in done for d in deps):
+        for d, order in enumerate(orders):
+            while heads[d] < len(order):
+                action = order[heads[d]]
+                waits = deps.get(action, ())
+                if any(w not in times for w in waits):
                     break
-                tick = max([free[j]] + [done[d] + 1 for d in deps])
-                done[action] = tick
-                free[j] = tick + 1
-                heads[j] += 1
+                start = max([free[d]] + [times[w][1] + (handoff(w, action) if handoff else 0.0) for w in waits])
+                end = start + duration(action)
+                times[action], free[d] = (start, end), end
+                heads[d] += 1
                 progressed = True
         if not progressed:
-            stuck = [orders[j][heads[j]] for j in range(K) if heads[j] < len(orders[j])]
-            waits = "; ".join(
-                f"{a} waits for {', '.join(str(d) for d in dependencies(a, K) if d not in done)}"
-                for a in stuck
-            )
-            raise ScheduleError(
-                f"deadlock: no stage can make progress ({waits}). Reorder the stages' actions "
-                "so that every action comes after the ones it depends on"
-            )
-    table: Schedule = [[] for _ in range(max(done.values(), default=-1) + 1)]
-    for action, tick in done.items():
-        table[tick].append(action)
+            stuck = [order[heads[d]] for d, order in enumerate(orders) if heads[d] < len(order)]
+            detail = "; ".join(
+                f"{a} waits for {', '.join(str(w) for w in deps.get(a, ()) if w not in times)}" for a in stuck)
+            raise ScheduleError(f"deadlock: no device can make progress ({detail}). Reorder the actions so "
+                                "that every action comes after the ones it depends on")
+    return times
+
+
+def ticks_from_orders(orders: Sequence[Sequence[Action]], placement: Sequence[int] | None = None) -> Schedule:
+    """Place per-device orders on the earliest ticks their dependencies allow (one tick per action).
+
+    ``orders[d]`` is device d's list of actions; without a placement, device d
+    is stage d. Raises :class:`ScheduleError` naming the stuck actions if the
+    orders deadlock.
+    """
+    return _place(orders, placement)
+
+
+def _place(orders: Sequence[Sequence[Action]], placement: Sequence[int] | None = None) -> Schedule:
+    """The body of :func:`ticks_from_orders`, which the engine itself calls."""
+    actions = [a for order in orders for a in order]
+    S = 1 + max((a.stage for a in actions), default=-1)
+    if placement is not None:
+        S = max(S, len(placement))
+    times = walk(orders, dependency_map(actions, S), lambda a: 1.0)
+    table: Schedule = [[] for _ in range(int(max((end for _, end in times.values()), default=0)))]
+    for action, (start, _) in times.items():
+        table[int(start)].append(action)
     for tick in table:
         tick.sort(key=lambda a: a.stage)
     return table
 
 
+# -- the two classic schedules ----------------------------------------------------------------
+
 def gpipe_schedule(M: int, K: int) -> Schedule:
     """Fill-drain: all M forwards, then all M backwards in reverse order."""
-    _check(M, K)
-    orders = [
-        [Action("F", i, j) for i in range(M)] + [Action("B", i, j) for i in reversed(range(M))]
-        for j in range(K)
-    ]
+    check_sizes(M, K)
+    orders = [[Action("F", i, j) for i in range(M)] + [Action("B", i, j) for i in reversed(range(M))]
+              for j in range(K)]
     return ticks_from_orders(orders)
 
 
@@ -131,7 +220,7 @@ def one_f_one_b_schedule(M: int, K: int) -> Schedule:
     Same bubble as GPipe, but a stage holds at most K-j micro-batches' activations
     instead of M.
     """
-    _check(M, K)
+    check_sizes(M, K)
     orders = []
     for j in range(K):
         warmup = min(K - 1 - j, M)
@@ -146,86 +235,29 @@ def one_f_one_b_schedule(M: int, K: int) -> Schedule:
 SCHEDULES = {"gpipe": gpipe_schedule, "1f1b": one_f_one_b_schedule}
 
 
-def _check(M: int, K: int) -> None:
-    if not isinstance(M, int) or not isinstance(K, int) or M < 1 or K < 1:
+def check_sizes(M: int, K: int) -> None:
+    """Raise a clear error unless M and K are positive integers."""
+    if isinstance(M, bool) or isinstance(K, bool) or not all(_is_int(v) and int(v) >= 1 for v in (M, K)):
         raise ValueError(f"M and K must be positive integers (got M={M!r}, K={K!r})")
 
 
-def validate(schedule: Sequence[Sequence[Action]], M: int, K: int) -> Schedule:
-    """Check that ``schedule`` is a correct table for M micro-batches on K stages.
-
-    Rejects, naming the offending action: a cell that is not an Action, an
-    action out of range, two actions on one stage in one tick, a missing or
-    repeated action, orders that deadlock, and a dependency that does not run
-    at an earlier tick. Returns the schedule as a list of lists.
-    """
-    _check(M, K)
-    if isinstance(schedule, str) or not isinstance(schedule, Sequence):
-        raise ScheduleError("a schedule is a list of ticks, each a list of Action(kind, microbatch, stage)")
-    table: Schedule = []
-    seen: dict[Action, int] = {}
-    for t, tick in enumerate(schedule):
-        if isinstance(tick, Action) or not isinstance(tick, Sequence):
-            raise ScheduleError(f"tick {t} is {tick!r}: each tick must be a list of actions")
-        busy: dict[int, Action] = {}
-        for action in tick:
-            if not isinstance(action, Action):
-                raise ScheduleError(f"tick {t} holds {action!r}, which is not an Action")
-            if action.kind not in ("F", "B"):
-                raise ScheduleError(f"{action} at tick {t}: kind must be 'F' or 'B'")
-            if not (0 <= action.microbatch < M and 0 <= action.stage < K):
-                raise ScheduleError(
-                    f"{action} at tick {t} is out of range: micro-batches are 0..{M - 1}, "
-                    f"stages 0..{K - 1}"
-                )
-            if action.stage in busy:
-                raise ScheduleError(
-                    f"stage {action.stage} runs both {busy[action.stage]} and {action} at tick {t}: "
-                    "a stage does one action per tick"
-                )
-            if action in seen:
-                raise ScheduleError(f"{action} is repeated (ticks {seen[action]} and {t}): run it once")
-            busy[action.stage] = action
-            seen[action] = t
-        table.append(list(tick))
-    for j in range(K):
-        for kind in ("F", "B"):
-            for i in range(M):
-                if Action(kind, i, j) not in seen:  # type: ignore[arg-type]
-                    raise ScheduleError(f"{Action(kind, i, j)} is missing: every action must run once")  # type: ignore[arg-type]
-    _place(stage_orders(table, K))  # raises on deadlock
-    for action, t in sorted(seen.items(), key=lambda kv: kv[1]):
-        for dep in dependencies(action, K):
-            if seen[dep] >= t:
-                raise ScheduleError(
-                    f"{action} runs at tick {t} but depends on {dep}, which runs at tick {seen[dep]}: "
-                    f"move {action} to tick {seen[dep] + 1} or later"
-                )
-    return table
+def _is_int(value: object) -> bool:
+    return hasattr(value, "__index__")
 
 
-def resolve(schedule: ScheduleLike, M: int, K: int) -> Schedule:
-    """Turn a schedule name ('gpipe', '1f1b') or a table into a validated table."""
-    if isinstance(schedule, str):
-        try:
-            return SCHEDULES[schedule.lower()](M, K)
-        except KeyError:
-            raise ValueError(
-                f"unknown schedule {schedule!r}: use one of {sorted(SCHEDULES)} or pass a table"
-            ) from None
-    return validate(schedule, M, K)
+_check = check_sizes
 
 
-def render(schedule: Sequence[Sequence[Action]], K: int | None = None) -> str:
-    """The table as text: one row per stage, one column per tick, '.' when idle."""
-    if K is None:
-        K = 1 + max((a.stage for tick in schedule for a in tick), default=0)
-    rows = [["."] * len(schedule) for _ in range(K)]
-    for t, tick in enumerate(schedule):
-        for action in tick:
-            rows[action.stage][t] = f"{action.kind}{action.microbatch}"
-    width = max([2] + [len(str(len(schedule) - 1))] + [len(c) for row in rows for c in row])
-    lines = [("tick:".ljust(8) + " " + "   ".join(str(t).rjust(width) for t in range(len(schedule))))]
-    for j, row in enumerate(rows):
-        lines.append(f"stage {j}:".ljust(8) + " " + "   ".join(c.rjust(width) for c in row))
-    return "\n".join(line.rstrip() for line in lines)
+def __getattr__(name: str) -> object:
+    """``schedule.validate``, ``render`` and ``resolve`` come from :mod:`gpipe_core.validation` (no import cycle)."""
+    if name in ("validate", "render", "resolve"):
+        from . import validation
+
+        return getattr(validation, name)
+    raise AttributeError(f"module 'gpipe_core.schedule' has no attribute {name!r}")
+
+__all__ = [
+    "KINDS", "Action", "Schedule", "ScheduleError", "ScheduleLike", "SCHEDULES", "check_placement",
+    "dependencies", "dependency_map", "device_orders", "gpipe_schedule", "loop_placement",
+    "one_f_one_b_schedule", "stage_orders", "ticks_from_orders", "v_placement", "walk",
+]

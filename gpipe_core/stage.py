@@ -2,68 +2,74 @@
 
 A stage owns a contiguous slice of the model, a device, a private random
 stream and the policy that decides what it keeps between forward and
-backward. The runtime asks it for two things only: ``forward(i, x)`` and
-``backward(i, grad)``. Backward is explicit: the stage calls autograd on its
-own output with the gradient that came from downstream, which is what lets
-the schedule (not one ``loss.backward()``) decide when each backward runs.
+backward. The runtime asks it for four things: ``forward(i, x)``,
+``backward(i, grad)`` (B), and the two halves of a split backward,
+``backward_input(i, grad)`` (I) and ``backward_weight(i)`` (W). Backward is
+explicit: the stage calls autograd on its own output with the gradient that
+came from downstream, which is what lets the schedule (not one
+``loss.backward()``) decide when each backward runs.
+
+A forward that a policy runs again during backward is a recomputation: it is
+timed as ``R``, :func:`~gpipe_core.checkpoint.is_recomputing` is True inside it,
+and every buffer of the stage is put back afterwards, so running statistics
+and counters change once per micro-batch, as without recomputation.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from .checkpoint import STORE, policy_for
+from . import split_backward, tensors
+from .checkpoint import STORE, policies_for, recomputing
+from .common import Loss
 from .memory import MemoryMeter
 from .rng import NO_RANDOM, StageRandom
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
+from .trace import Clock
 
 
 class Stage:
     """Layers ``module`` of stage ``index`` on ``device``."""
 
-    def __init__(self, index: int, module: nn.Sequential, device: torch.device, checkpoint: object) -> None:
+    def __init__(self, index: int, module: nn.Module, device: torch.device, checkpoint: object,
+                 clock: Clock | None = None) -> None:
         self.index = index
         self.module = module
         self.device = torch.device(device)
         self.checkpoint = checkpoint
         self.rng = StageRandom(module, self.device)
         self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        self.clock = clock or Clock()
         self.meter: MemoryMeter | None = None
+        self.loss: Loss | None = None
+        self.events: list[tuple[int, str, Any, Any]] = []  # (micro-batch, kind, start stamp, end stamp)
         self._saved: dict[int, tuple[Any, Any, object]] = {}
-        self.outputs: dict[int, Tensor] = {}
-        self.losses: dict[int, Tensor] = {}
-        self.events: list[tuple[int, str, Any, Any]] = []  # (micro-batch, kind, start, end)
+        self._pending: dict[int, tuple[split_backward.WeightWork, object]] = {}
+        self._buffers = list(module.buffers())
+        self._policies: tuple[int, list[Any]] = (0, [])
         self._recompute_end: Any = None
-        self.now: Callable[[], Any] = time.perf_counter if self.stream is None else self._cuda_now
 
-    def begin_step(self, chunks: int, base_seed: int, loss: tuple[LossFn, list[Tensor], list[float]] | None,
-                   measure_memory: bool) -> None:
+    def begin_step(self, chunks: int, base_seed: int, loss: Loss | None, meter: MemoryMeter | None) -> None:
         """Forget the last step and get ready for a new one."""
-        self.chunks, self.base_seed, self.loss = chunks, base_seed, loss
-        self._policies = [policy_for(self.checkpoint, i, chunks) for i in range(chunks)]
+        if self._policies[0] != chunks:  # resolved once per M, not per micro-batch per step
+            self._policies = (chunks, policies_for(self.checkpoint, chunks))
+        self.base_seed, self.loss, self.meter = base_seed, loss, meter
         self._saved.clear()
-        self.outputs.clear()
-        self.losses.clear()
+        self._pending.clear()
         self.events.clear()
-        self.meter = MemoryMeter(list(self.module.parameters())) if measure_memory else None
 
-    def _run_fn(self, microbatch: int) -> Callable[[Tensor], Tensor]:
+    def _now(self) -> Any:
+        return self.clock.now(self.stream)
+
+    def _run_fn(self, microbatch: int) -> Callable[[Any], Any]:
         if self.loss is None:
             return self.module
-        loss_fn, targets, weights = self.loss
-        target, weight = targets[microbatch], weights[microbatch]
-
-        def run(x: Tensor) -> Tensor:
-            return loss_fn(self.module(x), target) * weight
-
-        return run
+        loss = self.loss
+        return lambda x: loss.of(self.module(x), microbatch)
 
     def _random(self, microbatch: int) -> Any:
         """The stage's stream, seeded for this micro-batch; a no-op stand-in when nothing is random."""
@@ -72,69 +78,121 @@ class Stage:
         self.rng.seed(self.base_seed, microbatch, self.index)
         return self.rng
 
-    def forward(self, microbatch: int, x: Tensor) -> Tensor:
-        """Run micro-batch ``microbatch``; keep what backward needs; return the output to send."""
-        start = self.now()
+    def _context(self, rng: Any) -> Any:
+        """Dropout on the stage's stream and saved tensors counted; nothing at all in the common case."""
+        if rng is NO_RANDOM and self.meter is None:
+            return nullcontext()
+        return _Both(rng.active(), self.meter.saving() if self.meter is not None else nullcontext())
+
+    def forward(self, microbatch: int, x: Any) -> Any:
+        """Run micro-batch ``microbatch``; keep what backward needs; return the output to send (the loss, last)."""
+        start = self._now()
         grad = torch.is_grad_enabled()
-        if grad and self.index > 0 and x.is_floating_point():
-            x = x.detach().requires_grad_()  # upstream needs this input's gradient
+        if grad and self.index > 0:
+            x = tensors.leaves(x, True)  # upstream needs these inputs' gradients
         rng = self._random(microbatch)
-        policy = self._policies[microbatch]
+        policy = self._policies[1][microbatch]
         run = self._run_fn(microbatch)
-        if not grad:  # inference: keep nothing
-            with rng.active():
-                out, saved = run(x), None
-        elif rng is NO_RANDOM and self.meter is None:  # the common case, without context managers
-            out, saved = policy.forward(run, x, rng)
-        else:
-            with rng.active(), (self.meter.saving() if self.meter is not None else nullcontext()):
+        with self._context(rng):
+            if grad:
                 out, saved = policy.forward(run, x, rng)
-        token = self.meter.hold(x) if (self.meter is not None and saved is not None) else None
-        self._saved[microbatch] = (policy, saved, token)
-        if self.loss is not None:
-            self.losses[microbatch] = out.detach()
-        self.events.append((microbatch, "F", start, self.now()))
+            else:  # inference: keep nothing
+                out, saved = run(x), None
+        if saved is not None:
+            token = [self.meter.hold(t) for t in tensors.as_tuple(x)] if self.meter is not None else None
+            self._saved[microbatch] = (policy, saved, token)
+        self.events.append((microbatch, "F", start, self._now()))
         return out
 
-    def backward(self, microbatch: int, grad: Tensor | None) -> Tensor | None:
-        """Back-propagate ``grad`` (None on the last stage, whose output is the loss)."""
+    def _take(self, microbatch: int) -> tuple[Any, Any, object]:
         try:
-            policy, saved, token = self._saved.pop(microbatch)
+            return self._saved.pop(microbatch)
         except KeyError:
-            raise RuntimeError(
-                f"backward of micro-batch {microbatch} on stage {self.index} before its forward: "
-                "the schedule must run F before B"
-            ) from None
-        start = self.now()
+            raise RuntimeError(f"backward of micro-batch {microbatch} on stage {self.index} before its forward: "
+                               "the schedule must run F before B (or I)") from None
+
+    def _backward_run(self, microbatch: int, policy: Any) -> Callable[[Any], Any]:
         self._recompute_end = None
-        rng = self.rng if self.rng.has_random_layers else NO_RANDOM
         run = self._run_fn(microbatch)
-        if policy is not STORE:
-            run = self._timed(microbatch, run)
-        if rng is NO_RANDOM and self.meter is None:
+        return run if policy is STORE else self._recompute(microbatch, run)
+
+    def backward(self, microbatch: int, grad: Any) -> Any:
+        """B: back-propagate ``grad`` (None on the last stage, whose output is the loss)."""
+        policy, saved, token = self._take(microbatch)
+        start = self._now()
+        run = self._backward_run(microbatch, policy)
+        rng = self.rng if self.rng.has_random_layers else NO_RANDOM
+        with self._context(rng):
             grad_in = policy.backward(run, saved, grad, rng)
-        else:
-            with rng.active(), (self.meter.saving() if self.meter is not None else nullcontext()):
-                grad_in = policy.backward(run, saved, grad, rng)
         del saved, token
-        b_start = self._recompute_end if self._recompute_end is not None else start
-        self.events.append((microbatch, "B", b_start, self.now()))
+        self._event(microbatch, "B", start)
         return grad_in if self.index > 0 else None
 
-    def _timed(self, microbatch: int, run: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-        """Record a forward that a policy runs during backward as a recomputation."""
+    def backward_input(self, microbatch: int, grad: Any) -> Any:
+        """I: the input's gradient now; what the weights need is kept for :meth:`backward_weight`."""
+        policy, saved, token = self._take(microbatch)
+        graph = getattr(policy, "graph", None)
+        if graph is None:
+            raise TypeError(f"checkpoint policy {type(policy).__name__} has no graph(run, saved, rng): a split "
+                            "backward (I and W) needs the live graph; add graph() or use a schedule with B actions")
+        start = self._now()
+        run = self._backward_run(microbatch, policy)
+        rng = self.rng if self.rng.has_random_layers else NO_RANDOM
+        with self._context(rng):
+            x, out = graph(run, saved, rng)
+            grad_in, work = split_backward.backward_input(out, grad, x, self.module.parameters())
+        self._pending[microbatch] = (work, token)
+        self._event(microbatch, "I", start)
+        return grad_in if self.index > 0 else None
 
-        def timed(x: Tensor) -> Tensor:
-            start = self.now()
-            out = run(x)
-            self._recompute_end = self.now()
+    def backward_weight(self, microbatch: int) -> None:
+        """W: the weight gradients of micro-batch ``microbatch``, accumulated into ``.grad``."""
+        try:
+            work, token = self._pending.pop(microbatch)
+        except KeyError:
+            raise RuntimeError(f"W of micro-batch {microbatch} on stage {self.index} before its I: "
+                               "the schedule must run I before W") from None
+        start = self._now()
+        work.run()
+        del work, token
+        self.events.append((microbatch, "W", start, self._now()))
+
+    def _event(self, microbatch: int, kind: str, start: Any) -> None:
+        begin = self._recompute_end if self._recompute_end is not None else start
+        self.events.append((microbatch, kind, begin, self._now()))
+
+    def _recompute(self, microbatch: int, run: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """``run`` as a recomputation: marked, timed as R, and leaving every buffer as it found it."""
+
+        def again(x: Any) -> Any:
+            start = self._now()
+            kept = [b.detach().clone() for b in self._buffers]
+            try:
+                with recomputing():
+                    out = run(x)
+            finally:
+                with torch.no_grad():
+                    for b, value in zip(self._buffers, kept):
+                        b.copy_(value)
+            self._recompute_end = self._now()
             self.events.append((microbatch, "R", start, self._recompute_end))
             return out
 
-        return timed
+        return again
 
-    def _cuda_now(self) -> Any:
-        """A timestamp for the trace on CUDA: an event recorded on the stage's stream (``now`` on CPU is host time)."""
-        event = torch.cuda.Event(enable_timing=True)
-        event.record(self.stream)
-        return event
+
+class _Both:
+    """Two context managers as one, without contextlib's overhead on the hot path."""
+
+    def __init__(self, a: Any, b: Any) -> None:
+        self.a, self.b = a, b
+
+    def __enter__(self) -> None:
+        self.a.__enter__()
+        self.b.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.b.__exit__(*exc)
+        finally:
+            self.a.__exit__(*exc)

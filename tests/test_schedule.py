@@ -121,7 +121,7 @@ def test_rejects_out_of_range_and_bad_cells() -> None:
         validate([[Action("F", 5, 0)]], 2, 2)
     with pytest.raises(ScheduleError, match=r"not an Action"):
         validate([[("F", 0, 0)]], 1, 1)
-    with pytest.raises(ScheduleError, match=r"kind must be 'F' or 'B'"):
+    with pytest.raises(ScheduleError, match=r"kind must be one of 'F', 'B', 'I', 'W'"):
         validate([[Action("X", 0, 0)]], 1, 1)  # type: ignore[arg-type]
 
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from ..runtime import default_threads
+from ..common import default_threads
 
 
 def default_device(choice: str = "auto") -> torch.device:

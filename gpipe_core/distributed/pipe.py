@@ -13,9 +13,9 @@ from torch import Tensor, nn
 from torch.distributed.pipelining import Schedule1F1B, ScheduleGPipe
 
 from ..checkpoint import MODES
+from ..common import LossFn
 from ..partition import balance_by_count, split_module, validate_balance
 from ..rng import draw_base_seed
-from ..stage import LossFn
 from ..trace import Event, Trace
 from .group import default_device
 from .stages import StageModule, TracedStage

@@ -11,8 +11,8 @@ from torch import Tensor, nn
 from torch.distributed.pipelining import PipelineStage
 from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
+from ..common import StageError
 from ..rng import stage_seed
-from ..runtime import StageError
 from ..schedule import Action
 from ..trace import Event
 

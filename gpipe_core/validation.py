@@ -1,0 +1,171 @@
+"""Check a table before anything runs it, and print it so a person can read it.
+
+A learner's table, a built-in one and one imported from PyTorch all pass
+through :func:`validate` before the engine runs them: every action exactly
+once, one action per device per tick, a backward that is either B or I and W,
+no deadlock, and every dependency at an earlier tick. The error names the
+offending action and shows the table with that cell marked, because a
+schedule bug is much easier to see than to describe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .schedule import (
+    KINDS,
+    SCHEDULES,
+    Action,
+    Schedule,
+    ScheduleError,
+    ScheduleLike,
+    check_placement,
+    check_sizes,
+    dependency_map,
+    device_orders,
+    walk,
+)
+
+
+def _stages(K: int, placement: Sequence[int] | None) -> tuple[int, list[int]]:
+    """(S, placement): K devices, or with a placement its len(placement) stages (K may also name S)."""
+    if placement is None:
+        return K, list(range(K))
+    placement = check_placement(placement, len(placement))
+    devices = max(placement) + 1
+    if K not in (devices, len(placement)):
+        raise ScheduleError(f"K={K} but the placement {placement} uses {devices} devices: make them agree")
+    return len(placement), placement
+
+
+def validate(schedule: Sequence[Sequence[Action]], M: int, K: int,
+             placement: Sequence[int] | None = None) -> Schedule:
+    """Check that ``schedule`` is a correct table for M micro-batches on K devices; return it as lists.
+
+    Without ``placement`` there are K stages, stage s on device s. With it,
+    stage s runs on device ``placement[s]`` (virtual stages). Rejects, naming the
+    offending action: a cell that is not an Action, a kind other than F, B, I
+    or W, an action out of range, two actions on one device in one tick, a
+    missing or repeated action, a backward that is both B and I/W, orders that
+    deadlock, and a dependency that does not run at an earlier tick.
+    """
+    check_sizes(M, K)
+    S, placement = _stages(K, placement)
+    if isinstance(schedule, str) or not isinstance(schedule, Sequence):
+        raise ScheduleError("a schedule is a list of ticks, each a list of Action(kind, microbatch, stage)")
+    table: Schedule = []
+    seen: dict[Action, int] = {}
+    for t, tick in enumerate(schedule):
+        if isinstance(tick, Action) or not isinstance(tick, Sequence):
+            raise ScheduleError(f"tick {t} is {tick!r}: each tick must be a list of actions")
+        busy: dict[int, Action] = {}
+        for action in tick:
+            _check_cell(action, t, M, S)
+            device = placement[action.stage]
+            if device in busy:
+                where = f"stage {device}" if S == K else f"device {device}"
+                raise _error(f"{where} runs both {busy[device]} and {action} at tick {t}: "
+                             f"a {'stage' if S == K else 'device'} does one action per tick", table, tick, action,
+                             S, placement)
+            if action in seen:
+                raise _error(f"{action} is repeated (ticks {seen[action]} and {t}): run it once",
+                             table, tick, action, S, placement)
+            busy[device], seen[action] = action, t
+        table.append(list(tick))
+    _check_complete(seen, M, S, table, placement)
+    deps = dependency_map(seen, S)
+    walk(device_orders(table, placement), deps, lambda a: 1.0)  # raises on deadlock
+    for action, t in sorted(seen.items(), key=lambda kv: kv[1]):
+        for dep in deps[action]:
+            if seen[dep] >= t:
+                raise _error(f"{action} runs at tick {t} but depends on {dep}, which runs at tick {seen[dep]}: "
+                             f"move {action} to tick {seen[dep] + 1} or later", table, None, action, S, placement)
+    return table
+
+
+def _check_cell(action: object, t: int, M: int, S: int) -> None:
+    if not isinstance(action, Action):
+        raise ScheduleError(f"tick {t} holds {action!r}, which is not an Action")
+    if action.kind not in KINDS:
+        raise ScheduleError(f"{action} at tick {t}: kind must be one of 'F', 'B', 'I', 'W'")
+    if not (0 <= action.microbatch < M and 0 <= action.stage < S):
+        raise ScheduleError(f"{action} at tick {t} is out of range: micro-batches are 0..{M - 1}, "
+                            f"stages 0..{S - 1}")
+
+
+def _check_complete(seen: dict[Action, int], M: int, S: int, table: Schedule, placement: list[int]) -> None:
+    for s in range(S):
+        for i in range(M):
+            has = {k: Action(k, i, s) in seen for k in KINDS}  # type: ignore[arg-type]
+            if not has["F"]:
+                raise _error(f"{Action('F', i, s)} is missing: every action must run once", table, None, None,
+                             S, placement)
+            if has["B"] and (has["I"] or has["W"]):
+                raise _error(f"{Action('B', i, s)} and {'I' if has['I'] else 'W'}{i}@stage{s} both appear: a "
+                             "backward is either B or its two halves I and W, not both", table, None,
+                             Action("B", i, s), S, placement)
+            if not has["B"] and has["I"] != has["W"]:
+                missing = Action("W" if has["I"] else "I", i, s)
+                raise _error(f"{missing} is missing: a split backward needs both I and W", table, None, None,
+                             S, placement)
+            if not (has["B"] or has["I"]):
+                raise _error(f"{Action('B', i, s)} is missing: every action must run once (B, or I and W)",
+                             table, None, None, S, placement)
+
+
+def _error(message: str, table: Schedule, partial: Sequence[Action] | None, mark: Action | None, S: int,
+           placement: list[int]) -> ScheduleError:
+    """A ScheduleError whose text ends with the table so far, the offending cell in brackets."""
+    shown = table + ([list(partial)] if partial is not None else [])
+    if mark is not None and partial is not None and mark not in partial:
+        shown[-1] = [*shown[-1], mark]
+    if not shown or sum(len(t) for t in shown) > 400:
+        return ScheduleError(message)
+    return ScheduleError(f"{message}\n{render(shown, S, placement, mark=mark)}")
+
+
+def render(schedule: Sequence[Sequence[Action]], K: int | None = None, placement: Sequence[int] | None = None,
+           mark: Action | None = None) -> str:
+    """The table as text: one row per device, one column per tick, '.' when idle.
+
+    Cells read ``F3`` (kind and micro-batch); with virtual stages they add the
+    stage, ``F3:5``. ``mark`` is drawn in brackets. Two actions that collide on
+    one device in one tick are shown joined by '+'.
+    """
+    if K is None:
+        K = 1 + max((a.stage for tick in schedule for a in tick), default=0)
+    if placement is None:
+        placement = list(range(K))
+    virtual = len(placement) != max(placement) + 1
+    rows = [["."] * len(schedule) for _ in range(max(placement) + 1)]
+    for t, tick in enumerate(schedule):
+        for a in tick:
+            cell = f"{a.kind}{a.microbatch}" + (f":{a.stage}" if virtual else "")
+            if a == mark:
+                cell = f"[{cell}]"
+            row = rows[placement[a.stage]] if a.stage < len(placement) else rows[-1]
+            row[t] = cell if row[t] == "." else f"{row[t]}+{cell}"
+    width = max([2, len(str(len(schedule) - 1))] + [len(c) for row in rows for c in row])
+    name = "device" if virtual else "stage"
+    label = max(8, len(f"{name} {len(rows) - 1}:"))
+    lines = ["tick:".ljust(label) + " " + "   ".join(str(t).rjust(width) for t in range(len(schedule)))]
+    for d, row in enumerate(rows):
+        lines.append(f"{name} {d}:".ljust(label) + " " + "   ".join(c.rjust(width) for c in row))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def resolve(schedule: ScheduleLike, M: int, K: int, placement: Sequence[int] | None = None) -> Schedule:
+    """Turn a schedule name ('gpipe', '1f1b', or a built-in of :mod:`gpipe_core.zoo`) or a table into a table."""
+    if isinstance(schedule, str):
+        builders = dict(SCHEDULES)
+        try:
+            from .zoo import BUILTINS
+            builders.update({name: b.build for name, b in BUILTINS.items()})
+        except ImportError:  # the zoo is optional for the two classic schedules
+            pass
+        try:
+            build = builders[schedule.lower()]
+        except KeyError:
+            raise ValueError(f"unknown schedule {schedule!r}: use one of {sorted(builders)} or pass a table") from None
+        return validate(build(M, K), M, K, placement)
+    return validate(schedule, M, K, placement)
