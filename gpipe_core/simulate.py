@@ -1,10 +1,30 @@
-"""The timeline a schedule would produce, from a cost model, without torch.
+"""The timeline and the memory a schedule would produce, from a cost model, without torch.
 
-Running real workers takes seconds and needs K cores; predicting the timeline
-takes microseconds and works for any K and M. :func:`simulate` executes the
-per-stage orders with given forward / backward / recompute durations and a
-hand-off latency, and returns a :class:`~gpipe_core.trace.Trace` of the same
-shape the runtime measures, so the two can be drawn and compared side by side.
+Running real workers takes seconds and needs K cores; predicting takes
+microseconds and works for any table, K and M. :func:`simulate` walks each
+device's actions in table order with the schedule module's one walker
+(:func:`gpipe_core.schedule.walk`): an action starts when its device is free
+and what it depends on has ended, plus a hand-off when that ran on another
+device. It returns a :class:`~gpipe_core.trace.Trace` of the same shape the
+runtime measures, so prediction and measurement draw side by side.
+
+:func:`peak_memory` sizes the same timeline. What we model, per stage s and
+micro-batch (``Sizes``, in bytes or in the memory law's units):
+
+* stored (``activations[s]``): what autograd saves in a forward: held from the
+  forward's start to the end of the backward that frees it (B, or W for a
+  split backward: I keeps the graph so that W can still use the inputs of the
+  weight-gradient matmuls, and W frees it);
+* re-materialised (the micro-batch recomputes): the forward keeps only the
+  stage input (``inputs[s]``) until the backward ends; the recomputation R
+  rebuilds the stored set, held from R's start to the end of B (or of W);
+* between I and W, ``weight_inputs[s]`` if given: a smaller part of the stored
+  set (what W really needs), for an engine that frees the rest after I.
+
+A device's peak is the largest sum over its stages at any instant; an action's
+frees come before the next action's allocations. "Micro-batches in flight
+times the bytes one holds" is the special case of equal stages and no
+recomputation.
 """
 
 from __future__ import annotations
@@ -12,62 +32,148 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .schedule import Action, ScheduleError, dependencies, stage_orders
+from .schedule import Action, check_placement, dependency_map, device_orders, walk
 from .trace import Trace
+
+Number = float | int
+PerStage = Sequence[Number] | Number
 
 
 @dataclass(frozen=True)
 class Costs:
-    """Per-stage durations in seconds (or ticks): lists of length K, or one number for all."""
+    """Per-stage durations in seconds (or ticks): lists with one entry per stage, or one number for all.
 
-    forward: Sequence[float] | float = 1.0
-    backward: Sequence[float] | float = 1.0
-    recompute: Sequence[float] | float = 0.0
+    ``input_grad`` (I) and ``weight_grad`` (W) default to half of ``backward`` each.
+    """
+
+    forward: PerStage = 1.0
+    backward: PerStage = 1.0
+    recompute: PerStage = 0.0
     handoff: float = 0.0
+    input_grad: PerStage | None = None
+    weight_grad: PerStage | None = None
 
-    def of(self, field: Sequence[float] | float, stage: int) -> float:
+    def of(self, field: PerStage, stage: int) -> float:
         return float(field if isinstance(field, (int, float)) else field[stage])
+
+    def duration(self, kind: str, stage: int) -> float:
+        """How long one ``kind`` action (F, B, I, W or R) takes on ``stage``."""
+        if kind in ("I", "W"):
+            split = self.input_grad if kind == "I" else self.weight_grad
+            return self.of(split, stage) if split is not None else self.of(self.backward, stage) / 2
+        return self.of({"F": self.forward, "B": self.backward, "R": self.recompute}[kind], stage)
+
+
+UNIT = Costs(forward=1, backward=2, input_grad=1, weight_grad=1)
+"""The unit costs of :mod:`gpipe_core.zoo`'s closed forms: F = I = W = 1, B = 2."""
+
+
+def _stages(K: int, placement: Sequence[int] | None) -> tuple[int, list[int]]:
+    if placement is None:
+        return K, list(range(K))
+    placement = check_placement(placement, len(placement))
+    return len(placement), placement
+
+
+def times(schedule: Sequence[Sequence[Action]], K: int, costs: Costs | None = None,
+          recompute: Sequence[bool] | bool = False, placement: Sequence[int] | None = None,
+          ) -> dict[Action, tuple[float, float]]:
+    """Start and end of every action (a recomputation runs inside its B or I, at the start)."""
+    costs = costs or Costs()
+    S, placement = _stages(K, placement)
+    actions = [a for tick in schedule for a in tick]
+
+    def duration(a: Action) -> float:
+        extra = costs.duration("R", a.stage) if a.kind in ("B", "I") and _recomputes(recompute, a.microbatch) else 0
+        return costs.duration(a.kind, a.stage) + extra
+
+    def handoff(dep: Action, a: Action) -> float:
+        return costs.handoff if placement[dep.stage] != placement[a.stage] else 0.0
+
+    return walk(device_orders(schedule, placement), dependency_map(actions, S), duration, handoff)
 
 
 def simulate(schedule: Sequence[Sequence[Action]], K: int, costs: Costs | None = None,
-             recompute: Sequence[bool] | bool = False, M: int | None = None) -> Trace:
-    """Event-driven timeline of ``schedule`` under ``costs``.
+             recompute: Sequence[bool] | bool = False, M: int | None = None,
+             placement: Sequence[int] | None = None) -> Trace:
+    """Event-driven timeline of ``schedule`` under ``costs``, as a Trace (rows: devices).
 
-    Each stage runs its actions in table order; an action starts when its
-    stage is free and its dependencies have finished (plus ``handoff`` when the
-    dependency ran on another stage). ``recompute`` says which micro-batches
-    re-run their forward before backward (a bool for all of them).
+    Without ``placement`` there are K stages, one per device. ``recompute`` says
+    which micro-batches re-run their forward at the start of their backward (B,
+    or I for a split one); a bool applies to all.
     """
     costs = costs or Costs()
-    orders = stage_orders(schedule, K)
-    finish: dict[Action, float] = {}
-    free = [0.0] * K
-    heads = [0] * K
-    trace = Trace(K)
-    total = sum(len(o) for o in orders)
-    while len(finish) < total:
-        progressed = False
-        for j in range(K):
-            while heads[j] < len(orders[j]):
-                a = orders[j][heads[j]]
-                deps = dependencies(a, K)
-                if any(d not in finish for d in deps):
-                    break
-                ready = max([free[j]] + [finish[d] + (costs.handoff if d.stage != j else 0.0) for d in deps])
-                t = ready
-                if a.kind == "B" and _recomputes(recompute, a.microbatch):
-                    r = costs.of(costs.recompute, j)
-                    if r > 0:
-                        trace.add(j, a.microbatch, "R", t, t + r)
-                        t += r
-                d = costs.of(costs.forward if a.kind == "F" else costs.backward, j)
-                trace.add(j, a.microbatch, a.kind, t, t + d)
-                finish[a] = free[j] = t + d
-                heads[j] += 1
-                progressed = True
-        if not progressed:
-            raise ScheduleError("the schedule deadlocks: validate it with gpipe_core.schedule.validate")
+    S, placement = _stages(K, placement)
+    rows = max(placement) + 1
+    trace = Trace(rows, placement=None if rows == S else placement)
+    for a, (start, end) in sorted(times(schedule, K, costs, recompute, placement).items(), key=lambda kv: kv[1]):
+        if a.kind in ("B", "I") and _recomputes(recompute, a.microbatch):
+            r = costs.duration("R", a.stage)
+            if r > 0:
+                trace.add(a.stage, a.microbatch, "R", start, start + r)
+                start += r
+        trace.add(a.stage, a.microbatch, a.kind, start, end)
     return trace
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What one micro-batch holds on each stage (bytes, or units); see the module docstring."""
+
+    activations: PerStage = 1.0
+    inputs: PerStage = 0.0
+    weight_inputs: PerStage | None = None
+
+    def of(self, field: PerStage, stage: int) -> float:
+        return float(field if isinstance(field, (int, float)) else field[stage])
+
+
+def peak_memory(schedule: Sequence[Sequence[Action]], K: int, sizes: Sizes | None = None,
+                costs: Costs | None = None, recompute: Sequence[bool] | bool = False,
+                placement: Sequence[int] | None = None) -> list[float]:
+    """Each device's peak activation memory over the timeline ``costs`` give (see the module docstring).
+
+    With the default sizes (one unit stored per micro-batch, nothing else) the
+    result is the peak number of micro-batches a device holds, in stage units.
+    """
+    sizes = sizes or Sizes()
+    S, placement = _stages(K, placement)
+    when = times(schedule, K, costs, recompute, placement)
+    last_backward = {(a.microbatch, a.stage): a for a in when if a.kind in ("B", "W")}
+    changes: list[tuple[float, int, int, float]] = []  # (time, 0 = free first / 1 = allocate, device, bytes)
+
+    def hold(device: int, start: float, end: float, amount: float) -> None:
+        if amount:
+            changes.append((start, 1, device, amount))
+            changes.append((end, 0, device, -amount))
+
+    for a, (start, end) in when.items():
+        d, s, i = placement[a.stage], a.stage, a.microbatch
+        if a.kind == "F":
+            freed = when[last_backward[(i, s)]][1]
+            if _recomputes(recompute, i):
+                hold(d, start, freed, sizes.of(sizes.inputs, s))
+            else:
+                hold(d, start, _stored_until(when, i, s, sizes), sizes.of(sizes.activations, s))
+                if sizes.weight_inputs is not None and Action("I", i, s) in when:
+                    hold(d, when[Action("I", i, s)][1], freed, sizes.of(sizes.weight_inputs, s))
+        elif a.kind in ("B", "I") and _recomputes(recompute, i):
+            freed = when[last_backward[(i, s)]][1]
+            hold(d, start, _stored_until(when, i, s, sizes), sizes.of(sizes.activations, s))
+            if sizes.weight_inputs is not None and a.kind == "I":
+                hold(d, end, freed, sizes.of(sizes.weight_inputs, s))
+    current, peak = [0.0] * (max(placement) + 1), [0.0] * (max(placement) + 1)
+    for _, _, d, amount in sorted(changes):
+        current[d] += amount
+        peak[d] = max(peak[d], current[d])
+    return peak
+
+
+def _stored_until(when: dict[Action, tuple[float, float]], i: int, s: int, sizes: Sizes) -> float:
+    """When the stored set of micro-batch i on stage s is freed: at B, at W, or at I if W keeps only part."""
+    if Action("B", i, s) in when:
+        return when[Action("B", i, s)][1]
+    return when[Action("I" if sizes.weight_inputs is not None else "W", i, s)][1]
 
 
 def _recomputes(recompute: Sequence[bool] | bool, microbatch: int) -> bool:
@@ -75,33 +181,34 @@ def _recomputes(recompute: Sequence[bool] | bool, microbatch: int) -> bool:
 
 
 def costs_from_trace(trace: Trace) -> Costs:
-    """Per-stage mean forward / backward / recompute durations measured in a real trace.
+    """Per-stage mean forward / backward / I / W / recompute durations measured in a real trace.
 
     The hand-off is the mean delay between the moment an action could have
-    started (its stage free, its input produced upstream) and its real start.
+    started (its device free, what it waits for finished) and its real start.
     Means, not medians: a cost model must keep the total time of the run, and
     with few micro-batches a median picks one action's duration for all.
     """
-    by_stage: dict[int, list] = {}
-    for e in sorted(trace.events, key=lambda e: e.start):
-        by_stage.setdefault(e.stage, []).append(e)
+    stages = 1 + max((e.stage for e in trace.events), default=-1)
 
     def mean(values: list[float]) -> float:
         return sum(values) / len(values) if values else 0.0
 
-    def durations(kind: str, j: int) -> list[float]:
-        return [e.duration for e in by_stage.get(j, []) if e.kind == kind]
+    def durations(kind: str) -> list[float]:
+        return [mean([e.duration for e in trace.events if e.kind == kind and e.stage == s]) for s in range(stages)]
 
-    produced = {(e.stage, e.microbatch, e.kind): e.end for e in trace.events if e.kind in "FB"}
+    actions = [Action(e.kind, e.microbatch, e.stage) for e in trace.events if e.kind != "R"]  # type: ignore[arg-type]
+    deps = dependency_map(actions, stages)
+    end = {(e.kind, e.microbatch, e.stage): e.end for e in trace.events if e.kind != "R"}
     delays = []
-    for j, events in by_stage.items():
+    for row in range(trace.K):
+        events = sorted((e for e in trace.events if trace.row(e.stage) == row), key=lambda e: e.start)
         for prev, e in zip(events, events[1:]):
-            source = (j - 1, e.microbatch, "F") if e.kind == "F" else (j + 1, e.microbatch, "B")
-            if source in produced:
-                delays.append(max(0.0, e.start - max(prev.end, produced[source])))
-    return Costs(
-        forward=[mean(durations("F", j)) for j in range(trace.K)],
-        backward=[mean(durations("B", j)) for j in range(trace.K)],
-        recompute=[mean(durations("R", j)) for j in range(trace.K)],
-        handoff=mean(delays),
-    )
+            if e.kind == "R" or prev.kind == "R" and prev.microbatch == e.microbatch:
+                continue
+            waits = [end[(w.kind, w.microbatch, w.stage)] for w in deps[Action(e.kind, e.microbatch, e.stage)]
+                     if trace.row(w.stage) != row]  # type: ignore[arg-type]
+            if waits:
+                delays.append(max(0.0, e.start - max([prev.end, *waits])))
+    has_split = any(e.kind in ("I", "W") for e in trace.events)
+    return Costs(forward=durations("F"), backward=durations("B"), recompute=durations("R"), handoff=mean(delays),
+                 input_grad=durations("I") if has_split else None, weight_grad=durations("W") if has_split else None)

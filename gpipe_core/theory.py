@@ -66,3 +66,60 @@ def memory_units_cheatsheet(N: int, L: int, M: int, K: int) -> float:
     """
     _check(M, K)
     return N * L / K + (N / M) * L
+
+
+# -- after GPipe: the closed forms of gpipe_core.zoo's schedules ----------------------------------
+#
+# Unit costs: F = I = W = 1 and B = I + W = 2 per stage (a stage being one model
+# chunk, so with V chunks per device one unit is 1/V of a device's forward).
+# Derivations are in gpipe_core.zoo's docstring; tests/test_zoo.py checks each
+# against the simulated table.
+
+_STEP_RANGE = {"gpipe": "M >= 1", "1f1b": "M >= 1", "zb-h1": "M >= K", "zb-h2": "M >= K",
+               "interleaved": "M a multiple of K", "zbv": "M >= 2K"}
+
+
+def step_units(schedule: str, M: int, K: int, V: int = 2) -> int:
+    """Step time under unit costs: 3(M+K-1) for GPipe and 1F1B, 3M+K-1 for ZB-H1 and ZB-H2,
+    3VM+3(K-1) for interleaved 1F1B, 6M+K-1 for ZBV (in chunk units; V = 2)."""
+    _check(M, K)
+    holds = {"gpipe": True, "1f1b": True, "zb-h1": M >= K, "zb-h2": M >= K, "interleaved": M % K == 0,
+             "zbv": M >= 2 * K}
+    if schedule not in holds:
+        raise ValueError(f"no closed form for {schedule!r}: use one of {sorted(holds)}")
+    if not holds[schedule]:
+        raise ValueError(f"the closed form of {schedule} holds for {_STEP_RANGE[schedule]} (got M={M}, K={K}): "
+                         "simulate the table (gpipe_core.simulate) for other sizes")
+    return {"gpipe": 3 * (M + K - 1), "1f1b": 3 * (M + K - 1), "zb-h1": 3 * M + K - 1, "zb-h2": 3 * M + K - 1,
+            "interleaved": 3 * V * M + 3 * (K - 1), "zbv": 6 * M + K - 1}[schedule]
+
+
+def zb_h1_bubble(M: int, K: int) -> float:
+    """Idle fraction of ZB-H1's step under unit costs: (K-1)/(3M+K-1); each device idles K-1 units,
+    a third of 1F1B's 3(K-1)."""
+    _check(M, K)
+    return (K - 1) / (3 * M + K - 1)
+
+
+def interleaved_bubble(M: int, K: int, V: int) -> float:
+    """Interleaved 1F1B's bubble relative to the work (Megatron-LM's measure): (K-1)/(V*M)."""
+    _check(M, K)
+    return (K - 1) / (V * M)
+
+
+def peak_held(schedule: str, M: int, K: int, V: int = 2) -> list[int]:
+    """Peak (micro-batch, stage) activations each device holds under unit costs (chunks when V > 1).
+
+    GPipe M; 1F1B K-d on device d; interleaved 2(K-1-d)+(V-1)K+1; ZB-H1 K (M >= K); ZB-H2 2K-1
+    (M >= 2K-1); ZBV 2K (M >= 2K), i.e. K whole micro-batches.
+    """
+    _check(M, K)
+    forms = {"gpipe": lambda d: M, "1f1b": lambda d: min(K - d, M),
+             "interleaved": lambda d: min(V * M, 2 * (K - 1 - d) + (V - 1) * K + 1),
+             "zb-h1": lambda d: K, "zb-h2": lambda d: 2 * K - 1, "zbv": lambda d: 2 * K}
+    needs = {"zb-h1": M >= K, "zb-h2": M >= 2 * K - 1, "zbv": M >= 2 * K}
+    if schedule not in forms:
+        raise ValueError(f"no closed form for {schedule!r}: use one of {sorted(forms)}")
+    if not needs.get(schedule, True):
+        raise ValueError(f"the closed form of {schedule}'s memory needs more micro-batches (got M={M}, K={K})")
+    return [forms[schedule](d) for d in range(K)]
