@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .common import LossFn
 from .microbatch import split, weights
 from .partition import split_module
 from .rng import stage_seed
-from .common import LossFn
 
 
 def sequential_step(module: nn.Sequential, x: Tensor, target: Tensor, loss_fn: LossFn, *,

@@ -11,8 +11,9 @@ came from downstream, which is what lets the schedule (not one
 
 A forward that a policy runs again during backward is a recomputation: it is
 timed as ``R``, :func:`~gpipe_core.checkpoint.is_recomputing` is True inside it,
-and every buffer of the stage is put back afterwards, so running statistics
-and counters change once per micro-batch, as without recomputation.
+and it works on copies of the stage's buffers (the originals are put back
+untouched afterwards, so autograd's saved references stay valid), so running
+statistics and counters change once per micro-batch, as without recomputation.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class Stage:
         self.events: list[tuple[int, str, Any, Any]] = []  # (micro-batch, kind, start stamp, end stamp)
         self._saved: dict[int, tuple[Any, Any, object]] = {}
         self._pending: dict[int, tuple[split_backward.WeightWork, object]] = {}
-        self._buffers = list(module.buffers())
+        self._buffers = [(m, name) for m in module.modules() for name, b in m._buffers.items() if b is not None]
         self._policies: tuple[int, list[Any]] = (0, [])
         self._recompute_end: Any = None
 
@@ -166,14 +167,15 @@ class Stage:
 
         def again(x: Any) -> Any:
             start = self._now()
-            kept = [b.detach().clone() for b in self._buffers]
+            kept = [m._buffers[name] for m, name in self._buffers]
+            for (m, name), b in zip(self._buffers, kept):
+                m._buffers[name] = b.clone()  # the recomputation updates a copy...
             try:
                 with recomputing():
                     out = run(x)
             finally:
-                with torch.no_grad():
-                    for b, value in zip(self._buffers, kept):
-                        b.copy_(value)
+                for (m, name), b in zip(self._buffers, kept):
+                    m._buffers[name] = b  # ...and the module gets its untouched buffers back
             self._recompute_end = self._now()
             self.events.append((microbatch, "R", start, self._recompute_end))
             return out
