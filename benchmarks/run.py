@@ -51,7 +51,7 @@ def plot(curve_points: list[dict], rows: list[Row], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes: check the harness, not the engine")
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="sections to run, e.g. 1,4")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="sections to run, e.g. 1,4")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     only = {int(s) for s in args.only.split(",")}
@@ -76,6 +76,10 @@ def main() -> int:
         mem_rows, extra["memory"] = checkpointing.memory(N=64, H=64, L=8) if q else checkpointing.memory()
         rows += mem_rows
         rows += checkpointing.time_ratio(N=64, H=256, L=8, repeats=2) if q else checkpointing.time_ratio()
+    if 7 in only:
+        from . import zero_bubble
+
+        rows += zero_bubble.run(quick=q)
     points = []
     if 6 in only and curve:
         scale_rows, points = scaling.run(curve)

@@ -98,11 +98,12 @@ class StageClock:
 
 def stages_of(pipe: GPipe) -> list[Any]:
     """The pipe's Stage objects (the runtime's view of each model chunk)."""
-    for owner in (pipe, getattr(pipe, "runtime", None)):
-        stages = getattr(owner, "stages", None)
-        if stages:
-            return list(stages)
-    raise AttributeError("cannot find the pipe's Stage objects (pipe.stages or pipe.runtime.stages): "
+    for owner in (pipe, getattr(pipe, "_runtime", None), getattr(pipe, "runtime", None)):
+        for name in ("stages", "_stages"):
+            stages = getattr(owner, name, None)
+            if stages:
+                return list(stages)
+    raise AttributeError("cannot find the pipe's Stage objects (pipe.stages, pipe._stages or pipe._runtime.stages): "
                          "update benchmarks/runtime_overhead.stages_of to the engine's current layout")
 
 

@@ -1,0 +1,139 @@
+"""The benchmark harness's own logic: statistics, the stage-call clock, the GPU notebook report.
+
+No timing is asserted here (timings belong in ``make bench``); these tests
+check what the numbers are built from: the confidence interval's order
+statistics, that every stage call is counted (I and W included), and that a
+notebook's graded cells are reported pass / fail / not run correctly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+from torch import nn
+
+from benchmarks import gpu_notebooks
+from benchmarks.common import Row, median_ci
+from benchmarks.runtime_overhead import Scale, StageClock, _plain_loop, measure, stages_of
+from gpipe_core import GPipe
+
+
+def _binomial_below(n: int, k: int) -> float:
+    return sum(math.comb(n, j) for j in range(k)) / 2**n
+
+
+@pytest.mark.parametrize("n", [6, 9, 15, 31])
+def test_median_interval_is_the_binomial_order_statistics(n: int) -> None:
+    values = [float(v) for v in range(n, 0, -1)]  # unsorted on purpose
+    median, low, high = median_ci(values)
+    assert median == (n + 1) / 2
+    k = int(low)  # values are 1..n, so the value is its rank
+    assert high == n + 1 - k  # symmetric around the median
+    assert _binomial_below(n, k) <= 0.025 < _binomial_below(n, k + 1)  # widest k that keeps 95%
+
+
+def test_median_interval_falls_back_to_the_range_for_few_values() -> None:
+    assert median_ci([3.0, 1.0, 2.0]) == (2.0, 1.0, 3.0)
+    with pytest.raises(ValueError):
+        median_ci([])
+
+
+def test_estimate_row_spread_covers_its_interval() -> None:
+    row = Row.estimate("s", "m", [1.0, 2.0, 3.0, 4.0, 10.0, 5.0, 6.0], target="<= 4.5")
+    assert row.value == 4.0 and (row.low, row.high) == (1.0, 10.0)
+    assert row.spread == 6.0 and row.met is True
+    assert row.as_json()["low"] == 1.0
+
+
+def test_stage_clock_counts_every_call_and_comes_off_cleanly() -> None:
+    class Fake:
+        def forward(self, i: int) -> int:
+            return i + 1
+
+    fake = Fake()
+    clock = StageClock([fake]).install()
+    assert fake.forward(1) == 2 and fake.forward(2) == 3
+    seconds, calls = clock.take()
+    assert calls == 2 and seconds >= 0
+    assert clock.take() == (0, 0)
+    clock.remove()
+    assert "forward" not in vars(fake)
+    fake.forward(3)
+    assert clock.take() == (0, 0)
+
+
+@pytest.mark.parametrize("schedule, per_microbatch_stage", [("gpipe", 2), ("zb-h1", 3)])
+def test_measure_times_every_action_of_the_table(schedule: str, per_microbatch_stage: int) -> None:
+    """The runtime-overhead benchmark sees every stage call (F, B, I, W) and its own work is never negative."""
+    K, M = 2, 4
+    model = nn.Sequential(*[Scale() for _ in range(K)])
+    x, y = torch.randn(M, 1), torch.randn(M, 1)
+    pipe = GPipe(model, partitions=K, chunks=M, checkpoint="never", schedule=schedule, threads_per_stage=1)
+    actions = sum(len(tick) for tick in pipe.table)
+    assert actions == per_microbatch_stage * M * K
+    out = measure(pipe, lambda: _plain_loop(model, x, y, M), lambda: pipe.step(x, y, nn.functional.mse_loss, seed=0),
+                  repeats=2, actions=actions)
+    assert len(out["own"]) == len(out["engine"]) == len(out["plain"]) == 2
+    assert all(v >= 0 for v in out["own"])
+    assert all("forward" not in vars(s) for s in stages_of(pipe))  # the wrappers came off
+    with pytest.raises(RuntimeError, match="STAGE_CALLS"):
+        measure(pipe, lambda: None, lambda: pipe.step(x, y, nn.functional.mse_loss, seed=0),
+                repeats=1, actions=actions + 1)
+
+
+# ---- the GPU notebook runner, on CPU ---------------------------------------------------------------------
+
+
+def _graded(source: str, grade_id: str, points: float = 1) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["nbgrader"] = {"grade": True, "grade_id": grade_id, "points": points}
+    return cell
+
+
+def test_report_sorts_graded_cells_into_pass_fail_and_not_run() -> None:
+    nb = nbformat.v4.new_notebook()
+    passed, failed, unrun = _graded("1", "t_pass", 2), _graded("x", "t_fail"), _graded("2", "t_unrun")
+    helper, quiet = nbformat.v4.new_code_cell("import nope"), nbformat.v4.new_code_cell("y = 1")
+    passed.execution_count = failed.execution_count = helper.execution_count = quiet.execution_count = 1
+    failed.outputs = [nbformat.v4.new_output("error", ename="AssertionError", evalue="wrong device", traceback=[])]
+    helper.outputs = [nbformat.v4.new_output("error", ename="ModuleNotFoundError", evalue="nope", traceback=[])]
+    nb.cells = [nbformat.v4.new_markdown_cell("# title"), quiet, passed, failed, helper, unrun]
+    results = {r.name: r for r in gpu_notebooks.report(nb, "01/x.ipynb")}
+    assert set(results) == {"t_pass", "t_fail", "cell 4", "t_unrun"}  # the quiet ungraded cell is left out
+    assert (results["t_pass"].status, results["t_pass"].points) == ("pass", 2.0)
+    assert results["t_fail"].status == "fail" and results["t_fail"].error == "AssertionError: wrong device"
+    assert results["t_unrun"].status == "not run"
+    assert not results["cell 4"].graded and results["cell 4"].error.startswith("ModuleNotFoundError")
+
+
+def test_arguments_and_notebook_selection(tmp_path: Path) -> None:
+    args = gpu_notebooks.parse_args(["04", "05", "--budget", "100"])
+    assert args.only == ["04", "05"] and args.budget == 100 and not args.allow_cpu
+    with pytest.raises(SystemExit):
+        gpu_notebooks.parse_args(["--cell-timeout", "0"])
+    for name in ("01_a", "02_b"):
+        (tmp_path / "solutions" / name).mkdir(parents=True)
+        nbformat.write(nbformat.v4.new_notebook(), tmp_path / "solutions" / name / "n.ipynb")
+    assert [p.parent.name for p in gpu_notebooks.notebooks([], tmp_path)] == ["01_a", "02_b"]
+    assert [p.parent.name for p in gpu_notebooks.notebooks(["02"], tmp_path)] == ["02_b"]
+    with pytest.raises(SystemExit, match="01_a, 02_b"):
+        gpu_notebooks.notebooks(["09"], tmp_path)
+
+
+def test_execute_runs_on_after_errors_and_interrupts_a_stuck_cell(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [_graded("assert 1 + 1 == 2", "t_ok"), _graded("assert False, 'planted'", "t_bad"),
+                _graded("import time\ntime.sleep(60)", "t_stuck"), _graded("x = 3", "t_after")]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    ran, note = gpu_notebooks.execute(path, cell_timeout=3, deadline=time.monotonic() + 120)
+    results = {r.name: r for r in gpu_notebooks.report(ran, "n")}
+    assert note == ""
+    assert results["t_ok"].status == "pass" and results["t_after"].status == "pass"
+    assert results["t_bad"].status == "fail" and "planted" in results["t_bad"].error
+    assert results["t_stuck"].status == "fail" and results["t_stuck"].error.startswith("CellTimeoutError")
