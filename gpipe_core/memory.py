@@ -34,10 +34,6 @@ class MemoryMeter:
         self.current = 0
         self.peak = 0
 
-    def reset(self) -> None:
-        with self._lock:
-            self.peak = self.current
-
     def hold(self, t: Tensor) -> object:
         """Count ``t`` as held until the returned token is dropped."""
         key = _key(t)
@@ -82,14 +78,6 @@ class _Token:
 
     def __del__(self) -> None:
         self.meter._release(self.key)
-
-
-def activation_bytes_per_unit(sample_shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> int:
-    """Bytes of one sample's activation at one layer boundary (the memory law's unit)."""
-    numel = 1
-    for d in sample_shape:
-        numel *= d
-    return numel * torch.empty((), dtype=dtype).element_size()
 
 
 def cuda_peak_bytes(device: torch.device | str) -> int:

@@ -12,6 +12,7 @@ size, and the optimal contiguous split of any per-layer costs
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Sequence
 
@@ -19,13 +20,28 @@ import torch
 from torch import Tensor, nn
 
 
+def check_sequential(module: object, owner: str = "GPipe") -> nn.Sequential:
+    """``module`` if it is a non-empty ``nn.Sequential`` (the only kind of model a pipe can cut)."""
+    if not isinstance(module, nn.Sequential):
+        raise TypeError(f"{owner} needs an nn.Sequential, got {type(module).__name__}: "
+                        "wrap the layers in order, e.g. nn.Sequential(*layers)")
+    if len(module) == 0:
+        raise ValueError(f"the nn.Sequential is empty: give {owner} at least one layer")
+    return module
+
+
 def validate_balance(balance: Sequence[int], num_layers: int) -> list[int]:
     """Check a balance against a model with ``num_layers`` layers and return it as a list."""
     balance = list(balance)
     if not balance:
         raise ValueError("balance is empty: give one layer count per stage, e.g. [2, 2]")
-    if any(not isinstance(b, int) or b < 1 for b in balance):
+    try:  # any integer type counts (numpy's too), but not floats or bools
+        counts = [operator.index(b) for b in balance]
+    except TypeError:
+        counts = [0]
+    if any(isinstance(b, bool) for b in balance) or any(b < 1 for b in counts):
         raise ValueError(f"balance {balance} must hold positive integers: every stage needs a layer")
+    balance = counts
     if sum(balance) != num_layers:
         raise ValueError(
             f"balance {balance} sums to {sum(balance)} but the model has {num_layers} layers: "

@@ -61,11 +61,7 @@ class GPipe(nn.Module):
                  threads_per_stage: int | None = None, timeout: float | None = None, check_finite: bool = True,
                  executor: str = "threads") -> None:
         super().__init__()
-        if not isinstance(module, nn.Sequential):
-            raise TypeError(f"GPipe needs an nn.Sequential, got {type(module).__name__}: "
-                            "wrap the layers in order, e.g. nn.Sequential(*layers)")
-        if len(module) == 0:
-            raise ValueError("the nn.Sequential is empty: give GPipe at least one layer")
+        partition.check_sequential(module, "GPipe")
         V = microbatch.positive_int(virtual, "virtual (V, stages per device)")
         self.chunks = microbatch.positive_int(chunks, "chunks (M)")
         self.checkpoint = check_checkpoint(checkpoint)

@@ -14,7 +14,8 @@ from torch.distributed.pipelining import Schedule1F1B, ScheduleGPipe
 
 from ..checkpoint import MODES
 from ..common import LossFn
-from ..partition import balance_by_count, split_module, validate_balance
+from ..microbatch import positive_int
+from ..partition import balance_by_count, check_sequential, split_module, validate_balance
 from ..rng import draw_base_seed
 from ..trace import Event, Trace
 from .group import default_device
@@ -47,9 +48,7 @@ class DistributedPipe:
         if not dist.is_initialized():
             raise RuntimeError("no process group: call gpipe_core.distributed.init() (under torchrun) or "
                                "torch.distributed.init_process_group(...) before DistributedPipe")
-        if not isinstance(module, nn.Sequential):
-            raise TypeError(f"DistributedPipe needs an nn.Sequential, got {type(module).__name__}: "
-                            "wrap the layers in order, e.g. nn.Sequential(*layers)")
+        check_sequential(module, "DistributedPipe")
         self.group = group
         self.rank, world = dist.get_rank(group), dist.get_world_size(group)
         balance = balance_by_count(len(module), world) if balance is None else balance
@@ -63,8 +62,7 @@ class DistributedPipe:
         if not isinstance(checkpoint, str) or checkpoint not in MODES:
             raise ValueError(f"checkpoint {checkpoint!r} is not one of {MODES}: the distributed engine maps the "
                              "mode names onto torch.utils.checkpoint (policy objects run on gpipe_core.GPipe)")
-        if not isinstance(chunks, int) or chunks < 1:
-            raise ValueError(f"chunks (M) must be a positive integer, got {chunks!r}")
+        chunks = positive_int(chunks, "chunks (M)")
         if schedule == "1f1b" and chunks < self.K:
             raise ValueError(f"torch's Schedule1F1B needs M >= K: got M={chunks} for K={self.K}; "
                              f"use --micro-batches {self.K} or more, or --schedule gpipe")

@@ -1,0 +1,135 @@
+"""The runtime on its own: a hand-made table over fake stages that record what they are asked to do.
+
+No autograd here: each fake stage returns a string naming what it computed, so
+the tests see exactly which message reached which stage, in which order each
+worker ran its actions, and how a failure or a timeout stops every worker.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from gpipe_core.common import StageError
+from gpipe_core.runtime import Runtime, worker_of_ranks
+from gpipe_core.schedule import Action, gpipe_schedule, loop_placement, ticks_from_orders
+
+
+class FakeStage:
+    """Records (kind, micro-batch, what it received) and passes a label downstream or upstream."""
+
+    def __init__(self, index: int, fail: Action | None = None, sleep: float = 0.0) -> None:
+        self.index, self.device, self.stream = index, torch.device("cpu"), None
+        self.module = nn.Linear(1, 1)
+        self.fail, self.sleep = fail, sleep
+        self.calls: list[tuple[str, int, Any]] = []
+        self.events: list[tuple[int, str, Any, Any]] = []
+        self.thread: set[str] = set()
+
+    def begin_step(self, chunks: int, seed: int, loss: Any, meter: Any) -> None:
+        self.calls.clear()
+        self.has_loss = loss is not None
+
+    def _do(self, kind: str, i: int, got: Any) -> str:
+        self.thread.add(threading.current_thread().name)
+        if self.fail == Action(kind, i, self.index):
+            raise RuntimeError("fake failure")
+        time.sleep(self.sleep)
+        self.calls.append((kind, i, got))
+        self.events.append((i, kind, 0.0, 0.0))
+        return f"{kind}{i}@{self.index}"
+
+    def forward(self, i: int, x: Any) -> Any:
+        return self._do("F", i, x)
+
+    def backward(self, i: int, g: Any) -> Any:
+        return self._do("B", i, g)
+
+    def backward_input(self, i: int, g: Any) -> Any:
+        return self._do("I", i, g)
+
+    def backward_weight(self, i: int) -> None:
+        self._do("W", i, None)
+
+
+def run(table: list[list[Action]], S: int, placement: list[int] | None = None, executor: str = "threads",
+        **kwargs: Any) -> tuple[list[FakeStage], Runtime, Any]:
+    stages = [FakeStage(s, **kwargs) for s in range(S)]
+    runtime = Runtime(stages, table, placement or list(range(S)), executor=executor, timeout=5)
+    result = runtime.run([f"x{i}" for i in range(2)], loss=object(), seed=0, measure_memory=False)
+    return stages, runtime, result
+
+
+@pytest.mark.parametrize("executor", ["threads", "inline"])
+def test_messages_reach_the_right_stage_in_table_order(executor: str) -> None:
+    table = gpipe_schedule(2, 3)
+    stages, _, result = run(table, 3, executor=executor)
+    assert stages[0].calls[:2] == [("F", 0, "x0"), ("F", 1, "x1")]
+    assert stages[1].calls[:2] == [("F", 0, "F0@0"), ("F", 1, "F1@0")]
+    assert stages[2].calls[2:] == [("B", 1, None), ("B", 0, None)]  # the last stage's backward starts the chain
+    assert stages[1].calls[2:] == [("B", 1, "B1@2"), ("B", 0, "B0@2")]
+    assert result.outputs == {0: "F0@2", 1: "F1@2"}
+
+
+def test_split_backward_sends_the_input_gradient_and_runs_w_locally() -> None:
+    orders = [[Action("F", 0, 0), Action("I", 0, 0), Action("W", 0, 0)],
+              [Action("F", 0, 1), Action("I", 0, 1), Action("W", 0, 1)]]
+    table = ticks_from_orders(orders)
+    stages = [FakeStage(s) for s in range(2)]
+    Runtime(stages, table, [0, 1]).run(["x0"], loss=object(), seed=0, measure_memory=False)
+    assert stages[0].calls == [("F", 0, "x0"), ("I", 0, "I0@1"), ("W", 0, None)]
+
+
+def test_workers_follow_cores_and_devices() -> None:
+    cpu = torch.device("cpu")
+    assert worker_of_ranks([cpu] * 4, [0, 1, 2, 3], "inline") == [0, 0, 0, 0]
+    workers = worker_of_ranks([cpu] * 4, [0, 1, 2, 3], "threads")
+    cores = min(4, __import__("os").cpu_count() or 1)
+    assert len(set(workers)) == cores and workers[:cores] == list(range(cores))
+    stages, runtime, _ = run(gpipe_schedule(2, 4), 4)
+    names = set().union(*(s.thread for s in stages))
+    assert len(names) == runtime.workers == cores  # never more threads than cores for CPU stages
+
+
+def test_virtual_stages_on_one_device_share_a_worker() -> None:
+    placement = loop_placement(2, 2)
+    orders: list[list[Action]] = [[], []]
+    for s in range(4):
+        orders[placement[s]] += [Action("F", i, s) for i in range(2)]
+    for s in reversed(range(4)):
+        orders[placement[s]] += [Action("B", i, s) for i in range(2)]
+    stages, runtime, result = run(ticks_from_orders(orders, placement), 4, placement)
+    assert runtime.worker_of_stage[0] == runtime.worker_of_stage[2]
+    assert stages[2].calls[0] == ("F", 0, "F0@1") and result.outputs[1] == "F1@3"
+
+
+@pytest.mark.parametrize("executor", ["threads", "inline"])
+def test_a_failing_stage_stops_everyone_and_is_named(executor: str) -> None:
+    before = {t.name for t in threading.enumerate()}
+    with pytest.raises(StageError, match=r"stage 1 failed in the backward of micro-batch 1: RuntimeError: fake"):
+        run(gpipe_schedule(2, 3), 3, executor=executor, fail=Action("B", 1, 1))
+    assert {t.name for t in threading.enumerate()} <= before
+
+
+def test_a_timeout_names_the_stuck_action() -> None:
+    stages = [FakeStage(s, sleep=0.4) for s in range(2)]
+    runtime = Runtime(stages, gpipe_schedule(2, 2), [0, 1], timeout=0.2)
+    with pytest.raises(TimeoutError, match=r"timeout=0.2s \(last actions: stage \d in F0@stage\d"):
+        runtime.run(["x0", "x1"], loss=object(), seed=0, measure_memory=False)
+
+
+def test_inference_runs_forwards_only() -> None:
+    stages = [FakeStage(s) for s in range(2)]
+    result = Runtime(stages, gpipe_schedule(2, 2), [0, 1]).run(["x0", "x1"], loss=None, seed=0,
+                                                               measure_memory=False)
+    assert [c[0] for s in stages for c in s.calls] == ["F"] * 4 and result.outputs == {0: "F0@1", 1: "F1@1"}
+
+
+def test_unknown_executor_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"unknown executor 'processes'"):
+        Runtime([FakeStage(0)], gpipe_schedule(1, 1), [0], executor="processes")
