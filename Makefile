@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup train test lint book browser bubblewrap bench gpu clean
+.PHONY: setup train test stress lint book browser bubblewrap bench gpu clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,10 @@ train: $(STAMP)
 test: $(STAMP) browser bubblewrap
 	$(VENV)/bin/ruff check .
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
+
+# The whole suite three times from a clean clone of HEAD with every core kept busy (.ci/stress).
+stress:
+	bash .ci/stress
 
 # The book's browser tests drive Debian's Chromium (Playwright's own browser download does not work here).
 browser:
