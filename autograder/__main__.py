@@ -10,6 +10,10 @@ Run it from the repository root. Subcommands (details in autograder/README.md):
     export   [grades.csv]                one CSV row per student and assignment from the gradebook
     all      FOLDER [--out grades.csv]   collect, autograde, feedback and export in one go
     fake-class FOLDER                    write a class of made-up submissions with known grades (to try the grader)
+    hostile-class FOLDER                 write a class of cheating and sabotaging submissions (to try the sandbox)
+
+Learners' code runs only in a bubblewrap sandbox (`make bubblewrap`); `--no-sandbox`
+grades without isolation where bubblewrap cannot run (README.md says what is lost).
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ def _limit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--notebook-timeout", type=int, metavar="S", help="seconds per notebook, restarts included")
     p.add_argument("--memory-mb", type=int, metavar="MB", help="kernel address-space limit in MB; 0 turns it off")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="grade N notebooks at once (each kernel may use up to the memory limit); default 1")
+                   help="grade N notebooks at once (each sandbox may use up to the memory limit); default 1")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run learners' code without isolation (limits only); see README.md before using it")
 
 
 def _apply_limits(args: argparse.Namespace) -> None:
@@ -42,6 +48,10 @@ def _apply_limits(args: argparse.Namespace) -> None:
             if value < 0:
                 raise SystemExit(f"--{flag.replace('_', '-')} must be 0 or more")
             os.environ[ENV[field]] = str(value)
+    if args.no_sandbox:
+        from .cycle.grade import NO_SANDBOX
+
+        os.environ[NO_SANDBOX] = "1"
 
 
 def _grade(args: argparse.Namespace) -> int:
@@ -87,75 +97,102 @@ def check(names: list[str]) -> int:
     return 1 if bad else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _fake_class(args: argparse.Namespace) -> int:
+    from . import fakeclass
+
+    cases = fakeclass.build(args.folder, course_root() / "notebooks", assignments(), args.small)
+    for case in cases:
+        print(f"{case.assignment}  {case.student}  {case.description}")
+    print(f"{len(cases)} submissions in {args.folder}; grade them with: python -m autograder all {args.folder}")
+    return 0
+
+
+def _hostile_class(args: argparse.Namespace) -> int:
+    from . import hostile
+
+    cases = hostile.build(args.folder, course_root() / "notebooks", args.assignment)
+    for case in cases:
+        print(f"{case.assignment}  {case.student}  {case.description}")
+    print(f"{len(cases)} submissions in {args.folder}; grade them with: python -m autograder all {args.folder}")
+    return 0
+
+
+def _all(args: argparse.Namespace) -> int:
+    from . import cycle
+
+    start = time.monotonic()
+    cycle.collect(args.folder, args.assignment)
+    args.assignments = []
+    status = _grade(args)
+    graded = time.monotonic()
+    cycle.feedback(None)
+    cycle.export(args.out)
+    print(f"all: {graded - start:.0f} s to collect and grade, {time.monotonic() - graded:.0f} s for "
+          "feedback and export")
+    return status
+
+
+def _step(name: str, *fields: str) -> object:
+    """A handler calling ``cycle.<name>`` with the named arguments; returns 0."""
+    def run(args: argparse.Namespace) -> int:
+        from . import cycle
+
+        getattr(cycle, name)(*(getattr(args, f) for f in fields))
+        return 0
+    return run
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n\n")[0],
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = top.add_subparsers(dest="command", required=True)
     p = sub.add_parser("release", help="generate notebooks/ from solutions/")
     p.add_argument("assignments", nargs="*")
     p.add_argument("--into", type=Path, help="write elsewhere than notebooks/ (e.g. to compare)")
+    p.set_defaults(func=_step("release", "assignments", "into"))
     p = sub.add_parser("check", help="solutions pass all tests, released notebooks fail all")
     p.add_argument("assignments", nargs="*")
+    p.set_defaults(func=lambda args: check(args.assignments))
     p = sub.add_parser("collect", help="import submissions from a folder")
     p.add_argument("folder", type=Path)
     p.add_argument("--assignment", help="the assignment of notebooks lying directly in FOLDER/<student>/")
+    p.set_defaults(func=_step("collect", "folder", "assignment"))
     p = sub.add_parser("autograde", help="grade the collected submissions")
     p.add_argument("assignments", nargs="*")
     _limit_flags(p)
+    p.set_defaults(func=_grade)
     p = sub.add_parser("feedback", help="HTML feedback per student")
     p.add_argument("assignments", nargs="*")
+    p.set_defaults(func=_step("feedback", "assignments"))
     p = sub.add_parser("export", help="grades to CSV")
     p.add_argument("csv", nargs="?", type=Path, default=Path("grades.csv"))
+    p.set_defaults(func=_step("export", "csv"))
     p = sub.add_parser("fake-class", help="write made-up submissions with known right grades into FOLDER")
     p.add_argument("folder", type=Path)
     p.add_argument("--small", default="02_partitioner", help="assignment that gets the broken submissions")
-    sub.add_parser("_worker", help=argparse.SUPPRESS)  # used by autograde: grades submissions named on stdin
+    p.set_defaults(func=_fake_class)
+    p = sub.add_parser("hostile-class", help="write cheating and sabotaging submissions into FOLDER")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--assignment", default="02_partitioner", help="the assignment they attack")
+    p.set_defaults(func=_hostile_class)
+    p = sub.add_parser("_worker", help=argparse.SUPPRESS)  # used by autograde: grades submissions named on stdin
+    p.set_defaults(func=_step("worker"))
     p = sub.add_parser("all", help="collect, autograde, feedback, export")
     p.add_argument("folder", type=Path)
     p.add_argument("--assignment", help="as for collect")
     p.add_argument("--out", type=Path, default=Path("grades.csv"), help="CSV file to write (default grades.csv)")
     _limit_flags(p)
-    args = parser.parse_args(argv)
+    p.set_defaults(func=_all)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("traitlets").setLevel(logging.ERROR)  # nbgrader's own log goes to instructor/logs/
     if not assignments():
         raise SystemExit(f"no assignments: {course_root() / 'solutions'} holds no <assignment>/<notebook>.ipynb")
-
-    from . import cycle
-
-    if args.command == "release":
-        cycle.release(args.assignments, args.into)
-    elif args.command == "check":
-        return check(args.assignments)
-    elif args.command == "collect":
-        cycle.collect(args.folder, args.assignment)
-    elif args.command == "autograde":
-        return _grade(args)
-    elif args.command == "_worker":
-        cycle.worker()
-    elif args.command == "fake-class":
-        from . import fakeclass
-
-        cases = fakeclass.build(args.folder, course_root() / "notebooks", assignments(), args.small)
-        for case in cases:
-            print(f"{case.assignment}  {case.student}  {case.description}")
-        print(f"{len(cases)} submissions in {args.folder}; grade them with: python -m autograder all {args.folder}")
-    elif args.command == "feedback":
-        cycle.feedback(args.assignments)
-    elif args.command == "export":
-        cycle.export(args.csv)
-    elif args.command == "all":
-        start = time.monotonic()
-        cycle.collect(args.folder, args.assignment)
-        args.assignments = []
-        status = _grade(args)
-        graded = time.monotonic()
-        cycle.feedback(None)
-        cycle.export(args.out)
-        print(f"all: {graded - start:.0f} s to collect and grade, {time.monotonic() - graded:.0f} s for "
-              f"feedback and export")
-        return status
-    return 0
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -10,29 +10,21 @@ Layout: sources are ``solutions/<assignment>/``, released learner notebooks are
 (submitted, autograded, feedback, the SQLite gradebook) lives under
 ``instructor/``, which git ignores (``GPIPE_INSTRUCTOR_DIR`` moves it).
 
-Execution: cells run in :class:`autograder.execute.ResilientExecute` under the
-per-assignment limits of ``autograder/limits.py`` (cell timeout, notebook
-timeout, memory), and a kernel killed by a learner's code is restarted instead
-of failing the whole submission.
+Grading does not use nbgrader's autograde: ``python -m autograder`` runs each
+submission in a sandbox and scores it with the judge (``autograder/README.md``;
+never run ``nbgrader autograde`` on learners' work, it runs their code as you).
+nbgrader's Execute here serves ``python -m autograder check`` only, on the
+course's own solutions and releases.
 """
 
 import os
 import sys
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor
-from nbgrader.preprocessors import (
-    AssignLatePenalties,
-    CheckCellMetadata,
-    ClearOutput,
-    IgnorePattern,
-    LimitOutput,
-    SaveAutoGrades,
-)
+from nbgrader.preprocessors import CheckCellMetadata, ClearOutput, Execute
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
 
 from autograder import course_root, instructor_dir  # noqa: E402
-from autograder.execute import ResilientExecute  # noqa: E402
 
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
 
@@ -54,15 +46,7 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.GenerateAssignment.create_assignment = True
 c.ClearOutput.enabled = True
 
-# Grading: nbgrader's own chain with Execute replaced by the limited, restart-safe one.
-c.Autograde.autograde_preprocessors = [
-    ResilientExecute,
-    IgnorePattern,
-    ClearMetadataPreprocessor,
-    LimitOutput,
-    SaveAutoGrades,
-    AssignLatePenalties,
-    CheckCellMetadata,
-]
-c.Validator.preprocessors = [CheckCellMetadata, ClearOutput, ResilientExecute]
+# `python -m autograder check`: the course's own notebooks, run with nbgrader's Execute.
+c.Validator.preprocessors = [CheckCellMetadata, ClearOutput, Execute]
+c.Execute.timeout = 300
 c.Execute.interrupt_on_timeout = True

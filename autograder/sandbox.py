@@ -127,7 +127,7 @@ def _environment(limits: Limits, extra: dict[str, str] | None) -> list[str]:
 
 
 def run_sandboxed(argv: list[str], *, scratch: Path, limits: Limits, view: Path | None, timeout: float,
-                  stdin: bytes | None = None, env: dict[str, str] | None = None) -> SandboxResult:
+                  stdin: bytes | None = None, env: dict[str, str] | None = None, isolate: bool = True) -> SandboxResult:
     """Run ``argv`` in a fresh sandbox whose working directory ``/scratch`` shows the files of ``scratch``.
 
     Only the regular files present in ``scratch`` when this is called appear in
@@ -136,12 +136,22 @@ def run_sandboxed(argv: list[str], *, scratch: Path, limits: Limits, view: Path 
     and vanish with it. ``view`` (a folder holding the ``gpipe_core`` package
     to import, or None) is mounted read-only on ``PYTHONPATH``. Returns when
     every process of the sandbox has ended.
+
+    ``isolate=False`` is the ``--no-sandbox`` fallback: the same limits,
+    environment and output caps, but no namespaces and no uid of its own; the
+    command runs in ``scratch`` itself as the grader's user (README.md says
+    what is lost).
     """
+    if not isolate:
+        return _run_plain(argv, scratch=Path(scratch), limits=limits, view=view, timeout=timeout, stdin=stdin,
+                          env=env)
     if not shutil.which("bwrap"):
         raise SandboxUnavailable("bubblewrap is not installed: run `make bubblewrap` (Debian package "
                                  "bubblewrap), or grade with --no-sandbox (autograder/README.md)")
     uid = UID_BASE + os.getpid()
     scratch = Path(scratch)
+    if view is not None:
+        _readable(Path(view).resolve())
     for f in scratch.iterdir():  # the sandbox uid must be able to write the files it is given
         if f.is_file() and not f.is_symlink() and os.geteuid() == 0:
             os.chown(f, uid, uid)
@@ -157,8 +167,33 @@ def run_sandboxed(argv: list[str], *, scratch: Path, limits: Limits, view: Path 
         tree.remove()
 
 
+def _run_plain(argv: list[str], *, scratch: Path, limits: Limits, view: Path | None, timeout: float,
+               stdin: bytes | None, env: dict[str, str] | None) -> SandboxResult:
+    pairs = _environment(limits, env)
+    variables = dict(zip(pairs[1::3], pairs[2::3]))
+    variables.update(HOME=str(scratch.resolve()), PYTHONPATH=str(Path(view).resolve()) if view else "")
+    spec = {"plain": True, "cwd": str(scratch.resolve()), "env": variables, "limits": limits.__dict__,
+            "argv": list(argv)}
+    tree = TreeLimits.create(f"gpipe-plain-{os.getpid()}-{time.monotonic_ns()}", limits)
+    try:
+        helper = [sys.executable, "-S", "-I", str(Path(__file__).with_name("sandbox_helper.py")),
+                  json.dumps(spec), *tree.join_args()]
+        return _supervise(helper, stdin, timeout, limits, tree, None)
+    finally:
+        tree.remove()
+
+
+@functools.lru_cache(maxsize=64)
+def _readable(root: Path) -> None:
+    """Let the sandbox's uid read the view (it is built in a private temp folder); once per folder."""
+    for folder, _dirs, files in os.walk(root):
+        os.chmod(folder, 0o755)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o644)
+
+
 def _supervise(helper: list[str], stdin: bytes | None, timeout: float, limits: Limits, tree: TreeLimits,
-               uid: int) -> SandboxResult:
+               uid: int | None) -> SandboxResult:
     proc = subprocess.Popen(helper, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     cap = limits.output_bytes_notebook
@@ -175,12 +210,14 @@ def _supervise(helper: list[str], stdin: bytes | None, timeout: float, limits: L
     except subprocess.TimeoutExpired:
         timed_out = True
         proc.kill()  # bwrap; its init dies with it (--die-with-parent) and takes the PID namespace along
+        if uid is None:  # no PID namespace: the process group of the unsandboxed command
+            _kill_group(proc.pid)
         proc.wait()
     for r in readers:
         r.join(timeout=5)
     reasons = [f"ran longer than {timeout:g} s and was stopped"] if timed_out else []
     reasons += tree.events()
-    leftover = tree.kill_all() + _kill_uid(uid)
+    leftover = tree.kill_all() + (_kill_uid(uid) if uid is not None else _kill_group(proc.pid))
     if leftover:
         reasons.append(f"{leftover} process(es) still running after the sandbox ended were killed")
     if len(out) >= cap or len(err) >= cap:
@@ -200,6 +237,15 @@ def _feed(pipe, data: bytes) -> None:  # noqa: ANN001 - a binary pipe
         pipe.close()
     except OSError:
         pass
+
+
+def _kill_group(pgid: int) -> int:
+    """SIGKILL what is left of an unsandboxed command's process group (a new session escapes it: see README)."""
+    try:
+        os.killpg(pgid, 9)
+        return 1
+    except OSError:
+        return 0
 
 
 def _kill_uid(uid: int) -> int:

@@ -1,19 +1,21 @@
 """The grading cycle: release, collect, autograde, feedback, export.
 
-Each step is a thin layer over nbgrader's own converters, run in this process
-with the configuration in ``autograder/nbgrader_config.py``. What this layer
-adds is what makes one command trustworthy for a whole class:
+nbgrader keeps the course's bookkeeping (release, the gradebook, feedback
+pages); the grading itself is this package's, built so that a class of real,
+possibly hostile, learners cannot change a grade but by their work
+(autograder/README.md has the threat model):
 
 * ``collect`` copies only the notebooks an assignment consists of from a plain
-  folder (extra files are listed and ignored, so nothing a learner ships can
-  shadow ``gpipe_core`` or ``torch`` on the grader's import path);
-* ``autograde`` screens every submission first: a missing notebook or one that
-  is not valid JSON scores 0 with a reason instead of being skipped or failing
-  nbgrader's run; deleted test cells score 0; every other submission is graded
-  under limits by :class:`autograder.execute.ResilientExecute`;
+  folder: regular files only, size-capped, stamped with the instructor's time;
+* ``autograde`` screens every submission (missing or unreadable notebooks
+  score 0 with a reason), then grades each in a worker process: the notebook
+  runs in a bubblewrap sandbox for the learner's feedback, and the judge
+  scores the learner's definitions through a sandboxed probe
+  (``judging.py``, ``probes.py``); only the trusted worker writes the gradebook;
 * one log line per student and assignment says the score and everything that
-  went wrong, read back from the gradebook and the graded notebooks, so the
-  same lines come out again when nothing changed (re-running is idempotent).
+  went wrong or was flagged for review, read back from what was stored, so
+  the same lines come out again when nothing changed and an interrupted run
+  resumes where it stopped.
 """
 
 from .collect import collect

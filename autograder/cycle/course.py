@@ -18,13 +18,9 @@ from .. import AUTOGRADER_DIR, assignments, course_root, instructor_dir
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
 IGNORED_NAMES = {".ipynb_checkpoints", "__pycache__", ".DS_Store", "__MACOSX"}
-# Error names written by ResilientExecute, and what the log line calls them.
-EXECUTION_EVENTS = {"CellTimeoutError": "TIMEOUT", "KernelDied": "KERNEL_DIED", "NotRun": "NOT_RUN"}
 
 log = logging.getLogger("autograder")
 
-
-# ---- results -----------------------------------------------------------------------------------
 
 @dataclass
 class Result:
@@ -45,8 +41,6 @@ class Result:
         timing = f"  [{self.seconds:g} s]" if self.seconds is not None else ""
         return f"{self.assignment}  {self.student}  {self.score:g}/{self.max_score:g}  {text}{timing}"
 
-
-# ---- nbgrader, in process ------------------------------------------------------------------------
 
 class Course:
     """nbgrader's converters bound to this course's configuration and instructor folder."""
@@ -128,8 +122,6 @@ def resolve(names: Iterable[str] | None) -> list[str]:
         raise SystemExit(f"unknown assignment(s) {unknown}: solutions/ holds {known}")
     return names
 
-
-# ---- release ------------------------------------------------------------------------------------
 
 def release(names: Iterable[str] | None = None, into: Path | None = None) -> list[Path]:
     """Generate the learner notebooks of ``names`` (default: all) into ``notebooks/`` (or ``into``)."""

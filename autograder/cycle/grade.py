@@ -1,22 +1,31 @@
-"""autograde: screen, grade under limits in worker processes, one log line per student."""
+"""autograde: screen, grade in sandboxed worker processes, one log line per student.
+
+Each submission is graded by :func:`autograder.cycle.judging.grade_one` in a
+worker process (``python -m autograder _worker``), ``jobs`` of them taking one
+submission at a time from a shared queue. The learner's code runs only inside
+sandboxes started by the worker; the worker itself (trusted) writes the
+gradebook. Submissions already graded are skipped, so a run that was
+interrupted resumes where it stopped.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import threading
+import traceback
 from collections.abc import Iterable
-from pathlib import Path
-from typing import Any
 
 import nbformat
 
-from .. import REPO, course_root, instructor_dir, notebook_names
+from .. import REPO, instructor_dir, notebook_names
 from .collect import load_notes
-from .course import EXECUTION_EVENTS, Course, Result, log, resolve
+from .course import Course, Result, log, resolve
+from .judging import stored_result
 
-# ---- autograde ----------------------------------------------------------------------------------
+NO_SANDBOX = "GPIPE_GRADE_NO_SANDBOX"  # set by --no-sandbox; the workers read it
 
 def submissions(assignment: str) -> list[str]:
     """Students with a collected submission of ``assignment``."""
@@ -49,10 +58,15 @@ def autograde(names: Iterable[str] | None = None, force: bool = False, jobs: int
     """Grade every collected submission of ``names`` (default: all); returns one Result per student.
 
     Submissions that cannot run (missing or unreadable notebooks) are scored 0
-    here; the rest are graded by ``jobs`` worker processes taking one
-    submission at a time from a shared queue. Already graded submissions are
-    skipped unless ``force`` or the submission is newer (nbgrader's rule).
+    here; the rest are graded in ``jobs`` worker processes. Already graded
+    submissions are skipped unless ``force`` or the submission is newer.
+    Assignments nobody has submitted yet are skipped with a line saying so.
     """
+    from ..sandbox import sandbox_available
+
+    if os.environ.get(NO_SANDBOX) != "1" and not sandbox_available():
+        raise SystemExit("the grading sandbox (bubblewrap) does not work here: install it with `make bubblewrap`, "
+                         "or grade without isolation with --no-sandbox (see autograder/README.md)")
     course = Course()
     plan: list[tuple[str, str]] = []
     screened: dict[str, tuple[list[str], dict[str, list[tuple[str, str]]]]] = {}
@@ -76,24 +90,18 @@ def autograde(names: Iterable[str] | None = None, force: bool = False, jobs: int
 
 
 def _stale(assignment: str, student: str) -> bool:
-    """True unless a graded copy exists that is at least as new as the submission (nbgrader's own rule)."""
+    """True unless a finished graded copy exists that is at least as new as the submission."""
     graded = instructor_dir() / "autograded" / student / assignment
-    if not all((graded / f"{nb}.ipynb").exists() for nb in notebook_names(assignment)):
+    if stored_result(assignment, student) is None or not all(
+            (graded / f"{nb}.ipynb").exists() for nb in notebook_names(assignment)):
         return True
-    from nbgrader.utils import parse_utc
-
     new, old = (p / "timestamp.txt" for p in (instructor_dir() / "submitted" / student / assignment, graded))
-    if not (new.exists() and old.exists()):
-        return False
-    try:
-        return parse_utc(new.read_text().strip()) > parse_utc(old.read_text().strip())
-    except ValueError:  # an unreadable timestamp from the learner: let nbgrader decide
-        return True
+    return not old.exists() or (new.exists() and new.read_text().strip() != old.read_text().strip())
 
 
 # A worker is `python -m autograder _worker`: it reads "assignment<TAB>student<TAB>force" lines and
-# answers each with a line starting with this token once that submission is graded. A kernel that
-# kills its parent takes down one worker, never the command; its submission is reported, the rest go on.
+# answers each with a line starting with this token once that submission is graded. A worker that
+# dies (a bug of the grader's) costs one submission, reported as GRADER_ERROR; the rest go on.
 TOKEN = "@@autograder-done@@"
 
 
@@ -141,56 +149,54 @@ def run_workers(plan: list[tuple[str, str]], force: bool, jobs: int) -> set[tupl
 
 def worker() -> None:
     """Grade submissions named on stdin, one at a time (see :func:`run_workers`)."""
-    from nbgrader.converters import Autograde
+    from .judging import grade_one
 
     course = Course()
+    isolate = os.environ.get(NO_SANDBOX) != "1"
     for line in sys.stdin:
-        assignment, student, force = line.rstrip("\n").split("\t")
-        course.run(f"autograde/{assignment}/{student}", Autograde, force=force == "1",
-                   assignment_id=assignment, student_id=student)
+        assignment, student, _ = line.rstrip("\n").split("\t")
+        logfile = course.logs / "autograde" / assignment / f"{student}.log"
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            grade_one(course, assignment, student, isolate=isolate)
+            logfile.write_text("graded\n")
+        except Exception:  # the grader's own failure: reported for this submission, the rest go on
+            logfile.write_text(traceback.format_exc())
+            shutil.rmtree(course.workspace / "autograded" / student / assignment, ignore_errors=True)
         print(f"{TOKEN} {assignment} {student}", flush=True)
 
 
 def _settle(course: Course, assignment: str, students: list[str], unreadable: dict[str, list[tuple[str, str]]],
             crashed: set[tuple[str, str]]) -> list[Result]:
-    """Fix up the gradebook (zeros where nothing could run) and build each student's Result."""
+    """Zeros where nothing could be graded, then each student's Result (the log line) from what was stored."""
     notes = load_notes()
     results = []
     for student in students:
         result = Result(assignment, student)
         for code, detail in notes.get(f"{student}/{assignment}", []):
             result.add(code, detail)
+        stored = None if student in unreadable else stored_result(assignment, student)
         graded_dir = course.workspace / "autograded" / student / assignment
+        if stored is not None and not all((graded_dir / f"{nb}.ipynb").exists() for nb in notebook_names(assignment)):
+            stored = None
         problems = unreadable.get(student, [])
-        if (assignment, student) in crashed:
-            problems = [("GRADER_ERROR", "the grading process died while running this notebook "
-                         "(did it kill its parent process?); see "
+        if student not in unreadable and stored is None:
+            why = "died" if (assignment, student) in crashed else "failed"
+            problems = [("GRADER_ERROR", f"the grading process {why} on this submission; see "
                          f"{course.logs / 'autograde' / assignment / (student + '.log')}")]
-            shutil.rmtree(graded_dir, ignore_errors=True)
-        elif student not in unreadable and not all(
-                (graded_dir / f"{nb}.ipynb").exists() for nb in notebook_names(assignment)):
-            problems = [("GRADER_ERROR", "nbgrader could not grade this submission; see "
-                         f"{course.logs / 'autograde' / assignment / (student + '.log')}")]
-            shutil.rmtree(graded_dir, ignore_errors=True)
         for code, detail in problems:
             result.add(code, detail)
         with course.gradebook() as gb:
             gb.update_or_create_student(student)
             submission = gb.update_or_create_submission(assignment, student)
-            for nb in submission.notebooks:
-                if problems:
-                    present: set[str] = set()
-                else:
-                    present, findings, seconds = _inspect(nb.notebook, graded_dir / f"{nb.name}.ipynb",
-                                                 course.workspace / "submitted" / student / assignment
-                                                 / f"{nb.name}.ipynb")
-                    for finding in findings:
-                        result.add(*finding)
-                    result.seconds = (result.seconds or 0) + (seconds or 0)
-                for grade in nb.grades:
-                    if grade.name not in present and grade.auto_score is None and grade.manual_score is None:
-                        grade.auto_score = 0.0
-                        grade.needs_manual_grade = False
+            if stored is None:
+                for nb in submission.notebooks:
+                    for grade in nb.grades:
+                        grade.auto_score, grade.manual_score, grade.needs_manual_grade = 0.0, None, False
+            else:
+                for code, detail in stored["problems"]:
+                    result.add(code, detail)
+                result.seconds = stored.get("seconds")
             gb.db.commit()
             submission = gb.find_submission(assignment, student)
             result.score, result.max_score = submission.score, submission.max_score
@@ -198,55 +204,3 @@ def _settle(course: Course, assignment: str, students: list[str], unreadable: di
         print(result.line())
     (course.logs / f"grades-{assignment}.txt").write_text("".join(r.line() + "\n" for r in results))
     return results
-
-
-def _inspect(master: Any, graded: Path, submitted: Path) -> tuple[set[str], list[tuple[str, str]], float | None]:
-    """Compare a submission with the gradebook's master copy and read what happened in the graded run.
-
-    Returns the grade ids present in the submission, the findings for the log line and the run's seconds.
-    """
-    from nbgrader.utils import compute_checksum, is_locked
-
-    findings: list[tuple[str, str]] = []
-    sub = nbformat.read(submitted, as_version=4)
-    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in sub.cells]
-    present = {i for i in ids if i}
-    by_id = {i: c for i, c in zip(ids, sub.cells) if i}
-    tests = [gc.name for gc in master.grade_cells]
-    deleted = [t for t in tests if t not in present]
-    if deleted:
-        findings.append(("TEST_CELL_DELETED", ", ".join(deleted) + " (scored 0)"))
-    edited = [i for i, c in by_id.items() if is_locked(c) and "checksum" in c.metadata.nbgrader
-              and compute_checksum(c) != c.metadata.nbgrader["checksum"]]
-    if edited:
-        findings.append(("LOCKED_CELL_EDITED", ", ".join(edited) + " (the original was graded)"))
-    source = nbformat.read(course_root() / "solutions" / master.assignment.name / f"{master.name}.ipynb", 4)
-    expected = [i for c in source.cells if (i := c.metadata.get("nbgrader", {}).get("grade_id")) in set(tests)]
-    if [i for i in ids if i in set(tests)] != [i for i in expected if i in present]:
-        findings.append(("TEST_CELLS_REORDERED", "(graded in the submitted order)"))
-    nb = nbformat.read(graded, as_version=4)
-    seconds = nb.metadata.get("autograder", {}).get("seconds")
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        name = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell #{index}"
-        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-        events = [o for o in errors if o.get("ename") in EXECUTION_EVENTS]
-        for o in events:
-            findings.append((EXECUTION_EVENTS[o["ename"]], f"in {name}: {o.get('evalue', '')}"))
-        if any(o.get("ename") == "MemoryError" or "can't allocate memory" in str(o.get("evalue", ""))
-               for o in errors):
-            findings.append(("MEMORY", f"in {name}: an allocation hit the memory limit"))
-        grade = cell.metadata.get("nbgrader", {})
-        if grade.get("grade") and not grade.get("solution") and name in present:
-            real = [o for o in errors if o.get("ename") not in EXECUTION_EVENTS]
-            stderr = any(o.get("output_type") == "stream" and o.get("name") == "stderr" for o in cell.outputs)
-            if real:
-                first = real[0]
-                message = str(first.get("evalue", "")).strip().splitlines()
-                findings.append(("FAILED", f"{name} ({first.get('ename')}: {message[0][:140] if message else ''})"))
-            elif events:
-                findings.append(("FAILED", f"{name} (not completed)"))
-            elif stderr:
-                findings.append(("FAILED", f"{name} (wrote to stderr, which nbgrader scores 0)"))
-    return present, findings, seconds

@@ -1,4 +1,11 @@
-"""feedback and export: HTML per student and a CSV from the gradebook."""
+"""feedback and export: HTML per student and a CSV from the gradebook.
+
+Feedback pages show the learner's own executed notebook (cut and reduced to
+plain outputs by :mod:`autograder.execute`) with the judge's verdict under
+each graded cell: the test's name, the points and the failure messages, never
+a hidden test's source, seed or expected values. Learner-written HTML in
+markdown cells is sanitised, so a page is safe for the instructor to open.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,6 @@ from .. import notebook_names
 from .course import Course, resolve
 from .grade import screen, submissions
 
-# ---- feedback and export ------------------------------------------------------------------------
 
 def feedback(names: Iterable[str] | None = None) -> list[Path]:
     """HTML feedback per student (nbgrader's generate_feedback); a short page where nothing could run."""
@@ -21,9 +27,14 @@ def feedback(names: Iterable[str] | None = None) -> list[Path]:
     written = []
     for a in resolve(names):
         students = submissions(a)
-        graded = [s for s in students if (course.workspace / "autograded" / s / a).is_dir()]
+        if not students:
+            print(f"{a}: no submissions, no feedback")
+            continue
+        graded = [s for s in students if all((course.workspace / "autograded" / s / a / f"{nb}.ipynb").exists()
+                                             for nb in notebook_names(a))]
         if graded:
             course.config.HTMLExporter.template_name = "feedback"
+            course.config.HTMLExporter.sanitize_html = True
             course.run(f"feedback-{a}", GenerateFeedback, assignment_id=a, student_id="*")
         with course.gradebook() as gb:
             top = gb.find_assignment(a).max_score

@@ -1,0 +1,172 @@
+"""Grade one collected submission: run it sandboxed for feedback, score it with the judge, write the results.
+
+Runs in a grading worker (trusted). For each notebook of the submission:
+
+1. the collected copy is *cleaned*: cells claiming to be graded that the
+   course's source notebook does not have lose their nbgrader metadata (log:
+   UNKNOWN_CELL_DROPPED), locked cells are compared with the source the
+   gradebook holds, never with the submission's own metadata (LOCKED_CELL_EDITED), deleted test cells are noted;
+2. :func:`autograder.execute.execute` runs the notebook in a sandbox: its
+   outputs become the learner's feedback, its events (TIMEOUT, KERNEL_DIED,
+   MEMORY, SANDBOX) the log line; no score comes from it;
+3. :func:`autograder.judge.grade_submission` scores every graded cell from a
+   sandboxed probe of the learner's definitions, on a seed drawn now;
+4. only then, with every sandbox of the submission ended, the gradebook gets
+   the scores, and the graded notebook (with the judge's messages under each
+   graded cell, never a hidden test's source, seed or expected value) and a
+   ``result.json`` for the log line are written, the notebook last, so an
+   interrupted run leaves either a finished submission or a stale one.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from .. import instructor_dir, notebook_names
+from ..execute import execute
+from ..limits import limits_for
+from .course import Course
+from .probes import probe_runner, view_for
+
+RESULT = "result.json"
+
+
+def grade_one(course: Course, assignment: str, student: str, isolate: bool = True) -> None:
+    """Grade ``student``'s collected ``assignment`` and store everything (see the module docstring)."""
+    from ..judge import grade_submission
+
+    limits = limits_for(assignment)
+    view = view_for(assignment)
+    submitted = instructor_dir() / "submitted" / student / assignment
+    problems: list[tuple[str, str]] = []
+    graded: dict[str, Any] = {}
+    scores: dict[str, float] = {}
+    seed = secrets.randbits(32)
+    with course.gradebook() as gb, tempfile.TemporaryDirectory(prefix="gpipe-grade-") as tmp:
+        seconds = 0.0
+        for nb_name in notebook_names(assignment):
+            master = gb.find_notebook(nb_name, assignment)
+            notebook, findings, present = clean(nbformat.read(submitted / f"{nb_name}.ipynb", as_version=4), master)
+            problems += findings
+            path = Path(tmp) / f"{nb_name}.ipynb"
+            nbformat.write(notebook, path)
+            ran = execute(path, limits, view, isolate=isolate)
+            problems += ran.events
+            seconds += ran.seconds or 0.0
+            judged = grade_submission(assignment, path, probe_runner(assignment, limits, isolate), seed)
+            problems += [("FLAGGED", flag) for flag in judged.flags]
+            for grade_id in judged.scores:
+                if grade_id not in present and grade_id in {g.name for g in master.grade_cells}:
+                    judged.scores[grade_id] = 0.0
+                    judged.messages[grade_id] = ["this test cell was deleted from the notebook (scored 0)"]
+            failed = [f"{g} ({m[0][:140]})" if m else g for g, m in judged.messages.items()
+                      if judged.scores.get(g, 0) < judged.max_scores.get(g, 0)]
+            problems += [("FAILED", f) for f in failed]
+            scores.update(judged.scores)
+            graded[nb_name] = annotate(ran.notebook, judged.scores, judged.max_scores, judged.messages)
+    store(course, assignment, student, scores, graded, problems, seconds, seed)
+
+
+def clean(nb: Any, master: Any) -> tuple[Any, list[tuple[str, str]], set[str]]:
+    """The submission with unknown graded cells demoted; findings for the log line; the grade ids present."""
+    known = {c.name: c for c in master.source_cells}
+    tests = [g.name for g in master.grade_cells]
+    findings: list[tuple[str, str]] = []
+    dropped, edited, present = [], [], set()
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader")
+        if not meta:
+            continue
+        grade_id = meta.get("grade_id")
+        if grade_id not in known or grade_id in present:
+            dropped.append(str(grade_id)[:40])
+            del cell.metadata["nbgrader"]
+            continue
+        present.add(grade_id)
+        source = known[grade_id]
+        if source.locked and (cell.source.strip() != released(source.source or "")
+                              or cell.cell_type != source.cell_type):
+            edited.append(grade_id)
+    if dropped:
+        findings.append(("UNKNOWN_CELL_DROPPED", ", ".join(dropped) + " (not cells of this assignment)"))
+    if edited:
+        findings.append(("LOCKED_CELL_EDITED", ", ".join(edited) + " (graded by the judge all the same)"))
+    deleted = [t for t in tests if t not in present]
+    if deleted:
+        findings.append(("TEST_CELL_DELETED", ", ".join(deleted) + " (scored 0)"))
+    order = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+             if c.metadata.get("nbgrader", {}).get("grade_id") in set(tests)]
+    if order != [t for t in tests if t in present]:
+        findings.append(("TEST_CELLS_REORDERED", "(graded all the same)"))
+    return nb, findings, present
+
+
+def released(source: str) -> str:
+    """A source cell as learners receive it: without its ``### BEGIN/END HIDDEN TESTS`` block (nbgrader's rule)."""
+    kept, hidden = [], False
+    for line in source.splitlines():
+        if line.strip() == "### BEGIN HIDDEN TESTS":
+            hidden = True
+        elif line.strip() == "### END HIDDEN TESTS":
+            hidden = False
+        elif not hidden:
+            kept.append(line)
+    return "\n".join(kept).strip()
+
+
+def annotate(nb: Any, scores: dict[str, float], tops: dict[str, float], messages: dict[str, list[str]]) -> Any:
+    """Put the judge's verdict under each graded cell: the test's name, the points and the failure messages."""
+    for cell in nb.cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id not in tops or cell.cell_type != "code":
+            continue
+        got, top = scores.get(grade_id, 0.0), tops[grade_id]
+        lines = [f"Grader: {grade_id}: {got:g} / {top:g} points"]
+        lines += [f"  - {m}" for m in messages.get(grade_id, [])]
+        cell.setdefault("outputs", []).append(
+            nbformat.v4.new_output("stream", name="stdout" if got >= top else "stderr", text="\n".join(lines) + "\n"))
+    return nb
+
+
+def store(course: Course, assignment: str, student: str, scores: dict[str, float], graded: dict[str, Any],
+          problems: list[tuple[str, str]], seconds: float, seed: int) -> None:
+    """Scores into the gradebook, then result.json, then the graded notebooks (last: they mark it done)."""
+    from nbgrader.utils import parse_utc
+
+    submitted = instructor_dir() / "submitted" / student / assignment
+    stamp = submitted / "timestamp.txt"
+    with course.gradebook() as gb:
+        gb.update_or_create_student(student)
+        when = parse_utc(stamp.read_text().strip()) if stamp.exists() else None
+        submission = gb.update_or_create_submission(assignment, student, timestamp=when)
+        for nb in submission.notebooks:
+            for grade in nb.grades:
+                grade.auto_score = float(scores.get(grade.name, 0.0))
+                grade.needs_manual_grade = False
+        gb.db.commit()
+    out = course.workspace / "autograded" / student / assignment
+    out.mkdir(parents=True, exist_ok=True)
+    for name in notebook_names(assignment):
+        (out / f"{name}.ipynb").unlink(missing_ok=True)
+    if stamp.exists():
+        shutil.copyfile(stamp, out / "timestamp.txt")
+    (out / RESULT).write_text(json.dumps({"problems": problems, "seconds": round(seconds, 1), "seed": seed}))
+    for name, nb in graded.items():
+        partial = out / f".{name}.ipynb.part"
+        nbformat.write(nb, partial)
+        partial.replace(out / f"{name}.ipynb")
+
+
+def stored_result(assignment: str, student: str) -> dict[str, Any] | None:
+    path = instructor_dir() / "autograded" / student / assignment / RESULT
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

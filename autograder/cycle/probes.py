@@ -1,0 +1,55 @@
+"""The sandbox side of the judge: the grading view of gpipe_core, built once per worker, and ``run_probe``.
+
+``autograder.judge.grade_submission`` asks questions of the learner's
+definitions through ``run_probe(module_path, request) -> response``. Here that
+runs the judge's ``probe.py`` on the extracted module in a fresh sandbox whose
+``PYTHONPATH`` is the assignment's grading view (gpipe_core without the bodies
+of what learners build), with the request on stdin and the probe's JSON lines
+read back from stdout (up to ``PROBE_BYTES``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..limits import Limits
+from ..sandbox import run_sandboxed
+
+PROBE_BYTES = 64 << 20  # tensors come back as raw bytes: far more than a notebook's printed output
+_views: dict[str, Path] = {}
+
+
+def view_for(assignment: str) -> Path:
+    """The grading view of gpipe_core for ``assignment`` (a folder to put on PYTHONPATH), built once per process."""
+    from ..judge import build_view
+
+    if assignment not in _views:
+        root = Path(tempfile.mkdtemp(prefix=f"gpipe-view-{assignment}-"))
+        atexit.register(shutil.rmtree, root, True)
+        _views[assignment] = build_view(assignment, root)
+    return _views[assignment]
+
+
+def probe_runner(assignment: str, limits: Limits, isolate: bool = True) -> Any:
+    """``run_probe`` for :func:`autograder.judge.grade_submission`, sandboxed (``isolate=False``: --no-sandbox)."""
+    from ..judge import PROBE_SCRIPT, read_probe_output
+
+    def run_probe(module_path: Path, request: dict) -> dict:
+        with tempfile.TemporaryDirectory(prefix="gpipe-probe-") as tmp:
+            scratch = Path(tmp)
+            shutil.copyfile(PROBE_SCRIPT, scratch / "probe.py")
+            shutil.copyfile(module_path, scratch / "learner.py")
+            result = run_sandboxed([sys.executable, "probe.py", "learner.py"], scratch=scratch,
+                                   limits=replace(limits, output_bytes_notebook=PROBE_BYTES),
+                                   view=view_for(assignment), timeout=limits.notebook_timeout_s,
+                                   stdin=json.dumps(request).encode(), isolate=isolate)
+        return read_probe_output(result.stdout, result.returncode, result.timed_out, result.stderr)
+
+    return run_probe
