@@ -16,8 +16,9 @@ micro-batch (``Sizes``, in bytes or in the memory law's units):
   split backward: I keeps the graph so that W can still use the inputs of the
   weight-gradient matmuls, and W frees it);
 * re-materialised (the micro-batch recomputes): the forward keeps only the
-  stage input (``inputs[s]``) until the backward ends; the recomputation R
-  rebuilds the stored set, held from R's start to the end of B (or of W);
+  stage input (``inputs[s]``); the recomputation R, at the start of the
+  backward, rebuilds the stored set (the input is part of it: the first layer
+  saves it), held from R's start to the end of B (or of W);
 * between I and W, ``weight_inputs[s]`` if given: a smaller part of the stored
   set (what W really needs), for an engine that frees the rest after I.
 
@@ -152,7 +153,8 @@ def peak_memory(schedule: Sequence[Sequence[Action]], K: int, sizes: Sizes | Non
         if a.kind == "F":
             freed = when[last_backward[(i, s)]][1]
             if _recomputes(recompute, i):
-                hold(d, start, freed, sizes.of(sizes.inputs, s))
+                first = Action("B", i, s) if Action("B", i, s) in when else Action("I", i, s)
+                hold(d, start, when[first][0], sizes.of(sizes.inputs, s))
             else:
                 hold(d, start, _stored_until(when, i, s, sizes), sizes.of(sizes.activations, s))
                 if sizes.weight_inputs is not None and Action("I", i, s) in when:
