@@ -63,6 +63,12 @@ class GPipe(nn.Module):
         super().__init__()
         partition.check_sequential(module, "GPipe")
         V = microbatch.positive_int(virtual, "virtual (V, stages per device)")
+        builtin = _builtin(schedule)
+        if builtin is not None and builtin.virtual > 1 and placement is None:
+            if V not in (1, builtin.virtual):
+                raise ValueError(f"schedule {schedule!r} runs {builtin.virtual} stages per device, not virtual={V}: "
+                                 "leave virtual out, or pass a table of your own with a placement")
+            V = builtin.virtual
         self.chunks = microbatch.positive_int(chunks, "chunks (M)")
         self.checkpoint = check_checkpoint(checkpoint)
         K = self._devices_wanted(partitions, balance, devices, V, placement)
@@ -74,7 +80,8 @@ class GPipe(nn.Module):
             if self.S % K:
                 raise ValueError(f"balance has {self.S} stages, not a multiple of K={K} devices: give K * V "
                                  "counts, or a placement saying which device holds each stage")
-            placement = loop_placement(K, self.S // K)
+            placement = builtin.placement(K) if builtin is not None and builtin.virtual > 1 \
+                else loop_placement(K, self.S // K)
         self.placement = check_placement(placement, self.S)
         self.K = max(self.placement) + 1
         if deferred_batch_norm:
@@ -176,6 +183,15 @@ class GPipe(nn.Module):
         return self._apply(None)
 
     to = cuda = cpu = _moving  # type: ignore[assignment]
+
+
+def _builtin(schedule: Any) -> Any:
+    """The zoo's entry for a schedule name (it knows how many stages per device it runs), else None."""
+    if not isinstance(schedule, str):
+        return None
+    from .zoo import BUILTINS
+
+    return BUILTINS.get(schedule.lower())
 
 
 def _finite(loss_fn: LossFn) -> LossFn:

@@ -1,0 +1,42 @@
+"""Every built-in schedule, run on the engine, leaves the sequential model's loss and gradients.
+
+The equivalence grid of the schedules after GPipe: each table of
+:mod:`gpipe_core.zoo` (split backwards, two stages per device) over every
+checkpoint mode, both executors, dropout and uneven micro-batches, against
+:func:`~gpipe_core.sequential_step` with the same stages and seeds.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from engine_helpers import assert_grads_close, batch, small_model
+from torch import nn
+
+from gpipe_core import GPipe, sequential_step
+from gpipe_core.zoo import BUILTINS
+
+CE = nn.functional.cross_entropy
+
+
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+@pytest.mark.parametrize("checkpoint", ["always", "except_last", "never"])
+@pytest.mark.parametrize("executor", ["threads", "inline"])
+@pytest.mark.parametrize(("K", "M", "dropout"), [(2, 4, 0.2), (3, 5, 0.0)])
+def test_builtin_schedule_equals_sequential(name: str, checkpoint: str, executor: str, K: int, M: int,
+                                            dropout: float) -> None:
+    x, y = batch(n=11)  # 11 samples: micro-batches of unequal size
+    model, reference = small_model(layers=12, dropout=dropout), small_model(layers=12, dropout=dropout)
+    with GPipe(model, partitions=K, chunks=M, schedule=name, checkpoint=checkpoint, executor=executor) as pipe:
+        loss = pipe.step(x, y, CE, seed=5)
+    expected = sequential_step(reference, x, y, CE, balance=pipe.balance, chunks=M, seed=5)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-7)
+    assert_grads_close(model, reference)
+    assert pipe.K == K and pipe.S == K * BUILTINS[name].virtual
+    ran = {e.kind for e in pipe.trace.events}
+    assert ran >= ({"F", "I", "W"} if name.startswith("zb") else {"F", "B"})
+
+
+def test_virtual_builtin_refuses_another_v() -> None:
+    with pytest.raises(ValueError, match=r"runs 2 stages per device, not virtual=3"):
+        GPipe(small_model(layers=12), partitions=2, chunks=4, schedule="zbv", virtual=3)
