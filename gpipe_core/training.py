@@ -29,8 +29,8 @@ from .common import LossFn
 MODELS = ("mlp", "bn", "gpt")
 # per-model defaults of the size flags (None on the command line means "the model's default")
 DEFAULTS = {
-    "mlp": {"layers": 16, "hidden_dim": 512, "batch_size": 512, "lr": 1e-3},
-    "bn": {"layers": 16, "hidden_dim": 512, "batch_size": 512, "lr": 1e-3},
+    "mlp": {"layers": 16, "hidden_dim": 256, "batch_size": 256, "lr": 1e-3},
+    "bn": {"layers": 16, "hidden_dim": 256, "batch_size": 256, "lr": 1e-3},
     "gpt": {"layers": 4, "hidden_dim": 128, "batch_size": 32, "lr": 3e-3},
 }
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
-from gpipe_core.cli import main
+from gpipe_core.cli import build_parser, main
+from gpipe_core.training import resolve_defaults
 
 
 def test_train_reports_and_the_loss_falls(capsys, tmp_path) -> None:  # noqa: ANN001
@@ -14,7 +17,11 @@ def test_train_reports_and_the_loss_falls(capsys, tmp_path) -> None:  # noqa: AN
     out = capsys.readouterr().out
     losses = [float(v) for v in re.search(r"loss per step: (.*)", out).group(1).split()]
     assert len(losses) == 8 and losses[-1] < 0.8 * losses[0]
-    assert re.search(r"speedup \d+\.\d+x", out)
+    one_stage = re.search(r"\(a\) same 4 micro-batches on one stage with \d+ threads?: [\d.,]+ ms, "
+                          r"speedup (\d+\.\d+)x \(ideal K\*M/\(M\+K-1\) = 1\.60x\)", out)
+    plain = re.search(r"\(b\) plain model, full batch, all \d+ cores: [\d.,]+ ms, speedup (\d+\.\d+)x", out)
+    assert one_stage and plain and float(one_stage.group(1)) > 0 and float(plain.group(1)) > 0
+    assert "(a) predicts a run on 2 GPUs" in out  # the sentence that says which comparison to believe
     assert "theory (K-1)/(M+K-1) = (2-1)/(4+2-1) = 0.200" in out
     assert re.search(r"stage 1: +\d+\.\d+ MiB measured, +\d+\.\d+ MiB by the law", out)
     diff = float(re.search(r"sequential model: (\S+)", out).group(1))
@@ -47,3 +54,24 @@ def test_sweep_writes_a_plot(capsys, tmp_path) -> None:  # noqa: ANN001
 def test_bad_input_exits_with_a_message(capsys) -> None:  # noqa: ANN001
     assert main(["train", "--partitions", "9", "--layers", "4", "--quiet"]) == 2
     assert "at most 4 partitions" in capsys.readouterr().err
+
+
+def test_train_bn_with_deferred_batch_norm(capsys) -> None:  # noqa: ANN001
+    assert main(["train", "--model", "bn", "--deferred-batch-norm", "-K", "2", "-M", "4", "--layers", "5",
+                 "--hidden-dim", "16", "--batch-size", "32", "--steps", "3", "--quiet", "--dropout", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "BatchNorm MLP of 5 layers" in out and "deferred BatchNorm" in out
+    assert float(re.search(r"sequential model: (\S+)", out).group(1)) < 1e-4
+
+
+def test_each_model_has_its_own_defaults() -> None:
+    mlp = resolve_defaults(build_parser().parse_args(["train"]))
+    gpt = resolve_defaults(build_parser().parse_args(["train", "--model", "gpt", "--layers", "2"]))
+    assert (mlp.layers, mlp.hidden_dim, mlp.batch_size) == (16, 256, 256)
+    assert (gpt.layers, gpt.hidden_dim, gpt.batch_size, gpt.context) == (2, 128, 32, 64)
+
+
+def test_no_import_cycle_between_cli_and_the_distributed_launcher() -> None:
+    code = ("import sys, gpipe_core.distributed.launch, gpipe_core.training, gpipe_core.report; "
+            "assert 'gpipe_core.cli' not in sys.modules, 'the launcher imported the CLI'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
