@@ -6,6 +6,10 @@ pages execute against gpipe_core with a cache in ``_build/.jupyter_cache``, so
 a rebuild re-runs only the pages whose code changed (and re-renders them all); the learner notebooks are shown as
 nbgrader released them, unexecuted (``execute.exclude_patterns`` in _config.yml).
 
+Before the build it refreshes the launchable notebook beside every executed page
+(``book/launch.py``: Colab and Binder open those), and names the ones that
+changed, to be committed with their page.
+
 Every file _toc.yml names must exist. While the assignment notebooks are still
 being written, ``--skip-missing`` builds with the ones that exist (and says
 which it left out); ``--fresh`` drops the site and the execution cache first,
@@ -75,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import yaml
+    from launch import write_notebooks
 
     toc_path = ROOT / "_toc.yml"
     toc = yaml.safe_load(toc_path.read_text(encoding="utf-8"))
@@ -92,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         pruned = BUILD / "_toc.partial.yml"
         pruned.write_text(yaml.safe_dump(prune(toc, set(missing)), sort_keys=False), encoding="utf-8")
         extra = ["--toc", str(pruned)]
+
+    repo = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["repository"]["url"]
+    for path in write_notebooks([f for f in toc_files(toc) if f not in missing], repo):
+        print(f"wrote {path.relative_to(ROOT)} (the launchable copy of its page): commit it with the page",
+              file=sys.stderr)
 
     if args.fresh:
         shutil.rmtree(BUILD / "html", ignore_errors=True)

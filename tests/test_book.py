@@ -1,11 +1,16 @@
-"""The published book: it builds strictly, works in a real browser, and leaks no solutions.
+"""The published book as its readers meet it: built strictly, read in a real browser, leaking no solutions.
 
-The site is what learners see first, so it is tested as they meet it: built by
-``book/build.py`` (warnings are errors), served over HTTP, opened in headless
-Chromium. The explorer must react to its sliders with gpipe_core's numbers,
-figures must load, launch buttons must point at the repository, learner
-notebooks must appear unexecuted, and nothing from the solution notebooks
-(solution blocks, hidden tests) may reach any file of the built site.
+The site is built by ``book/build.py`` (warnings are errors), served over HTTP
+and opened in headless Chromium at a desktop width and at a phone's 375 px, on
+a 2x (HiDPI) screen where sharpness matters, and with every request outside
+the site refused where the site must work offline. Checked here: the explorer
+reacts to its controls with gpipe_core's numbers and fits a phone; the phone
+navigation opens; formulas render with no network; every figure is sharp and
+captioned; definition lists render as lists; every experiment page and learner
+notebook has launch buttons; and nothing from the solution notebooks (solution
+blocks, hidden tests) reaches any file of the built site. What the book
+computes without a build (the explorer's numbers, the launchable notebooks)
+is checked in ``tests/test_book_data.py``.
 
 Chromium comes from the system (Debian: ``apt-get install -y chromium``); a
 missing browser fails these tests instead of skipping them.
@@ -17,7 +22,6 @@ import functools
 import html
 import http.server
 import importlib.util
-import json
 import re
 import subprocess
 import sys
@@ -29,7 +33,6 @@ import nbformat
 import pytest
 import yaml
 
-from gpipe_core.schedule import SCHEDULES
 from gpipe_core.theory import bubble_fraction
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,10 +42,18 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 TEXT_SUFFIXES = {".html", ".txt", ".ipynb", ".md", ".js", ".json", ".py"}
+PHONE = {"width": 375, "height": 740}
 
-_spec = importlib.util.spec_from_file_location("book_build", ROOT / "book" / "build.py")
-build = importlib.util.module_from_spec(_spec)  # book/build.py: the toc helpers (not PyPA's `build`)
-_spec.loader.exec_module(build)
+
+def _load(name: str, path: Path) -> object:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build = _load("book_build", ROOT / "book" / "build.py")  # the toc helpers (not PyPA's `build`)
+launch = _load("book_launch", ROOT / "book" / "launch.py")
 
 pytestmark = pytest.mark.timeout(1500)  # a first build executes every page (minutes on 2 cores)
 
@@ -96,39 +107,35 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
+def _open(browser: object, server: str, offline: bool = True, **options: object) -> object:
+    """A page in a fresh context; with ``offline`` every request that is not to the local server fails."""
+    context = browser.new_context(**options)
+    if offline:
+        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server)
+                      else route.abort())
+    page = context.new_page()
+    page.js_errors = []
+    page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
+    return page
+
+
 @pytest.fixture
-def page(browser: object) -> Iterator[object]:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.js_errors = errors
+def page(browser: object, server: str) -> Iterator[object]:
+    page = _open(browser, server, viewport={"width": 1280, "height": 900})
     yield page
-    page.close()
+    page.context.close()
 
 
-# ---------------------------------------------------------------- the toc and the build script
-
-def test_toc_names_every_assignment_notebook_and_every_file_exists() -> None:
-    expected = {f"notebooks/{n}/{n.split('_', 1)[1]}" for n in
-                ("01_microbatching", "02_partitioner", "03_scheduler", "04_recomputation", "05_assembling")}
-    assert expected <= set(learner_notebooks()), f"_toc.yml must list {sorted(expected - set(learner_notebooks()))}"
-    missing = [e for e in toc_entries() if not build.exists(e)]
-    assert not missing, f"_toc.yml names files that do not exist: {missing}"
+@pytest.fixture
+def phone(browser: object, server: str) -> Iterator[object]:
+    page = _open(browser, server, viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    yield page
+    page.context.close()
 
 
-def test_prune_drops_missing_entries_and_empty_parts() -> None:
-    toc = {"format": "jb-book", "root": "intro", "parts": [
-        {"caption": "A", "chapters": [{"file": "a", "sections": [{"file": "nb/a"}]}, {"file": "b"}]},
-        {"caption": "B", "chapters": [{"file": "gone"}]}]}
-    pruned = build.prune(toc, {"nb/a", "gone"})
-    assert pruned == {"format": "jb-book", "root": "intro",
-                      "parts": [{"caption": "A", "chapters": [{"file": "a"}, {"file": "b"}]}]}
-    assert build.toc_files(pruned) == ["intro", "a", "b"]
+# ---------------------------------------------------------------- pages and navigation
 
-
-# ---------------------------------------------------------------- the browser
-
-def test_home_page_renders(site: Path, server: str, page: object) -> None:
+def test_home_page_renders_with_favicon(server: str, page: object) -> None:
     page.goto(server + "/")  # index.html redirects to the root page
     page.wait_for_selector("article h1")
     assert page.locator("article h1").first.inner_text().startswith("Start here")
@@ -136,107 +143,178 @@ def test_home_page_renders(site: Path, server: str, page: object) -> None:
     nav = page.locator("nav.bd-links").inner_text()
     for chapter in ("The paper", "Explorer", "Micro-batching", "Cheat sheet", "Instructor guide"):
         assert chapter in nav, f"the sidebar lacks {chapter!r}: {nav[:400]}"
+    icon = page.evaluate("document.querySelector('link[rel=icon]').href")
+    assert icon.endswith("favicon.svg") and page.request.get(icon).ok
     assert not page.js_errors, page.js_errors
 
 
-@pytest.mark.parametrize("path", ["book/paper.html", "book/experiments/speedup.html"])
-def test_chapter_figures_load(site: Path, server: str, page: object, path: str) -> None:
-    page.goto(f"{server}/{path}")
-    images = page.evaluate("Array.from(document.querySelectorAll('article img'))"
-                           ".map(i => ({src: i.getAttribute('src'), w: i.naturalWidth}))")
-    assert len(images) >= 2, f"{path} should show its measured figures, found {images}"
-    broken = [i["src"] for i in images if i["w"] <= 0]
-    assert not broken, f"images that did not load on {path}: {broken}"
+def test_phone_navigation_button_opens_the_sidebar(server: str, phone: object) -> None:
+    phone.goto(f"{server}/book/paper.html")
+    buttons = [b for b in phone.locator(".primary-toggle").all() if b.is_visible()]
+    assert len(buttons) == 1, "at 375 px exactly one navigation button should be visible"
+    buttons[0].click()
+    phone.wait_for_function("document.getElementById('pst-primary-sidebar-modal').open", timeout=5000)
+    link = phone.locator("#pst-primary-sidebar-modal nav.bd-links a", has_text="Explorer").first
+    assert link.is_visible()
+    link.click()
+    phone.wait_for_url("**/book/explorer.html")
+    assert not phone.js_errors, phone.js_errors
 
 
-def _explorer_state(page: object) -> dict:
-    return page.evaluate("""() => {
-        const root = document.querySelector('.gpipe-explorer');
-        const cells = Array.from(root.querySelectorAll('rect[data-action]'));
-        return {bubble: root.querySelector('[data-role=bubble]').textContent,
-                formula: root.querySelector('[data-role=bubble-formula]').textContent,
-                inflight: root.querySelector('[data-role=inflight]').textContent,
-                actions: cells.map(r => [r.dataset.action, +r.getAttribute('x'), +r.getAttribute('width')])};
-    }""")
+def test_definition_lists_render_as_lists(site: Path) -> None:
+    raw = {}
+    for path in site.rglob("*.html"):
+        paragraphs = re.findall(r"<p>(.*?)</p>", path.read_text(encoding="utf-8"), flags=re.S)
+        found = [p for p in paragraphs if re.search(r"(^|\n)\s*: \S", html.unescape(re.sub(r"<[^>]+>", "", p)))]
+        if found:
+            raw[str(path.relative_to(site))] = found[:2]
+    assert not raw, f"'Term : definition' blocks shown as paragraphs (MyST deflist not enabled?): {raw}"
+    cheatsheet = (site / "book" / "cheatsheet.html").read_text(encoding="utf-8")
+    assert cheatsheet.count("<dt") >= 7
 
 
-def _ticks(actions: list) -> dict[str, int]:
-    """Each drawn action's clock tick, recovered from its box's x position."""
-    left = min(x for _, x, _ in actions)
-    cell = actions[0][2] + 1
-    return {name: round((x - left) / cell) for name, x, _ in actions}
-
-
-def _expected_ticks(schedule: str, K: int, M: int) -> dict[str, int]:
-    table = SCHEDULES[schedule](M, K)
-    return {f"{a.kind}{a.microbatch}@{a.stage}": t for t, tick in enumerate(table) for a in tick}
-
-
-def test_explorer_slider_redraws_chart_and_bubble(site: Path, server: str, page: object) -> None:
-    page.goto(f"{server}/book/explorer.html")
-    page.wait_for_selector(".gpipe-explorer rect[data-action]")
-    k_slider = page.locator(".gpipe-explorer input[data-role=K]")
-    K, M = int(k_slider.input_value()), int(page.locator(".gpipe-explorer input[data-role=M]").input_value())
-    before = _explorer_state(page)
-    assert before["bubble"] == f"{bubble_fraction(M, K):.3f}"
-    assert _ticks(before["actions"]) == _expected_ticks("gpipe", K, M)
-
-    k_slider.focus()
-    k_slider.press("ArrowRight")
-    k_slider.press("ArrowRight")  # moved by the keyboard, as a reader would
-    after = _explorer_state(page)
-    assert int(k_slider.input_value()) == K + 2
-    assert after["actions"] != before["actions"], "moving K did not redraw the chart"
-    assert len(after["actions"]) == 2 * (K + 2) * M
-    assert after["bubble"] == f"{bubble_fraction(M, K + 2):.3f}" != before["bubble"]
-    assert after["formula"].endswith(f"= {bubble_fraction(M, K + 2):.3f}")
-    assert _ticks(after["actions"]) == _expected_ticks("gpipe", K + 2, M)
-
-    page.select_option(".gpipe-explorer select[data-role=schedule]", "1f1b")
-    onefb = _explorer_state(page)
-    assert _ticks(onefb["actions"]) == _expected_ticks("1f1b", K + 2, M)
-    assert onefb["inflight"].startswith("[" + ", ".join(str(min(K + 2 - j, M)) for j in range(K + 2)))
+def test_formulas_render_without_network(site: Path, server: str, page: object) -> None:
+    assert not any("cdn.jsdelivr" in p.read_text(encoding="utf-8") for p in site.rglob("*.html")), \
+        "a page still loads MathJax from a CDN"
+    page.goto(f"{server}/book/paper.html")  # the fixture refuses every request outside the site
+    page.wait_for_selector("mjx-container", timeout=30000)
+    assert page.locator("mjx-container").count() >= 3
+    text = page.locator("article").inner_text()
+    assert "\\frac" not in text and "$$" not in text, "raw LaTeX is showing"
     assert not page.js_errors, page.js_errors
 
 
-# ---------------------------------------------------------------- explorer data, links, notebooks
+# ---------------------------------------------------------------- figures and launch buttons
 
-def test_explorer_data_is_gpipe_cores_tables(site: Path) -> None:
-    text = (site / "_static" / "gpipe-explorer-data.js").read_text(encoding="utf-8")
-    data = json.loads(text[text.index("{"): text.rindex("}") + 1])
-    assert set(data["schedules"]) == set(SCHEDULES)
-    for name, make in SCHEDULES.items():
-        for K in range(1, 9):
-            for M in range(1, 33):
-                entry = data["schedules"][name][f"{K},{M}"]
-                where = {a: t for t, tick in enumerate(make(M, K)) for a in tick}
-                for j in range(K):
-                    got = entry["ticks"][j]
-                    want = sorted(((a.kind != "F", a.microbatch), t) for a, t in where.items() if a.stage == j)
-                    assert got == [t for _, t in want], (name, K, M, j)
-                assert entry["bubble_formula"] == pytest.approx(bubble_fraction(M, K), abs=1e-6)
+def test_every_figure_is_sharp_and_captioned(site: Path, server: str, browser: object) -> None:
+    pages = [e for e in launch.executed_pages(toc_entries()) if e.startswith("book/")]
+    page = _open(browser, server, viewport={"width": 1280, "height": 900}, device_scale_factor=2)
+    problems, seen = [], 0
+    for entry in pages:
+        page.goto(f"{server}/{entry}.html")
+        images = page.evaluate("""Array.from(document.querySelectorAll('article img')).map(i => ({
+            src: i.getAttribute('src'), natural: i.naturalWidth, shown: i.getBoundingClientRect().width,
+            caption: ((i.closest('figure') || {}).querySelector ?
+                      (i.closest('figure').querySelector('figcaption') || {}).textContent || '' : '').trim()}))""")
+        for image in images:
+            seen += 1
+            if image["natural"] <= 0:
+                problems.append(f"{entry}: {image['src']} did not load")
+            elif not image["src"].endswith(".svg") and image["natural"] < 2 * image["shown"]:
+                problems.append(f"{entry}: {image['src']} is {image['natural']} px wide, shown at "
+                                f"{image['shown']:.0f} px: blurred on a 2x screen (save SVG or dpi >= 200)")
+            if len(image["caption"]) < 20:
+                problems.append(f"{entry}: {image['src']} has no caption")
+    page.context.close()
+    assert seen >= 10, f"expected the measured figures, found {seen}"
+    assert not problems, "\n".join(problems)
 
 
-def test_launch_buttons_point_at_the_repository(site: Path) -> None:
+def test_launch_buttons_open_notebooks(site: Path) -> None:
     repo = config()["repository"]["url"].rstrip("/")
     branch = config()["repository"].get("branch", "main")
     org_repo = repo.removeprefix("https://github.com/")
-    for entry in learner_notebooks():
-        page = (site / f"{entry}.html").read_text(encoding="utf-8")
+    targets = learner_notebooks() + launch.launchable_pages(toc_entries())
+    assert any(t.startswith("book/experiments/") for t in targets)
+    for entry in targets:
+        text = html.unescape((site / f"{entry}.html").read_text(encoding="utf-8"))
         colab = f"https://colab.research.google.com/github/{org_repo}/blob/{branch}/{entry}.ipynb"
         binder = f"https://mybinder.org/v2/gh/{org_repo}/{branch}?urlpath=lab/tree/{entry}.ipynb"
-        assert colab in html.unescape(page), f"{entry}: no Colab launch link {colab}"
-        assert binder in html.unescape(page), f"{entry}: no Binder launch link {binder}"
-    paper = (site / "book" / "paper.html").read_text(encoding="utf-8")
-    assert "launch-buttons" not in paper, "MyST pages must not offer launch buttons (Colab cannot open .md)"
+        assert colab in text, f"{entry}: no Colab launch link {colab}"
+        assert binder in text, f"{entry}: no Binder launch link {binder}"
+    for entry in launch.NOT_LAUNCHABLE:
+        assert "launch-buttons" not in (site / f"{entry}.html").read_text(encoding="utf-8"), entry
+
+
+def test_assignment_pages_give_points_and_time(site: Path) -> None:
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    points = _load("book_ext", ROOT / "book" / "_ext" / "gpipe_book.py").assignment_points
+    for path in sorted((ROOT / "book" / "assignments").glob("*.md")):
+        text = html.unescape(re.sub(r"<[^>]+>", "", (site / "book" / "assignments" / f"{path.stem}.html")
+                                    .read_text(encoding="utf-8")))
+        assert f"Points: {points(path.stem, ROOT)} points" in text, path.stem
+        assert re.search(r"Time: about [\d½]+ hours?", text), path.stem
 
 
 def test_learner_notebooks_are_shown_unexecuted(site: Path) -> None:
     for entry in learner_notebooks():
-        page = (site / f"{entry}.html").read_text(encoding="utf-8")
-        assert "cell_input" in page, f"{entry}: the notebook's code cells are missing from the page"
-        assert not re.search(r'class="[^"]*\bcell_output\b', page), (
+        text = (site / f"{entry}.html").read_text(encoding="utf-8")
+        assert "cell_input" in text, f"{entry}: the notebook's code cells are missing from the page"
+        assert not re.search(r'class="[^"]*\bcell_output\b', text), (
             f"{entry}: the book executed the learner notebook; it must show it as released, without outputs")
+
+
+# ---------------------------------------------------------------- the explorer
+
+def _explorer(page: object) -> dict:
+    return page.evaluate("""() => {
+        const root = document.querySelector('.gpipe-explorer');
+        const svg = root.querySelector('svg'), box = svg.getBoundingClientRect();
+        const texts = Array.from(svg.querySelectorAll('text'));
+        return {bubble: root.querySelector('[data-role=bubble]').textContent,
+                formula: root.querySelector('[data-role=bubble-formula]').textContent,
+                inflight: root.querySelector('[data-role=inflight]').textContent,
+                actions: Array.from(svg.querySelectorAll('rect[data-action]')).map(r =>
+                    [r.dataset.action, +r.dataset.device, +r.dataset.start]),
+                memory: Array.from(svg.querySelectorAll('rect[data-memory]')).map(r => +r.dataset.memory),
+                legend: root.querySelector('.gpipe-explorer-legend').textContent,
+                svgLeft: box.left, svgRight: box.right, pageWidth: document.documentElement.scrollWidth,
+                smallestFont: Math.min(...texts.map(t => parseFloat(getComputedStyle(t).fontSize))),
+                readouts: Array.from(root.querySelectorAll('dd')).map(d => d.getBoundingClientRect().width)};
+    }""")
+
+
+def _set(page: object, role: str, value: int) -> None:
+    page.locator(f".gpipe-explorer input[data-role={role}]").fill(str(value))
+
+
+def test_explorer_controls_redraw_chart_bubble_and_memory(server: str, page: object) -> None:
+    page.goto(f"{server}/book/explorer.html")
+    page.wait_for_selector(".gpipe-explorer rect[data-action]")
+    k_slider = page.locator(".gpipe-explorer input[data-role=K]")
+    K, M = int(k_slider.input_value()), int(page.locator(".gpipe-explorer input[data-role=M]").input_value())
+    before = _explorer(page)
+    assert before["bubble"] == f"{bubble_fraction(M, K):.3f}"
+    ticks = {a: start for a, _, start in before["actions"]}
+    assert ticks["F0@0"] == 0 and ticks[f"F{M - 1}@{K - 1}"] == M + K - 2  # the paper's table, one tick each
+    assert "forward" in before["legend"] and "backward" in before["legend"] and "idle" in before["legend"]
+
+    k_slider.focus()
+    k_slider.press("ArrowRight")
+    k_slider.press("ArrowRight")  # moved by the keyboard, as a reader would
+    after = _explorer(page)
+    assert int(k_slider.input_value()) == K + 2
+    assert len(after["actions"]) == 2 * (K + 2) * M
+    assert after["bubble"] == f"{bubble_fraction(M, K + 2):.3f}" != before["bubble"]
+    assert after["formula"].endswith(f"= {bubble_fraction(M, K + 2):.3f}")
+    assert after["memory"] == [M] * (K + 2)  # GPipe holds every micro-batch on every device
+
+    page.select_option(".gpipe-explorer select[data-role=schedule]", "1f1b")
+    onefb = _explorer(page)
+    assert onefb["memory"] == [min(K + 2 - d, M) for d in range(K + 2)]
+    assert onefb["inflight"].startswith("[" + ", ".join(str(min(K + 2 - d, M)) for d in range(K + 2)))
+
+    slow = page.locator(".gpipe-explorer input[data-role=cost]")
+    slow.fill("1")  # backward = 2 forwards
+    costly = _explorer(page)
+    assert max(s for _, _, s in costly["actions"]) > max(s for _, _, s in onefb["actions"])
+    assert not page.js_errors, page.js_errors
+
+
+def test_explorer_fits_a_phone_at_the_largest_table(server: str, phone: object) -> None:
+    phone.goto(f"{server}/book/explorer.html")
+    phone.wait_for_selector(".gpipe-explorer rect[data-action]")
+    _set(phone, "K", 8)
+    _set(phone, "M", 32)
+    state = _explorer(phone)
+    assert len(state["actions"]) == 2 * 8 * 32
+    assert state["pageWidth"] <= PHONE["width"], f"the page is {state['pageWidth']} px wide on a 375 px phone"
+    assert 0 <= state["svgLeft"] and state["svgRight"] <= PHONE["width"], "the chart runs off the screen"
+    last = max(s for _, _, s in state["actions"])
+    assert last > 0, "the whole timeline, bubble and backwards included, is drawn"
+    assert state["smallestFont"] >= 12, f"chart text of {state['smallestFont']} px is too small to read"
+    assert min(state["readouts"]) >= 250, f"readouts squeezed to {min(state['readouts']):.0f} px"
+    assert not phone.js_errors, phone.js_errors
 
 
 # ---------------------------------------------------------------- no solutions on the site
@@ -295,7 +373,7 @@ def test_leak_check_catches_a_planted_solution_line() -> None:
 
 def test_site_contains_no_solution_code_or_hidden_tests(site: Path) -> None:
     fragments = solution_fragments()
-    files = [p for p in site.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES]
+    files = [p for p in site.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES and "mathjax" not in p.parts]
     assert any(p.suffix == ".html" for p in files)
     found = {str(p.relative_to(site)): hits for p in files if (hits := leaks(_site_text(p), fragments))}
     assert not found, f"solution code or hidden tests on the published site: {found}"

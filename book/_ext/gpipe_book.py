@@ -1,10 +1,16 @@
-"""Sphinx glue for the GPipe book: the kernel-free explorer's data and a link role.
+"""Sphinx glue for the GPipe book: the kernel-free explorer's data, site fixes and link roles.
 
 Why an extension and not a page: the explorer on the published site must draw
 exactly the tables ``gpipe_core`` builds and the numbers its formulas give, in
 every build, executed page cache or not. So the data is written from
-``gpipe_core`` itself when Sphinx finishes the HTML, into ``_static``; the
-JavaScript next to it (``book/_static/gpipe-explorer.js``) only draws it.
+``gpipe_core`` itself (``explorer_data.py`` beside this file) when Sphinx
+finishes the HTML, into ``_static``; the JavaScript next to it
+(``book/_static/gpipe-explorer.js``) only draws it. ``gpipe-site.js`` mends the
+themes' phone navigation button on every page.
+
+The ``{points}`` role (``{points}`03_scheduler```) prints an assignment's points, summed
+from the nbgrader metadata of its source notebook in ``solutions/``, so the chapter
+pages cannot disagree with the gradebook.
 
 The ``{repo}`` role links a file of the repository (``{repo}`autograder/README.md```),
 and ``{colab}`` / ``{binder}`` open a notebook of it, all from ``repository.url``,
@@ -14,70 +20,37 @@ never spells the repository's address a second time.
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 from typing import Any
 
 from docutils import nodes
+from explorer_data import explorer_data  # book/_ext/explorer_data.py: the numbers, from gpipe_core
 from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util import logging
 from sphinx.util.nodes import split_explicit_title
 
-from gpipe_core.schedule import SCHEDULES, stage_orders
-from gpipe_core.trace import COLORS
-from gpipe_core.widgets import explorer, summary
-
 logger = logging.getLogger(__name__)
 DATA_FILE = "gpipe-explorer-data.js"
-# Ranges, batch and depth as gpipe_core.widgets.explorer has them, so the site and the notebook widget agree.
-_EXPLORER = inspect.signature(explorer).parameters
-MAX_K, MAX_M = _EXPLORER["max_K"].default, _EXPLORER["max_M"].default
-N, L = _EXPLORER["N"].default, _EXPLORER["L"].default
-
-
-def schedule_entry(name: str, K: int, M: int) -> dict[str, Any]:
-    """One (schedule, K, M) cell of the explorer: the tick of every action plus gpipe_core's numbers.
-
-    ``ticks[j]`` lists stage j's ticks for F0..F(M-1) then B0..B(M-1).
-    ``inflight[j]`` is the most micro-batches stage j holds between a forward and its backward.
-    """
-    table = SCHEDULES[name](M, K)
-    where = {a: t for t, tick in enumerate(table) for a in tick}
-    ticks = [[where[a] for a in sorted((a for a in where if a.stage == j),
-                                       key=lambda a: (a.kind != "F", a.microbatch))] for j in range(K)]
-    inflight = []
-    for order in stage_orders(table, K):
-        held = peak = 0
-        for a in order:
-            held += 1 if a.kind == "F" else -1
-            peak = max(peak, held)
-        inflight.append(peak)
-    s = summary(lambda m, k: table, K, M, N=N, L=L)
-    return {"ticks": ticks, "inflight": inflight, "length": int(s["ticks"]),
-            "bubble_table": round(s["bubble_table"], 6), "bubble_formula": round(s["bubble_formula"], 6),
-            "memory_remat": s["memory_remat"], "memory_stored": s["memory_stored"]}
-
-
-def explorer_data() -> dict[str, Any]:
-    """Every schedule gpipe_core names, for K = 1..max_K and M = 1..max_M of the notebook explorer."""
-    return {
-        "N": N, "L": L, "maxK": MAX_K, "maxM": MAX_M, "colors": {k: COLORS[k] for k in "FB"},
-        "schedules": {name: {f"{K},{M}": schedule_entry(name, K, M)
-                             for K in range(1, MAX_K + 1) for M in range(1, MAX_M + 1)}
-                      for name in SCHEDULES},
-    }
 
 
 def write_explorer_data(app: Sphinx, exception: Exception | None) -> None:
+    """``_static/gpipe-explorer-data.js`` (settings, costs, the list of schedules) and one
+    ``gpipe-explorer-<name>.js`` per schedule, which the page loads when a reader picks it."""
     if exception is not None or app.builder.format != "html":
         return
-    out = Path(app.outdir) / "_static" / DATA_FILE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    body = json.dumps(explorer_data(), separators=(",", ":"))
-    out.write_text(f"// generated from gpipe_core by book/_ext/gpipe_book.py; do not edit\n"
-                   f"window.GPIPE_EXPLORER = {body};\n", encoding="utf-8")
+    static = Path(app.outdir) / "_static"
+    static.mkdir(parents=True, exist_ok=True)
+    data = explorer_data()
+    header = "// generated from gpipe_core by book/_ext/gpipe_book.py; do not edit\n"
+    for name, schedule in data["schedules"].items():
+        entries = json.dumps(schedule.pop("entries"), separators=(",", ":"))
+        schedule["file"] = f"gpipe-explorer-{name}.js"
+        (static / schedule["file"]).write_text(
+            f"{header}window.GPIPE_EXPLORER.schedules[{json.dumps(name)}].entries = {entries};\n", encoding="utf-8")
+    body = json.dumps(data, separators=(",", ":"))
+    (static / DATA_FILE).write_text(f"{header}window.GPIPE_EXPLORER = {body};\n", encoding="utf-8")
 
 
 def add_explorer_assets(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any],
@@ -132,12 +105,14 @@ def _fail(inliner: Any, rawtext: str, lineno: int, message: str) -> tuple[list, 
 
 def launch_only_notebooks(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any],
                           doctree: Any) -> None:
-    """Launch buttons only on the learner notebooks (.ipynb).
+    """Launch buttons only where a notebook can be opened: the learner notebooks (.ipynb) and
+    the executed MyST pages that have a launchable copy beside them (``book/launch.py``).
 
-    The theme also offers them on the book's executed MyST pages, but Colab cannot open a .md
-    file and the Binder image has no jupytext to open it as a notebook: a dead button.
+    The theme also offers them on other executed MyST pages, but Colab cannot open a .md file
+    and the Binder image has no jupytext to open it as a notebook: a dead button.
     """
-    if context.get("page_source_suffix") != ".ipynb" and context.get("header_buttons"):
+    paired = Path(app.srcdir, pagename + ".ipynb").is_file()
+    if context.get("page_source_suffix") != ".ipynb" and not paired and context.get("header_buttons"):
         context["header_buttons"][:] = [b for b in context["header_buttons"] if b.get("label") != "launch-buttons"]
 
 
@@ -192,11 +167,37 @@ def page_role(name: str, rawtext: str, text: str, lineno: int, inliner: Any,
     return [node], []
 
 
+def assignment_points(assignment: str, root: Path) -> int:
+    """Total points of ``solutions/<assignment>/*.ipynb``: every graded cell's nbgrader ``points``."""
+    import nbformat
+
+    notebooks = sorted((root / "solutions" / assignment).glob("*.ipynb"))
+    if not notebooks:
+        raise FileNotFoundError(f"no notebook in solutions/{assignment}/")
+    return int(sum(cell.metadata.get("nbgrader", {}).get("points", 0)
+                   for path in notebooks for cell in nbformat.read(path, as_version=4).cells
+                   if cell.metadata.get("nbgrader", {}).get("grade")))
+
+
+def points_role(name: str, rawtext: str, text: str, lineno: int, inliner: Any,
+                options: dict[str, Any] | None = None, content: list[str] | None = None) -> tuple[list, list]:
+    """``{points}`03_scheduler``` -> "14 points", read from the assignment's nbgrader source."""
+    env = inliner.document.settings.env
+    try:
+        points = assignment_points(text.strip(), Path(env.srcdir))
+    except FileNotFoundError as exc:
+        return _fail(inliner, rawtext, lineno, f"{{points}}: {exc}; name an assignment folder of solutions/")
+    words = f"{points} points"
+    return [nodes.inline(words, words, classes=["gpipe-points"])], []
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_role("points", points_role)
     app.add_role("repo", repo_role)
     app.add_role("colab", launch_role)
     app.add_role("binder", launch_role)
     app.add_role("page", page_role)
+    app.add_js_file("gpipe-site.js")
     app.connect("html-page-context", add_explorer_assets)
     app.connect("html-page-context", drop_duplicate_scripts, priority=1)
     app.connect("html-page-context", launch_only_notebooks, priority=502)  # after the theme's (501)

@@ -1,0 +1,120 @@
+"""The kernel-free explorer's data, computed from gpipe_core when the book is built.
+
+Why precomputed: the published site has no Python, yet the explorer must show
+exactly the tables gpipe_core builds, the timelines its simulator gives them
+and the memory each device holds. So this module evaluates every schedule for
+K = 1..max_K and M = 1..max_M under a few cost presets and the page's
+JavaScript (``book/_static/gpipe-explorer.js``) only draws the result.
+
+Every schedule of ``gpipe_core.zoo.BUILTINS`` is offered, so a schedule added
+there appears on the site with the next build. With V virtual stages per
+device each stage is 1/V of a device's share of the model, so its actions cost
+1/V of the preset's; that keeps every schedule on the same time axis.
+
+One entry per (schedule, K, M), or ``None`` with ``why`` where the builder
+refuses that K and M:
+
+``order[d]``
+    device d's actions in the order it runs them, as tokens ``F3:5`` (kind,
+    micro-batch, stage); the order does not depend on the costs.
+``start[c][d][n]``
+    when the n-th action of device d starts under cost preset c, in units of
+    1/UNIT forward (whole numbers keep the file small); a number in place of
+    the list means "as under that preset" (a table without I and W times the
+    presets with the same forward and backward alike).
+``length[c]``, ``bubble[c]``
+    the step's length (in the same units) and its idle fraction under preset c
+    (the simulator's).
+``memory[c][d]``
+    device d's peak activation memory under preset c, from the simulator
+    (``gpipe_core.simulate.peak_memory``), in micro-batches of a whole
+    device's share of the model (a stage held counts 1/V).
+``bubble_formula``, ``memory_remat``, ``memory_stored``
+    the paper's formulas for the same K and M, for comparison.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from gpipe_core.schedule import device_orders
+from gpipe_core.simulate import Costs, peak_memory, simulate, times
+from gpipe_core.theory import bubble_fraction, memory_units_rematerialized, memory_units_stored
+from gpipe_core.trace import COLORS, LABELS
+from gpipe_core.widgets import explorer
+from gpipe_core.zoo import BUILTINS, Builtin
+
+# Ranges, batch and depth as gpipe_core.widgets.explorer has them, so the site and the notebook widget agree.
+_EXPLORER = inspect.signature(explorer).parameters
+MAX_K, MAX_M = _EXPLORER["max_K"].default, _EXPLORER["max_M"].default
+N, L = _EXPLORER["N"].default, _EXPLORER["L"].default
+
+# Cost presets F : I : W (B = I + W), in units of one forward; times are stored in 1/UNIT of one
+# (with V = 2 a stage's I of 1/2 forward takes 1/4).
+UNIT = 4
+COSTS = [
+    {"F": 1.0, "I": 0.5, "W": 0.5, "label": "1 : ½ : ½ (backward = forward, the paper's clock ticks)"},
+    {"F": 1.0, "I": 1.0, "W": 1.0, "label": "1 : 1 : 1 (backward = 2 forwards, as for matrix products)"},
+    {"F": 1.0, "I": 1.5, "W": 0.5, "label": "1 : 1½ : ½ (the input gradient dominates)"},
+]
+KINDS = "FBIW"
+NAMES = {"gpipe": "GPipe (fill-drain)", "1f1b": "1F1B", "interleaved": "interleaved 1F1B (V = 2)",
+         "zb-h1": "ZB-H1 (zero bubble, 1F1B's memory)", "zb-h2": "ZB-H2 (zero bubble, more memory)",
+         "zbv": "ZBV (zero bubble, V-shape, V = 2)"}
+
+
+def schedule_entry(builtin: Builtin, K: int, M: int) -> dict[str, Any] | None:
+    """One (schedule, K, M) cell of the explorer (see the module docstring); None if it cannot be built."""
+    table, placement, V = builtin.build(M, K), builtin.placement(K), builtin.virtual
+    orders = device_orders(table, placement)
+    split = any(a.kind in "IW" for order in orders for a in order)
+    starts: list[Any] = []
+    lengths, bubbles, memory, seen = [], [], [], {}
+    for c, preset in enumerate(COSTS):
+        costs = Costs(forward=preset["F"] / V, backward=(preset["I"] + preset["W"]) / V,
+                      input_grad=preset["I"] / V, weight_grad=preset["W"] / V)
+        trace = simulate(table, K, costs, placement=placement)
+        lengths.append(_units(max(e.end for e in trace.events)))
+        bubbles.append(round(trace.bubble(), 6))
+        memory.append([round(m / V, 3) for m in peak_memory(table, K, costs=costs, placement=placement)])
+        key = (preset["F"], preset["I"], preset["W"]) if split else (preset["F"], preset["I"] + preset["W"])
+        if key in seen:
+            starts.append(seen[key])
+            continue
+        seen[key] = c
+        when = times(table, K, costs, placement=placement)
+        starts.append([[_units(when[a][0]) for a in order] for order in orders])
+    return {
+        "order": [" ".join(f"{a.kind}{a.microbatch}:{a.stage}" for a in order) for order in orders],
+        "virtual": V, "start": starts, "length": lengths, "bubble": bubbles, "memory": memory,
+        "bubble_formula": round(bubble_fraction(M, K), 6),
+        "memory_remat": memory_units_rematerialized(N, L, M, K), "memory_stored": memory_units_stored(N, L, K),
+    }
+
+
+def _entry_or_reason(builtin: Builtin, K: int, M: int) -> dict[str, Any]:
+    try:
+        return schedule_entry(builtin, K, M)
+    except ValueError as exc:  # ScheduleError included: the builder refuses this K and M
+        return {"why": str(exc).splitlines()[0]}
+
+
+def _units(time: float) -> int:
+    units = time * UNIT
+    if abs(units - round(units)) > 1e-6:
+        raise ValueError(f"time {time} is not a whole number of 1/{UNIT} forwards: change UNIT or the presets")
+    return round(units)
+
+
+def explorer_data() -> dict[str, Any]:
+    """Every built-in schedule for K = 1..max_K and M = 1..max_M under every cost preset."""
+    costs = [{**p, "B": p["I"] + p["W"]} for p in COSTS]
+    return {
+        "N": N, "L": L, "maxK": MAX_K, "maxM": MAX_M, "unit": UNIT, "costs": costs,
+        "kinds": {k: {"label": LABELS[k], "color": COLORS[k]} for k in KINDS},
+        "schedules": {name: {"label": NAMES.get(name, name), "virtual": builtin.virtual,
+                             "entries": {f"{K},{M}": _entry_or_reason(builtin, K, M)
+                                         for K in range(1, MAX_K + 1) for M in range(1, MAX_M + 1)}}
+                      for name, builtin in BUILTINS.items()},
+    }
