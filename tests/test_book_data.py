@@ -112,12 +112,14 @@ def test_launch_notebook_is_written_only_when_its_page_changed(tmp_path: Path) -
 
 # ---------------------------------------------------------------- assignment points
 
-def test_points_are_read_from_the_nbgrader_sources() -> None:
+def test_points_are_the_gradebooks() -> None:
+    """The chapter pages read the released notebooks; their points are the nbgrader sources'."""
     for path in sorted((ROOT / "solutions").glob("*/*.ipynb")):
         cells = nbformat.read(path, as_version=4).cells
         graded = [c.metadata["nbgrader"]["points"] for c in cells if c.metadata.get("nbgrader", {}).get("grade")]
         assert gpipe_book.assignment_points(path.parent.name, ROOT) == sum(graded) > 0
-    with pytest.raises(FileNotFoundError, match="no notebook in solutions/99_nothing"):
+        assert gpipe_book.assignment_points(path.parent.name, ROOT, tree="solutions") == sum(graded)
+    with pytest.raises(FileNotFoundError, match="no notebook in notebooks/99_nothing"):
         gpipe_book.assignment_points("99_nothing", ROOT)
 
 

@@ -9,8 +9,9 @@ finishes the HTML, into ``_static``; the JavaScript next to it
 themes' phone navigation button on every page.
 
 The ``{points}`` role (``{points}`03_scheduler```) prints an assignment's points, summed
-from the nbgrader metadata of its source notebook in ``solutions/``, so the chapter
-pages cannot disagree with the gradebook.
+from the nbgrader metadata of its released notebook in ``notebooks/`` (generated from
+``solutions/``, and present also in a learner copy of the course without it), so the
+chapter pages cannot disagree with the gradebook.
 
 The ``{repo}`` role links a file of the repository (``{repo}`autograder/README.md```),
 and ``{colab}`` / ``{binder}`` open a notebook of it, all from ``repository.url``,
@@ -167,13 +168,13 @@ def page_role(name: str, rawtext: str, text: str, lineno: int, inliner: Any,
     return [node], []
 
 
-def assignment_points(assignment: str, root: Path) -> int:
-    """Total points of ``solutions/<assignment>/*.ipynb``: every graded cell's nbgrader ``points``."""
+def assignment_points(assignment: str, root: Path, tree: str = "notebooks") -> int:
+    """Total points of ``<tree>/<assignment>/*.ipynb``: every graded cell's nbgrader ``points``."""
     import nbformat
 
-    notebooks = sorted((root / "solutions" / assignment).glob("*.ipynb"))
+    notebooks = sorted((root / tree / assignment).glob("*.ipynb"))
     if not notebooks:
-        raise FileNotFoundError(f"no notebook in solutions/{assignment}/")
+        raise FileNotFoundError(f"no notebook in {tree}/{assignment}/")
     return int(sum(cell.metadata.get("nbgrader", {}).get("points", 0)
                    for path in notebooks for cell in nbformat.read(path, as_version=4).cells
                    if cell.metadata.get("nbgrader", {}).get("grade")))
@@ -181,12 +182,12 @@ def assignment_points(assignment: str, root: Path) -> int:
 
 def points_role(name: str, rawtext: str, text: str, lineno: int, inliner: Any,
                 options: dict[str, Any] | None = None, content: list[str] | None = None) -> tuple[list, list]:
-    """``{points}`03_scheduler``` -> "14 points", read from the assignment's nbgrader source."""
+    """``{points}`03_scheduler``` -> "14 points", read from the assignment's released notebook."""
     env = inliner.document.settings.env
     try:
         points = assignment_points(text.strip(), Path(env.srcdir))
     except FileNotFoundError as exc:
-        return _fail(inliner, rawtext, lineno, f"{{points}}: {exc}; name an assignment folder of solutions/")
+        return _fail(inliner, rawtext, lineno, f"{{points}}: {exc}; name an assignment folder of notebooks/")
     words = f"{points} points"
     return [nodes.inline(words, words, classes=["gpipe-points"])], []
 
