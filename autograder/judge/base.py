@@ -70,9 +70,10 @@ class Reply:
 class Ask:
     """Collects the probe calls of every check of one submission."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: str = "") -> None:
         self.calls: list[dict[str, Any]] = []
         self.replies: list[Reply] = []
+        self.source = source  # the learner's solution cells as text, for messages that name a cause
 
     def task(self, name: str, *, what: str | None = None, timeout: float = DEFAULT_TIMEOUT, **params: Any) -> Reply:
         """Queue the probe's task ``name`` (see ``probe.TASKS``) with ``params`` (plain data and tensors)."""

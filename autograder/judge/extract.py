@@ -155,8 +155,10 @@ def _keep(node: ast.stmt, trusted: bool) -> tuple[bool, str | None]:
 def _prelude(assignment: str) -> list[ast.stmt]:
     """The course's own imports, aliases and locked helpers (from solutions/, never from the submission)."""
     out: list[ast.stmt] = []
+    before_exercises = True  # aliases count only from the cells before the first exercise (not demo code)
     for cell in source_notebook(assignment).cells:
         meta = _meta(cell)
+        before_exercises = before_exercises and not meta.get("solution")
         if cell.cell_type != "code" or meta.get("solution") or meta.get("grade"):
             continue
         try:
@@ -166,7 +168,7 @@ def _prelude(assignment: str) -> list[ast.stmt]:
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not meta.get("locked"):
                 continue  # demo code of unlocked cells is not part of the learner's work
-            if isinstance(node, (ast.Assign, ast.AnnAssign)) and not _alias(node.value):
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and not (before_exercises and _alias(node.value)):
                 continue
             if _keep(node, trusted=True)[0]:
                 out.append(node)

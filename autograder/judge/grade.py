@@ -61,7 +61,7 @@ def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed:
     module = judge_module(assignment)
     extracted = extract(assignment, notebook)
     flags = list(extracted.dropped)
-    ask = Ask()
+    ask = Ask("\n\n".join(extracted.cells.values()))
     verifies: dict[str, Verify] = {}
     for grade_id, check in module.CHECKS.items():
         verifies[grade_id] = check(ask, random.Random(f"{seed}:{assignment}:{grade_id}"))

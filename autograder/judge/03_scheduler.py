@@ -1,0 +1,153 @@
+"""Judge of assignment 03: fill_drain_schedule, idle_fraction, the engine run, one_f_one_b.
+
+Tables come back as plain data (lists of ``Action``) and are validated here by
+the real ``gpipe_core.validate``; the fill-drain table is compared with
+``gpipe_schedule`` for square and non-square M, K drawn per grading run (a
+table copied for the visible sizes cannot pass), and the engine run compares
+the learner's table's loss and gradients with the sequential model, dropout
+included.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import torch
+from torch import nn
+
+from autograder.judge.base import Checks, Failed, close, expect, number, same_grads
+from autograder.judge.probe import Foreign, build
+from gpipe_core import ScheduleError, gpipe_schedule, one_f_one_b_schedule, render, sequential_step, validate
+from gpipe_core.partition import balance_by_count
+from gpipe_core.schedule import Action
+
+CHECKS = Checks()
+
+
+def _table(got: object, M: int, K: int, what: str) -> list[list[Action]]:
+    expect(type(got) is list and all(type(t) is list for t in got),
+           f"{what}: a schedule is a list of ticks, each tick a list of Action(kind, microbatch, stage); "
+           f"got {type(got).__name__}")
+    bad = [a for t in got for a in t if type(a) is not Action or isinstance(a, Foreign)]
+    expect(not bad, f"{what}: a tick holds {bad[:1]!r}, not an Action")
+    try:
+        return validate(got, M, K)
+    except ScheduleError as exc:
+        raise Failed(f"{what}: your table cannot run: {exc}") from None
+
+
+def _sizes(rng: random.Random, count: int, top: int = 9) -> list[tuple[int, int]]:
+    out = []
+    while len(out) < count:
+        M, K = rng.randint(1, top), rng.randint(1, top)
+        if (M, K) not in out:
+            out.append((M, K))
+    return out
+
+
+@CHECKS("test_fill_drain")
+def fill_drain(ask, rng: random.Random):
+    cases = [(4, 4), (1, 1)] + _sizes(rng, 6) + [(rng.randint(10, 16), rng.randint(2, 4))]
+    replies = [ask.call("fill_drain_schedule", M, K) for M, K in cases]
+    bad = ask.call("fill_drain_schedule", 0, 2)
+
+    def verify() -> None:
+        for (M, K), reply in zip(cases, replies):
+            table = _table(reply.value(f"fill_drain_schedule({M}, {K})"), M, K, f"M={M}, K={K}")
+            orders = [[a.microbatch for t in table for a in t if a.kind == "B" and a.stage == j] for j in range(K)]
+            expect(all(o == list(range(M - 1, -1, -1)) for o in orders),
+                   f"M={M}, K={K}: each stage must run its backwards from micro-batch {M - 1} down to 0 (GPipe's "
+                   f"reverse drain); yours run {orders}")
+            want = gpipe_schedule(M, K)
+            mine = [sorted(t, key=lambda a: a.stage) for t in table]
+            expect(mine == want, f"M={M}, K={K}: your table differs from GPipe's fill-drain table (every action at "
+                                 f"the earliest tick).\nyours:\n{render(table, K)}\nexpected:\n{render(want, K)}")
+        expect(bad.raised("ValueError"), "fill_drain_schedule(M=0, K=2) must raise ValueError: nothing to schedule")
+
+    return verify
+
+
+def _stretched(rng: random.Random, M: int, K: int) -> list[list[Action]]:
+    table = [list(t) for t in gpipe_schedule(M, K)]
+    for _ in range(rng.randint(1, 4)):
+        table.insert(rng.randint(0, len(table)), [])
+    return table
+
+
+@CHECKS("test_idle_fraction")
+def idle(ask, rng: random.Random):
+    tiny = [[Action("F", 0, 0)], [Action("F", 0, 1)], [Action("B", 0, 1)], [Action("B", 0, 0)]]
+    cases = [(gpipe_schedule(4, 4), 4), ([[Action("F", 0, 0)], [], [Action("B", 0, 0)]], 1), (tiny, 2)]
+    for M, K in _sizes(rng, 3, top=7):
+        cases += [(gpipe_schedule(M, K), K), (one_f_one_b_schedule(M, K), K), (_stretched(rng, M, K), K)]
+    cases.append((gpipe_schedule(3, 2), 4))  # two of four stages never used
+    replies = [ask.call("idle_fraction", t, K) for t, K in cases]
+
+    def verify() -> None:
+        for (table, K), reply in zip(cases, replies):
+            actions = sum(len(t) for t in table)
+            want = 1 - actions / (K * len(table))
+            where = f"K={K}, a table of {len(table)} ticks holding {actions} actions"
+            got = number(reply.value(f"idle_fraction({where})"), where)
+            expect(abs(got - want) < 1e-9, f"{where} idles {want:.4f} of its stage-ticks, you got {got}: count the "
+                                           "empty stage-ticks of the table you are given (not a formula)")
+
+    return verify
+
+
+def _blocks(seed: int) -> dict:
+    block = ["Seq", [["Linear", 12, 12], ["Tanh"], ["Dropout", 0.3]]]
+    return {"seed": seed, "layers": [block] * 5 + [["Linear", 12, 4]]}
+
+
+@CHECKS("test_engine_run")
+def engine_run(ask, rng: random.Random):
+    cases = [(3, 2, 1)] + [(M, K, rng.randrange(1000)) for M, K in _sizes(rng, 4, top=6)]
+    data = []
+    for _, _, seed in cases:
+        g = torch.Generator().manual_seed(seed)
+        data.append((torch.randn(11, 12, generator=g), torch.randint(0, 4, (11,), generator=g)))
+    replies = [ask.task("engine_run", fn="fill_drain_schedule", M=M, K=K, model=_blocks(seed), x=x, y=y, seed=seed)
+               for (M, K, seed), (x, y) in zip(cases, data)]
+
+    def verify() -> None:
+        for (M, K, seed), (x, y), reply in zip(cases, data, replies):
+            where = f"your M={M}, K={K} table on the engine"
+            got = reply.value(where)
+            ref = build(_blocks(seed))
+            want = sequential_step(copy.deepcopy(ref), x, y, nn.functional.cross_entropy,
+                                   balance=balance_by_count(len(ref), K), chunks=M, seed=seed)
+            model = build(_blocks(seed))
+            sequential_step(model, x, y, nn.functional.cross_entropy, balance=balance_by_count(len(model), K),
+                            chunks=M, seed=seed)
+            close(got["loss"], want, f"{where}: the loss (against the sequential model's)", rtol=1e-5, atol=0)
+            same_grads(got["grads"], [p.grad for p in model.parameters()], [n for n, _ in model.named_parameters()],
+                       where)
+
+    return verify
+
+
+@CHECKS("test_one_f_one_b")
+def one_f_one_b(ask, rng: random.Random):
+    cases = [(4, 4), (6, 2)] + _sizes(rng, 6)
+    replies = [ask.call("one_f_one_b", M, K) for M, K in cases]
+
+    def verify() -> None:
+        for (M, K), reply in zip(cases, replies):
+            table = _table(reply.value(f"one_f_one_b({M}, {K})"), M, K, f"1F1B, M={M}, K={K}")
+            expect(len(table) == 2 * (M + K - 1),
+                   f"M={M}, K={K}: 1F1B takes 2(M+K-1) = {2 * (M + K - 1)} ticks, yours {len(table)}: place every "
+                   f"action at the earliest tick its stage and its dependencies allow\n{render(table, K)}")
+            for j in range(K):
+                held, peak = 0, 0
+                for tick in table:
+                    for a in tick:
+                        if a.stage == j:
+                            held += 1 if a.kind == "F" else -1
+                            peak = max(peak, held)
+                expect(peak <= min(K - j, M),
+                       f"M={M}, K={K}: stage {j} holds up to {peak} micro-batches at once, 1F1B holds at most "
+                       f"{min(K - j, M)}: start each backward as soon as the warm-up is done\n{render(table, K)}")
+
+    return verify
