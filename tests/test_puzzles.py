@@ -1,0 +1,155 @@
+"""Puzzle targets: reachable (the search's own orders reach them) and tight (nothing faster exists).
+
+Tightness rests on the A* bound never overestimating; the brute-force tests
+check the search against every rule-abiding schedule on puzzles small enough
+to enumerate, with and without split backward, memory caps and virtual stages.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from gpipe_core.puzzle_search import solve
+from gpipe_core.puzzles import LADDER, Puzzle, evaluate, reference_orders, score, table_from_orders, target
+from gpipe_core.schedule import Action
+
+
+def _device_orders(p: Puzzle, device: int) -> list[list[Action]]:
+    """Every order of one device's actions that keeps each kind in micro-batch order per stage."""
+    stages = [s for s in range(p.S) if p.placement[s] == device]
+    kinds = ("F", "I", "W") if p.split else ("F", "B")
+    out: list[list[Action]] = []
+
+    def walk(done: dict, order: list[Action]) -> None:
+        if len(order) == len(stages) * len(kinds) * p.M:
+            out.append(list(order))
+            return
+        for s in stages:
+            for k in kinds:
+                i = done[s, k]
+                if i == p.M:
+                    continue
+                before = {"F": None, "I": "F", "B": "F", "W": "I"}[k]
+                if before and done[s, before] <= i:
+                    continue
+                done[s, k] += 1
+                order.append(Action(k, i, s))
+                walk(done, order)
+                order.pop()
+                done[s, k] -= 1
+
+    walk({(s, k): 0 for s in stages for k in kinds}, [])
+    return [o for o in out if p.cap is None or _peak(o) <= p.cap]
+
+
+def _peak(order: list[Action]) -> int:
+    held = peak = 0
+    for a in order:
+        held += {"F": 1, "I": 0, "B": -1, "W": -1}[a.kind]
+        peak = max(peak, held)
+    return peak
+
+
+def _brute_force(p: Puzzle) -> int:
+    best = None
+    for orders in itertools.product(*[_device_orders(p, d) for d in range(p.K)]):
+        try:
+            got = score(p, [list(o) for o in orders])
+        except ValueError:  # deadlock
+            continue
+        if p.cap is not None and max(got.peak) > p.cap:
+            continue
+        best = got.time if best is None else min(best, got.time)
+    assert best is not None
+    return best
+
+
+SMALL = [
+    Puzzle("2x2", K=2, M=2),
+    Puzzle("2x3 cap1", K=2, M=3, cap=1),
+    Puzzle("2x3 cap2", K=2, M=3, cap=2),
+    Puzzle("3x2", K=3, M=2, F=1, B=3),
+    Puzzle("2x2 split", K=2, M=2, split=True),
+    Puzzle("2x2 split cap1", K=2, M=2, split=True, cap=1),
+    Puzzle("2x3 split", K=2, M=3, split=True),
+    Puzzle("3x3 split cap2", K=3, M=3, split=True, cap=2),
+    Puzzle("3x3 cap2", K=3, M=3, cap=2),
+    Puzzle("2x2 uneven split", K=2, M=2, I=2, W=1, B=3, split=True, cap=2),
+    Puzzle("2x2 loop cap2", K=2, M=2, V=2, cap=2),
+    Puzzle("2x2 v cap2", K=2, M=2, V=2, shape="v", cap=2),
+    Puzzle("2x1 v split cap2", K=2, M=1, V=2, shape="v", split=True, cap=2),
+]
+
+
+@pytest.mark.parametrize("p", SMALL, ids=lambda p: p.name)
+def test_search_equals_brute_force(p: Puzzle) -> None:
+    best, orders = solve(p)
+    assert best == _brute_force(p)
+    got = score(p, orders)
+    assert got.time == best
+    assert p.cap is None or max(got.peak) <= p.cap
+
+
+@pytest.mark.parametrize("p", LADDER, ids=lambda p: p.name)
+def test_ladder_target_reachable(p: Puzzle) -> None:
+    table = table_from_orders(reference_orders(p), p.placement)
+    got = evaluate(p, table)
+    assert got.time == target(p)
+    assert p.cap is None or max(got.peak) <= p.cap
+
+
+def test_ladder_size_and_variety() -> None:
+    assert len(LADDER) >= 8
+    assert len({p.name for p in LADDER}) == len(LADDER)
+    assert any(p.split for p in LADDER) and any(p.V > 1 and p.shape == "loop" for p in LADDER)
+    assert any(p.shape == "v" for p in LADDER)
+
+
+def test_closed_forms_without_cap() -> None:
+    # F/B only, no cap: 1F1B's (M+K-1)(F+B) is optimal; split, no cap: the parallelogram (K-1)F + M(F+I+W).
+    assert target(Puzzle("a", K=3, M=6)) == (6 + 3 - 1) * 3
+    assert target(Puzzle("b", K=4, M=8, split=True)) == 3 * 1 + 8 * 3
+
+
+def test_caps_bind() -> None:
+    # A tighter cap can never make the best step faster, and the ladder's caps do cost time.
+    loose, tight = Puzzle("l", K=4, M=8, cap=4), Puzzle("t", K=4, M=8, cap=3)
+    assert target(tight) > target(loose)
+
+
+def _orders_of(p: Puzzle) -> list[list[Action]]:
+    return [list(o) for o in reference_orders(p)]
+
+
+def test_evaluate_names_the_problem() -> None:
+    p = LADDER[0]
+    orders = _orders_of(p)
+    swapped = [list(o) for o in orders]
+    swapped[0][0], swapped[0][1] = swapped[0][1], swapped[0][0]  # F1 before F0 on stage 0
+    with pytest.raises(ValueError, match="micro-batch order"):
+        evaluate(p, [[a] for a in swapped[0]] + [[a] for a in swapped[1]])
+    with pytest.raises(ValueError, match="allows only F and B"):
+        evaluate(p, [[Action("I", 0, 0)]])
+    missing = table_from_orders(orders, p.placement)[:-1]
+    with pytest.raises(ValueError, match="missing"):
+        evaluate(p, missing)
+    with pytest.raises(ValueError, match="one action per device"):
+        evaluate(p, [[Action("F", 0, 0), Action("F", 1, 0)]])
+    # stage 1's backward before its forward ever arrives: a deadlock, named
+    with pytest.raises(ValueError, match="deadlock"):
+        evaluate(p, [[Action("F", i, 0)] for i in range(4)] + [[Action("B", i, 0)] for i in range(4)]
+                 + [[Action("B", i, 1)] for i in range(4)] + [[Action("F", i, 1)] for i in range(4)])
+
+
+def test_impossible_cap_is_named() -> None:
+    # a V device holds stage 0 and stage 2K-1: micro-batch 0 is held twice before its first backward
+    with pytest.raises(ValueError, match="memory cap 1 is too small"):
+        solve(Puzzle("v1", K=2, M=1, V=2, shape="v", split=True, cap=1))
+
+
+def test_v_placement_puts_the_turn_on_one_device() -> None:
+    p = Puzzle("v", K=3, M=1, V=2, shape="v")
+    assert p.placement == [0, 1, 2, 2, 1, 0]
+    assert Puzzle("l", K=3, M=1, V=2).placement == [0, 1, 2, 0, 1, 2]
