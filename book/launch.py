@@ -12,8 +12,9 @@ on a fresh runtime, as the learner notebooks do.
 The ``.md`` stays the source: ``book/build.py`` rewrites the notebooks before
 every build, and ``tests/test_book.py`` checks that the committed notebooks are
 what this module writes (the launch buttons open the committed copy on GitHub).
-Pages that read repository files by a relative path cannot run on Colab; they
-are listed in ``NOT_LAUNCHABLE`` with the reason.
+Pages that cannot or should not run on their own (one reads repository files by
+a relative path; the assignment chapters point at the assignment's notebook) are
+listed in ``NOT_LAUNCHABLE`` with the reason.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import nbformat
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-NOT_LAUNCHABLE = {
+NOT_LAUNCHABLE = {  # a page, or every page under a folder (ending in /), and why
     "book/benchmarks": "it reads benchmarks/results/bench.json, which `make bench` writes in a clone",
+    "book/assignments/": "an assignment's own notebook is the one to open; its chapter only shows the result",
 }
 SETUP = '''# Setup: run me first. On Colab (or any fresh runtime) this installs the course package.
 import importlib.util, subprocess, sys
@@ -48,7 +50,8 @@ def executed_pages(entries: list[str], root: Path = ROOT) -> list[str]:
 
 
 def launchable_pages(entries: list[str], root: Path = ROOT) -> list[str]:
-    return [page for page in executed_pages(entries, root) if page not in NOT_LAUNCHABLE]
+    return [page for page in executed_pages(entries, root)
+            if not any(page == k or (k.endswith("/") and page.startswith(k)) for k in NOT_LAUNCHABLE)]
 
 
 def _front_matter(path: Path) -> dict:
