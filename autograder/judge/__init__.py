@@ -68,17 +68,20 @@ the nbgrader source notebook); any ``Failed`` scores the cell 0.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 from .base import Checks, Failed, Foreign, expect
 from .grade import JudgeResult, RunProbe, grade_submission, judge_module, points
 from .probe_io import PROBE_SCRIPT, read_probe_output
 from .view import GRADED, build_view
 
 
-def audit(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - thin re-export, see autograder.audit.audit
-    """Flags for review: see :func:`autograder.audit.audit`."""
+def audit(assignment: str, notebook: Path, classmates: Mapping[str, Path] | None = None) -> list[str]:
+    """Flags for review ("flagged for review: <reason>"): see :mod:`autograder.audit`."""
     from ..audit import audit as _audit
 
-    return _audit(*args, **kwargs)
+    return _audit(assignment, notebook, classmates)
 
 
 __all__ = [

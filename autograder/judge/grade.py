@@ -56,11 +56,17 @@ def judge_module(assignment: str) -> ModuleType:
 
 
 def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed: int) -> JudgeResult:
-    """Score ``notebook`` (a learner's submission of ``assignment``) cell by cell; never runs learner code here."""
+    """Score ``notebook`` (a learner's submission of ``assignment``) cell by cell; never runs learner code here.
+
+    ``flags`` lists what was left out of the probe module and the submission's own audit (no classmates:
+    ``autograder.audit.audit_class`` adds those); flags never change a score.
+    """
     max_scores = points(assignment)
     module = judge_module(assignment)
     extracted = extract(assignment, notebook)
-    flags = list(extracted.dropped)
+    from ..audit import audit
+
+    flags = [f"dropped from the probe: {d}" for d in extracted.dropped] + audit(assignment, notebook)
     ask = Ask("\n\n".join(extracted.cells.values()))
     verifies: dict[str, Verify] = {}
     for grade_id, check in module.CHECKS.items():
