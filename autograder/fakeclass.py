@@ -2,16 +2,19 @@
 
 Every assignment gets a correct submission, the untouched release and one
 submission per planted mistake (``autograder/planted/<assignment>.json``). One
-small assignment also gets everything a real class throws at a grader: endless
-loops (one that obeys the interrupt, one that ignores it), a cell that raises,
-``os._exit``, a cell that kills the grading process, a memory hog, a deleted, an edited and reordered test cells, a
-missing notebook, a file that is not JSON, extra files, a renamed notebook and
-the flat folder layout.
+small assignment also gets everything a real class throws at a grader by
+accident: endless loops (one that obeys the interrupt, one that ignores it), a
+cell that raises, ``os._exit``, a cell that kills its parent process, a memory
+hog, deleted, edited and reordered test cells, a missing notebook, a file that
+is not JSON, extra files, a renamed notebook and the flat folder layout.
+(Deliberate attacks are in :mod:`autograder.hostile`.)
 
 Each :class:`Case` says what the right grade is without running anything:
-which test cells must fail (``lost``), or, for a broken exercise cell, "the
-same as leaving that exercise blank" (``same_as`` another student), which is
-the rule the grader promises: a broken part scores 0 and the rest counts.
+which test cells must fail (``lost``). The judge scores the learner's
+definitions, not the notebook's run, so an exercise cell that loops, raises,
+exits or floods memory *around* its definitions scores what those definitions
+are worth (here: the planted mistake's), and the log line names what went
+wrong in the run (TIMEOUT, KERNEL_DIED, MEMORY, NOT_RUN).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import nbformat
 
 from . import course_root, notebook_names
 
-BLANK = "blank-exercise"  # the reference student for cases that break one exercise cell
+BLANK = "blank-exercise"  # the exercise left as released
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ def replace_cell(nb: Any, cell_id: str, source: str) -> Any:
 
 
 MEMORY_HOG = "hog = b\"x\" * (8 * 2**30)  # 8 GB in one go, filled\n"
-KILL_PARENT = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)  # the grader's worker process\n"
+KILL_PARENT = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)  # the process running the kernel\n"
 STUBBORN_LOOP = ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)  # ignores the interrupt\n"
                  "while True:\n    time.sleep(0.05)\n")
 
@@ -128,20 +131,21 @@ def build(folder: Path, released: Path, assignments: list[str], small: str) -> l
         blank_source = next(c.source for c in stub.cells if grade_id(c) == cell)
         put(Case(BLANK, a, f"exercise {cell} left as released", lost=None, at_least=loses),
             replace_cell(correct, cell, blank_source), file)
-        broken = dict(same_as=BLANK, lost=None, at_least=loses)
         put(Case("endless-loop", a, f"{first['name']} plus an endless loop after it", lost=loses,
                  codes=frozenset({"TIMEOUT"})),
             replace_cell(correct, cell, first["source"] + "\nwhile True:\n    pass\n"), file)
-        put(Case("stubborn-loop", a, "a loop that ignores the interrupt", codes=frozenset({"TIMEOUT"}), **broken),
+        put(Case("stubborn-loop", a, f"{first['name']} behind a loop that ignores the interrupt", lost=loses,
+                 codes=frozenset({"TIMEOUT"})),
             replace_cell(correct, cell, STUBBORN_LOOP + first["source"]), file)
-        put(Case("raises", a, "the exercise cell raises before defining anything", **broken),
+        put(Case("raises", a, f"{first['name']} behind a raise", lost=loses),
             replace_cell(correct, cell, 'raise RuntimeError("learner bug")\n' + first["source"]), file)
-        put(Case("exits", a, "the exercise cell calls os._exit", codes=frozenset({"KERNEL_DIED"}), **broken),
+        put(Case("exits", a, f"{first['name']} behind os._exit", lost=loses, codes=frozenset({"KERNEL_DIED"})),
             replace_cell(correct, cell, "import os\nos._exit(3)\n" + first["source"]), file)
-        put(Case("kills-grader", a, "the exercise cell kills the grading process", lost=everything, zero=True,
-                 codes=frozenset({"GRADER_ERROR"})),
+        put(Case("kills-parent", a, f"{first['name']} behind a kill of the kernel's parent", lost=loses,
+                 codes=frozenset({"NOT_RUN"})),
             replace_cell(correct, cell, KILL_PARENT + first["source"]), file)
-        put(Case("memory-hog", a, "the exercise cell allocates 8 GB", codes=frozenset({"MEMORY"}), **broken),
+        put(Case("memory-hog", a, f"{first['name']} behind an 8 GB allocation", lost=loses,
+                 codes=frozenset({"MEMORY"})),
             replace_cell(correct, cell, MEMORY_HOG + first["source"]), file)
         deleted = copy.deepcopy(correct)
         gone = tests_of(deleted)[0]

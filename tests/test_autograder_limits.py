@@ -1,13 +1,13 @@
-"""Fast checks of the grader's parts: the kernel sandbox, the limits table, collecting a folder.
+"""Fast checks of the grader's parts: the limits table, collecting a folder, cleaning a submission.
 
-The end-to-end class in tests/grading/test_class.py shows these working together; these
-tests pin each part down on its own, in seconds, so a failure names the part.
+The end-to-end classes in tests/grading/ show these working together (and
+tests/grading/test_sandbox.py the sandbox); these tests pin each part down on
+its own, in seconds, so a failure names the part.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import os
 from pathlib import Path
 
 import nbformat
@@ -19,57 +19,21 @@ from autograder.limits import DEFAULT, PER_ASSIGNMENT, limits_for
 ROOT = Path(__file__).resolve().parents[1]
 
 
-SANDBOX = ROOT / "autograder" / "sandbox.py"
-
-
-def sandboxed(memory_mb: int, code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SANDBOX), f"--memory-mb={memory_mb}", "--", sys.executable, "-c", code],
-                          capture_output=True, text=True, timeout=60)
-
-
-def test_sandbox_memory_limit_turns_a_huge_allocation_into_memoryerror() -> None:
-    limited = sandboxed(512, "bytearray(2 * 2**30)")
-    assert limited.returncode != 0 and "MemoryError" in limited.stderr, limited.stderr
-    reserve = "import mmap; mmap.mmap(-1, 2 * 2**30); print('reserved')"  # address space only, never touched
-    assert "Cannot allocate memory" in sandboxed(512, reserve).stderr
-    unlimited = sandboxed(0, reserve)
-    assert unlimited.returncode == 0 and "reserved" in unlimited.stdout, unlimited.stderr
-
-
-def test_sandbox_hides_gpus_and_core_dumps_when_limited() -> None:
-    proc = sandboxed(1024, "import os, resource; print(repr(os.environ['CUDA_VISIBLE_DEVICES']), "
-                           "resource.getrlimit(resource.RLIMIT_CORE))")
-    assert proc.stdout.split() == ["''", "(0,", "0)"], proc.stdout + proc.stderr
-
-
-def test_sandbox_rejects_bad_usage() -> None:
-    proc = subprocess.run([sys.executable, str(SANDBOX), "--memory=5", "--", "true"], capture_output=True, text=True)
-    assert proc.returncode != 0 and "--memory-mb=N" in proc.stderr
-
-
-def test_kernel_manager_starts_the_kernel_through_the_sandbox(tmp_path: Path) -> None:
-    from autograder.execute import SANDBOX as used
-    from autograder.execute import LimitedKernelManager
-
-    km = LimitedKernelManager(kernel_name="python3", memory_limit_mb=1500)
-    km.connection_file = str(tmp_path / "kernel.json")
-    cmd = km.format_kernel_cmd()
-    assert cmd[:4] == [sys.executable, used, "--memory-mb=1500", "--"]
-    assert "ipykernel_launcher" in " ".join(cmd[4:]) and str(tmp_path / "kernel.json") in cmd
-
-
 def test_limits_per_assignment_and_overrides() -> None:
     assert limits_for("no_such_assignment", {}) == DEFAULT
+    assert set(assignments()) <= set(PER_ASSIGNMENT), "every assignment needs its limits in autograder/limits.py"
     for name, limits in PER_ASSIGNMENT.items():
         assert limits_for(name, {}) == limits
         assert 0 < limits.cell_timeout_s <= limits.notebook_timeout_s and limits.memory_mb > 0
+        assert limits.processes > 16 and 0 < limits.file_mb <= limits.scratch_mb
+        assert 0 < limits.output_bytes_cell <= limits.output_bytes_notebook
     got = limits_for("02_partitioner", {"GPIPE_GRADE_CELL_TIMEOUT": "7", "GPIPE_GRADE_MEMORY_MB": "0"})
     assert (got.cell_timeout_s, got.memory_mb) == (7, 0)
     with pytest.raises(ValueError, match="GPIPE_GRADE_NOTEBOOK_TIMEOUT"):
         limits_for(None, {"GPIPE_GRADE_NOTEBOOK_TIMEOUT": "ten"})
+    with pytest.raises(ValueError, match="whole number of processes"):
+        limits_for(None, {"GPIPE_GRADE_PROCESSES": "many"})
 
-
-# ---- collect and screen -------------------------------------------------------------------------
 
 @pytest.fixture
 def course(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str, Path]:
@@ -141,3 +105,70 @@ def test_screen_names_missing_and_unreadable_notebooks(course: tuple[str, str, P
     assert [code for code, _ in cycle.screen(a, "gone")] == ["MISSING_NOTEBOOK"]
     assert [code for code, _ in cycle.screen(a, "cut")] == ["INVALID_NOTEBOOK"]
     assert cycle.screen(a, "fine") == []
+
+
+def test_collect_refuses_symlinks_and_oversized_files(course: tuple[str, str, Path]) -> None:
+    from autograder import cycle
+    from autograder.cycle.collect import MAX_BYTES
+
+    a, nb, tmp = course
+    secret = tmp / "secret.txt"
+    secret.write_text("the grader's own file")
+    (tmp / "inbox" / "eve" / a).mkdir(parents=True)
+    (tmp / "inbox" / "eve" / a / f"{nb}.ipynb").symlink_to(secret)
+    (tmp / "inbox" / "mal").mkdir(parents=True)
+    (tmp / "inbox" / "mal" / a).symlink_to(tmp)  # a whole folder linked elsewhere
+    big = notebook(tmp / "inbox" / "big" / a / f"{nb}.ipynb")
+    with big.open("a") as fh:
+        fh.write(" " * (MAX_BYTES + 1))
+    lines = cycle.collect(tmp / "inbox")
+    submitted = tmp / "instructor" / "submitted"
+    assert not (submitted / "eve" / a / f"{nb}.ipynb").exists()
+    assert any("eve" in ln and "NOT_COLLECTED" in ln and "symbolic link" in ln for ln in lines), lines
+    assert not (submitted / "mal" / a / f"{nb}.ipynb").exists()
+    assert not (submitted / "big" / a / f"{nb}.ipynb").exists()
+    assert any("big" in ln and "byte limit" in ln for ln in lines), lines
+    assert [code for code, _ in cycle.screen(a, "eve")] == ["MISSING_NOTEBOOK"]
+    assert "the grader's own file" not in "".join(lines)
+
+
+def test_collect_stamps_its_own_time_and_ignores_the_learners(course: tuple[str, str, Path]) -> None:
+    from autograder import cycle
+
+    a, nb, tmp = course
+    path = notebook(tmp / "inbox" / "ada" / a / f"{nb}.ipynb")
+    (path.parent / "timestamp.txt").write_text("2020-01-01 00:00:00.000000 UTC")
+    os.utime(path, (0, 0))  # a file time from 1970 says nothing either
+    lines = cycle.collect(tmp / "inbox")
+    stamp = (tmp / "instructor" / "submitted" / "ada" / a / "timestamp.txt").read_text()
+    assert stamp[:4] not in ("2020", "1970") and stamp.endswith("UTC"), stamp
+    assert any("TIMESTAMP_IGNORED" in ln for ln in lines), lines
+    path.write_text(path.read_text().replace("x = 1", "x = 2"))  # a resubmission is a new time
+    cycle.collect(tmp / "inbox")
+    assert (tmp / "instructor" / "submitted" / "ada" / a / "timestamp.txt").read_text() >= stamp
+
+
+def test_clean_drops_unknown_graded_cells_and_spots_edited_locked_ones() -> None:
+    from types import SimpleNamespace as NS
+
+    from autograder.cycle.judging import clean
+
+    test = NS(name="test_a", locked=True, cell_type="code",
+              source="assert f() == 1\n### BEGIN HIDDEN TESTS\nassert f() == 2\n### END HIDDEN TESTS")
+    master = NS(source_cells=[test, NS(name="f", locked=False, cell_type="code", source="")],
+                grade_cells=[NS(name="test_a"), NS(name="test_b")])
+
+    def cell(source: str, grade_id: str, **meta: object) -> object:
+        return nbformat.v4.new_code_cell(source, metadata={"nbgrader": {"grade_id": grade_id, **meta}})
+
+    nb = nbformat.v4.new_notebook(cells=[cell("def f(): return 1", "f", solution=True),
+                                         cell("assert f() == 1", "test_a", grade=True, locked=True),
+                                         cell("assert True", "bonus", grade=True, points=100)])
+    _, findings, present = clean(nb, master)
+    codes = dict(findings)
+    assert present == {"f", "test_a"} and "nbgrader" not in nb.cells[2].metadata
+    assert "bonus" in codes["UNKNOWN_CELL_DROPPED"] and "test_b" in codes["TEST_CELL_DELETED"]
+    assert "LOCKED_CELL_EDITED" not in codes
+    nb.cells[1].source = "pass"
+    nb.cells[1].metadata["nbgrader"]["checksum"] = "forged"
+    assert "test_a" in dict(clean(nb, master)[1])["LOCKED_CELL_EDITED"]

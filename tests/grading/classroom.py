@@ -15,13 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from autograder import assignments, fakeclass
+from autograder import assignments, fakeclass, hostile
+from autograder.sandbox import UID_BASE
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPECTED = ["01_microbatching", "02_partitioner", "03_scheduler", "04_recomputation", "05_assembling"]
+EXPECTED = ["01_microbatching", "02_partitioner", "03_scheduler", "04_recomputation", "05_assembling",
+            "06_distributed"]
 ALL = sorted(set(EXPECTED) | set(assignments()))
 SMALL = "02_partitioner"  # gets the hard cases: few cells, fast, three exercises
-CLASS_BOUND_S = 900  # documented in autograder/README.md ("How long grading takes")
+CLASS_BOUND_S = 1200  # honest and hostile class together; documented in autograder/README.md ("How long")
 LINE = re.compile(r"^(\S+)  (\S+)  ([\d.]+)/([\d.]+)  (.*?)(?:  \[[\d.]+ s\])?$")
 
 
@@ -30,11 +32,13 @@ def present(assignment: str) -> None:
         pytest.skip(f"solutions/{assignment}/ has no notebook yet")
 
 
-def cli(*args: object, env: dict[str, str], status: int = 0, timeout: float = 900) -> subprocess.CompletedProcess:
+def cli(*args: object, env: dict[str, str], status: int | None = 0, timeout: float = 1500
+        ) -> subprocess.CompletedProcess:
+    """``python -m autograder ARGS``; asserts its exit status unless ``status`` is None."""
     proc = subprocess.run([sys.executable, "-m", "autograder", *map(str, args)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
     command = " ".join(map(str, args))
-    assert proc.returncode == status, (
+    assert status is None or proc.returncode == status, (
         f"python -m autograder {command} exited with {proc.returncode}, expected {status}:\n"
         f"{proc.stdout}\n{proc.stderr}")
     return proc
@@ -47,11 +51,15 @@ def workspace(env: dict[str, str]) -> Path:
 @dataclass
 class Graded:
     cases: list[fakeclass.Case]
+    attacks: list[hostile.Attack]
     lines: dict[tuple[str, str], str]  # (assignment, student) -> log line
     cells: dict[tuple[str, str], dict[str, tuple[float, float]]]  # -> grade_id -> (score, max)
     scores: dict[tuple[str, str], tuple[float, float]]
     seconds: float
     output: str
+    status: int  # the exit status of `all`
+    left_running: list[int]  # sandbox processes alive right after `all` returned (must be none)
+    repo_before: dict[str, bytes]  # the files the hostile class attacks, before grading
 
 
 def read_gradebook(env: dict[str, str]) -> tuple[dict, dict]:
@@ -86,3 +94,25 @@ def lost(graded: Graded, assignment: str, student: str) -> set[str]:
 
 def case(graded: Graded, assignment: str, student: str) -> fakeclass.Case:
     return next(c for c in graded.cases if c.assignment == assignment and c.student == student)
+
+
+def sandbox_processes() -> list[int]:
+    """Live processes owned by a sandbox uid."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(ln.split(":", 1) for ln in status.read_text().splitlines() if ":" in ln)
+        except (OSError, ValueError):
+            continue
+        if int(fields["Uid"].split()[0]) >= UID_BASE and not fields["State"].strip().startswith("Z"):
+            found.append(int(status.parent.name))
+    return found
+
+
+ATTACKED = ["solutions/02_partitioner/partitioner.ipynb", "gpipe_core/partition.py", "autograder/judge/__init__.py",
+            "pwned.txt"]
+
+
+def attacked_files() -> dict[str, bytes]:
+    """The repository files the hostile class tries to rewrite (b"" if absent)."""
+    return {name: (ROOT / name).read_bytes() if (ROOT / name).exists() else b"" for name in ATTACKED}

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from classroom import SMALL, Graded, cli, parse_lines, read_gradebook, workspace
+from classroom import SMALL, Graded, attacked_files, cli, parse_lines, read_gradebook, sandbox_processes, workspace
 
-from autograder import assignments, fakeclass
+from autograder import assignments, fakeclass, hostile
 
 
 @pytest.fixture(scope="session")
@@ -34,14 +34,25 @@ def released(env: dict[str, str]) -> Path:
 
 @pytest.fixture(scope="session")
 def graded(env: dict[str, str], released: Path) -> Graded:
+    """The honest class (fakeclass) and the hostile class (hostile), graded together by one `all` run."""
     small = SMALL if SMALL in assignments() else next((a for a in assignments() if fakeclass.planted(a)), None)
     if small is None:
         pytest.skip("no assignment with planted mistakes yet")
     folder = workspace(env) / "class"
     cases = fakeclass.build(folder, released, assignments(), small)
+    os.environ["GPIPE_INSTRUCTOR_DIR"], saved = env["GPIPE_INSTRUCTOR_DIR"], os.environ.get("GPIPE_INSTRUCTOR_DIR")
+    try:  # the attacks aim at this class's instructor folder
+        attacks = hostile.build(folder, released) if hostile.ASSIGNMENT in assignments() else []
+    finally:
+        if saved is None:
+            del os.environ["GPIPE_INSTRUCTOR_DIR"]
+        else:
+            os.environ["GPIPE_INSTRUCTOR_DIR"] = saved
+    before = attacked_files()
     start = time.monotonic()
-    # status 2: one submission (kills-grader) took its grading process down, as it should be reported
-    proc = cli("all", folder, "--jobs", "2", "--out", workspace(env) / "grades.csv", env=env, status=2)
+    proc = cli("all", folder, "--jobs", "2", "--out", workspace(env) / "grades.csv", env=env, status=None)
     seconds = time.monotonic() - start
+    left = sandbox_processes()
     cells, scores = read_gradebook(env)
-    return Graded(cases, parse_lines(proc.stdout), cells, scores, seconds, proc.stdout + proc.stderr)
+    return Graded(cases, attacks, parse_lines(proc.stdout), cells, scores, seconds, proc.stdout + proc.stderr,
+                  proc.returncode, left, before)

@@ -6,7 +6,7 @@ full marks, untouched stubs 0, each planted mistake loses exactly its test
 cells, broken submissions (loops, ``os._exit``, memory hogs, missing or corrupt
 notebooks, edited or deleted tests) get the right grade and a log line saying
 why, the gradebook is intact, feedback exists for everyone, and running again
-changes nothing.
+changes nothing. The same run grades the hostile class (test_hostile.py).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def test_each_planted_mistake_loses_exactly_its_tests(assignment: str, graded: G
 
 
 def hard_cases() -> list[str]:
-    return ["blank-exercise", "endless-loop", "stubborn-loop", "raises", "exits", "kills-grader", "memory-hog",
+    return ["blank-exercise", "endless-loop", "stubborn-loop", "raises", "exits", "kills-parent", "memory-hog",
             "deleted-test",
             "reordered", "edited-test", "missing", "not-json", "extra-files", "renamed", "flat-layout"]
 
@@ -101,15 +101,18 @@ def test_class_is_big_enough_and_every_submission_has_one_log_line(graded: Grade
     assert len(graded.cases) >= 30
     missing = [(c.assignment, c.student) for c in graded.cases if (c.assignment, c.student) not in graded.lines]
     assert not missing, f"no log line for {missing}:\n{graded.output[-3000:]}"
+    honest = {(c.assignment, c.student) for c in graded.cases}
     for (a, s), line in graded.lines.items():
+        if (a, s) not in honest:
+            continue
         score, top = graded.scores[(a, s)]
         assert f"  {score:g}/{top:g}  " in line, f"log line disagrees with the gradebook: {line}"
         assert line.split("  ", 3)[3].startswith("ok") == (score == top and not case(graded, a, s).codes), line
 
 
-def test_only_the_submission_that_killed_its_grader_is_a_grader_error(graded: Graded) -> None:
+def test_no_submission_takes_its_grader_down(graded: Graded) -> None:
     errors = sorted(s for (a, s), line in graded.lines.items() if "GRADER_ERROR" in line)
-    assert errors == ["kills-grader"], errors
+    assert errors == [] and graded.status == 0, (errors, graded.output[-3000:])
 
 
 def test_class_grading_stays_within_its_bound(graded: Graded) -> None:
@@ -127,7 +130,8 @@ def test_gradebook_is_intact(env: dict[str, str], graded: Graded) -> None:
         dupes = con.execute("SELECT COUNT(*) FROM submitted_assignment GROUP BY assignment_id, student_id "
                             "HAVING COUNT(*) > 1").fetchall()
         assert not dupes
-    assert set(graded.scores) == {(c.assignment, c.student) for c in graded.cases}
+    everyone = {(c.assignment, c.student) for c in graded.cases} | {(a.assignment, a.student) for a in graded.attacks}
+    assert set(graded.scores) == everyone
 
 
 def test_feedback_html_for_every_student(env: dict[str, str], graded: Graded) -> None:
@@ -153,7 +157,7 @@ def test_grading_again_changes_nothing(env: dict[str, str], graded: Graded) -> N
     root = Path(env["GPIPE_INSTRUCTOR_DIR"]) / "autograded"
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*.ipynb")}
     cli("collect", workspace(env) / "class", env=env)
-    proc = cli("autograde", "--jobs", "2", env=env, status=2)
+    proc = cli("autograde", "--jobs", "2", env=env)
     again = parse_lines(proc.stdout)
     strip = re.compile(r"  \[[\d.]+ s\]$")
     assert {k: strip.sub("", v) for k, v in again.items()} == {k: strip.sub("", v) for k, v in graded.lines.items()}
