@@ -61,10 +61,13 @@ def stage(mounts: list[list[str]]) -> list[list[str]]:
     return staged
 
 
-def set_limits(limits: dict[str, int]) -> None:
+def set_limits(limits: dict[str, int], own_uid: bool) -> None:
+    """The per-process limits; the task limit only when the sandbox gets a uid of its own (it counts per uid)."""
     mb = 2**20
     wanted = {resource.RLIMIT_CORE: 0, resource.RLIMIT_FSIZE: limits["file_mb"] * mb,
-              resource.RLIMIT_CPU: limits["cpu_s"], resource.RLIMIT_NPROC: limits["processes"]}
+              resource.RLIMIT_CPU: limits["cpu_s"]}
+    if own_uid:
+        wanted[resource.RLIMIT_NPROC] = limits["processes"]
     if limits["memory_mb"] > 0:
         wanted[resource.RLIMIT_AS] = limits["memory_mb"] * mb
     for which, value in wanted.items():
@@ -77,7 +80,7 @@ def main(argv: list[str]) -> None:
         with open(procs, "w") as fh:
             fh.write(str(os.getpid()))
     if spec.get("plain"):  # --no-sandbox: limits only
-        set_limits(spec["limits"])
+        set_limits(spec["limits"], own_uid=False)
         os.chdir(spec["cwd"])
         os.execve(spec["argv"][0], spec["argv"], spec["env"])
     bwrap: list[str] = spec["bwrap"]
@@ -88,7 +91,7 @@ def main(argv: list[str]) -> None:
             for i in range(len(bwrap) - 2):
                 if bwrap[i] in ("--ro-bind", "--bind") and bwrap[i + 1] == src and bwrap[i + 2] == dest:
                     bwrap[i + 1] = new
-    set_limits(spec["limits"])
+    set_limits(spec["limits"], own_uid=root)
     if root:
         uid = spec["uid"]
         os.setgroups([])
