@@ -17,8 +17,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .schedule import SCHEDULES, render
+from .schedule import render
 from .training import MODELS
+from .zoo import BUILTINS
 
 
 def _devices(choice: str, K: int) -> list[str] | None:
@@ -102,8 +103,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
-    table = SCHEDULES[args.schedule](args.micro_batches, args.partitions)
-    print(render(table, args.partitions))
+    from .simulate import UNIT, peak_memory, simulate
+
+    builtin, K, M = BUILTINS[args.schedule], args.partitions, args.micro_batches
+    table, placement = builtin.build(M, K), builtin.placement(K)
+    print(render(table, len(placement), placement))
+    trace = simulate(table, K, UNIT, placement=placement)
+    held = [int(h) for h in peak_memory(table, K, costs=UNIT, placement=placement)]
+    print(f"{len(table)} ticks; unit costs (F = I = W = 1, B = 2): step {trace.span:g}, bubble {trace.bubble():.3f}, "
+          f"peak micro-batches held per device {held}" + (f" (chunks of 1/{builtin.virtual} stage)"
+                                                          if builtin.virtual > 1 else ""))
     return 0
 
 
@@ -113,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--partitions", "-K", type=int, default=2, help="pipeline stages K (default 2)")
-    common.add_argument("--schedule", choices=sorted(SCHEDULES), default="gpipe")
+    common.add_argument("--schedule", choices=sorted(BUILTINS), default="gpipe")
     common.add_argument("--seed", type=int, default=0)
 
     train = sub.add_parser("train", parents=[common], help="train a model through the pipeline and report")

@@ -139,3 +139,16 @@ def test_closed_forms_refuse_sizes_where_they_do_not_hold() -> None:
         theory.step_units("interleaved", 6, 4)
     with pytest.raises(ValueError, match="no closed form"):
         theory.peak_held("dualpipe", 8, 4)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+def test_gpipe_schedule_shows_every_builtin(name: str, capsys) -> None:  # noqa: ANN001
+    from gpipe_core.cli import main
+
+    assert main(["schedule", "--schedule", name, "-K", "4", "-M", "8"]) == 0
+    out = capsys.readouterr().out
+    b = BUILTINS[name]
+    rows = [line for line in out.splitlines() if line.startswith(("stage ", "device "))]
+    assert len(rows) == 4 and ("device 0:" in out) == (b.virtual > 1)
+    step = measure(b.build(8, 4), 4, b.placement(4))[0]
+    assert f"step {step:g}," in out and f"{len(b.build(8, 4))} ticks" in out
