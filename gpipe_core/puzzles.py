@@ -31,7 +31,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
-from .schedule import Action
+from .schedule import Action, dependency_map, device_orders, loop_placement, ticks_from_orders, v_placement, walk
+from .simulate import Costs
+from .validation import validate
 
 Orders = list[list[Action]]
 
@@ -64,15 +66,16 @@ class Puzzle:
         if self.shape == "v":
             if self.V != 2:
                 raise ValueError(f"{self.name}: a V-shape needs V=2 chunks per device, got V={self.V}")
-            return list(range(self.K)) + list(reversed(range(self.K)))
-        return [s % self.K for s in range(self.S)]
+            return v_placement(self.K)
+        return loop_placement(self.K, self.V)
+
+    @property
+    def costs(self) -> Costs:
+        """The puzzle's costs for :mod:`gpipe_core.simulate`."""
+        return Costs(forward=self.F, backward=self.B, input_grad=self.I, weight_grad=self.W)
 
     def cost(self, kind: str) -> int:
         return {"F": self.F, "B": self.B, "I": self.I, "W": self.W}[kind]
-
-    @property
-    def kinds(self) -> str:
-        return "F, I, W (or B)" if self.split else "F, B"
 
 
 @dataclass(frozen=True)
@@ -83,42 +86,13 @@ class Score:
     peak: tuple[int, ...]
 
 
-def _needs(a: Action, S: int, split_of: dict[tuple[int, int], bool]) -> list[Action]:
-    """What ``a`` waits for: the engine contract's dependencies for F, B, I and W."""
-    i, s = a.microbatch, a.stage
-    if a.kind == "F":
-        return [Action("F", i, s - 1)] if s > 0 else []
-    if a.kind == "W":
-        return [Action("I", i, s)]
-    deps = [Action("F", i, s)]
-    if s < S - 1:
-        deps.append(Action("I" if split_of[i, s + 1] else "B", i, s + 1))
-    return deps
-
-
-def device_orders(table: Sequence[Sequence[Action]], placement: Sequence[int]) -> Orders:
-    """Each device's actions in tick order: what one device runs, one after another."""
-    orders: Orders = [[] for _ in range(max(placement) + 1)]
-    for tick in table:
-        for a in tick:
-            orders[placement[a.stage]].append(a)
-    return orders
-
-
 def check_rules(p: Puzzle, orders: Orders) -> None:
     """Raise ValueError naming the first action that breaks the puzzle's rules."""
     seen: dict[tuple[str, int], int] = {}
-    for device, order in enumerate(orders):
+    for order in orders:
         for a in order:
-            if a.kind not in ("F", "B", "I", "W"):
-                raise ValueError(f"{a}: kind must be F, B, I or W")
             if a.kind in "IW" and not p.split:
                 raise ValueError(f"{a}: puzzle {p.name!r} allows only F and B (no split backward)")
-            if not (0 <= a.stage < p.S and 0 <= a.microbatch < p.M):
-                raise ValueError(f"{a} is out of range: stages 0..{p.S - 1}, micro-batches 0..{p.M - 1}")
-            if p.placement[a.stage] != device:
-                raise ValueError(f"{a} runs on device {device}, but stage {a.stage} lives on device "
-                                 f"{p.placement[a.stage]}")
             kind = "I" if a.kind == "B" else a.kind
             want = seen.get((kind, a.stage), 0)
             if a.microbatch != want:
@@ -130,38 +104,14 @@ def check_rules(p: Puzzle, orders: Orders) -> None:
 
 
 def score(p: Puzzle, orders: Orders) -> Score:
-    """Step time (earliest starts under the puzzle's costs) and peak memory per device.
+    """Step time (earliest starts under the puzzle's costs) and peak memory per device of complete orders.
 
-    Raises ValueError if an action is missing or the orders deadlock.
+    A device holds a stage-micro-batch from the start of its F to the end of its W or B;
+    with one action at a time per device that peak depends only on the device's order.
+    Raises ScheduleError (a ValueError) naming the stuck actions if the orders deadlock.
     """
-    split_of = {(a.microbatch, a.stage): a.kind == "I" for o in orders for a in o if a.kind in "BI"}
-    for i in range(p.M):
-        for s in range(p.S):
-            if (i, s) not in split_of:
-                raise ValueError(f"the backward of micro-batch {i} on stage {s} is missing (B, or I and W)")
-    finish: dict[Action, int] = {}
-    heads, free = [0] * len(orders), [0] * len(orders)
-    total = sum(len(o) for o in orders)
-    while len(finish) < total:
-        moved = False
-        for d, order in enumerate(orders):
-            while heads[d] < len(order):
-                a = order[heads[d]]
-                deps = _needs(a, p.S, split_of)
-                if any(x not in finish for x in deps):
-                    break
-                start = max([free[d]] + [finish[x] for x in deps])
-                finish[a] = free[d] = start + p.cost(a.kind)
-                heads[d] += 1
-                moved = True
-        if not moved:
-            stuck = [order[heads[d]] for d, order in enumerate(orders) if heads[d] < len(order)]
-            raise ValueError(f"the orders deadlock: {', '.join(map(str, stuck))} each wait for another device")
-    need = {Action(k, i, s) for i in range(p.M) for s in range(p.S)
-            for k in (("F", "I", "W") if split_of[i, s] else ("F", "B"))}
-    missing = sorted(need - set(finish))
-    if missing:
-        raise ValueError(f"{missing[0]} is missing: every action runs once")
+    actions = [a for order in orders for a in order]
+    times = walk(orders, dependency_map(actions, p.S), lambda a: p.cost(a.kind))
     peaks = []
     for order in orders:
         held = peak = 0
@@ -169,54 +119,23 @@ def score(p: Puzzle, orders: Orders) -> Score:
             held += 1 if a.kind == "F" else -1 if a.kind in "BW" else 0
             peak = max(peak, held)
         peaks.append(peak)
-    return Score(max(finish.values(), default=0), tuple(peaks))
-
-
-def table_from_orders(orders: Orders, placement: Sequence[int]) -> list[list[Action]]:
-    """Place device orders on the earliest unit ticks their dependencies allow (one action per device per tick)."""
-    S = len(placement)
-    split_of = {(a.microbatch, a.stage): a.kind == "I" for o in orders for a in o if a.kind in "BI"}
-    tick_of: dict[Action, int] = {}
-    heads, free = [0] * len(orders), [0] * len(orders)
-    total = sum(len(o) for o in orders)
-    while len(tick_of) < total:
-        moved = False
-        for d, order in enumerate(orders):
-            while heads[d] < len(order):
-                a = order[heads[d]]
-                deps = _needs(a, S, split_of)
-                if any(x not in tick_of for x in deps):
-                    break
-                tick_of[a] = max([free[d]] + [tick_of[x] + 1 for x in deps])
-                free[d] = tick_of[a] + 1
-                heads[d] += 1
-                moved = True
-        if not moved:
-            raise ValueError("the orders deadlock")
-    table: list[list[Action]] = [[] for _ in range(max(tick_of.values(), default=-1) + 1)]
-    for a, t in sorted(tick_of.items(), key=lambda kv: placement[kv[0].stage]):
-        table[t].append(a)
-    return table
+    return Score(int(max((end for _, end in times.values()), default=0)), tuple(peaks))
 
 
 def evaluate(p: Puzzle, table: Sequence[Sequence[Action]]) -> Score:
-    """Check a learner's table against the puzzle's rules and score it (ValueError names the problem)."""
-    if isinstance(table, str) or not isinstance(table, Sequence):
-        raise ValueError("a schedule is a list of ticks, each a list of Action(kind, microbatch, stage)")
-    for t, tick in enumerate(table):
-        if isinstance(tick, Action) or not isinstance(tick, Sequence):
-            raise ValueError(f"tick {t} is {tick!r}: each tick must be a list of actions")
-        busy: dict[int, Action] = {}
-        for a in tick:
-            if not isinstance(a, Action):
-                raise ValueError(f"tick {t} holds {a!r}, which is not an Action")
-            d = p.placement[a.stage] if 0 <= a.stage < p.S else -1
-            if d in busy:
-                raise ValueError(f"device {d} runs both {busy[d]} and {a} at tick {t}: one action per device per tick")
-            busy[d] = a
+    """Validate a learner's table on the puzzle's devices, check the puzzle's rules, and score it.
+
+    Raises ValueError (ScheduleError for an invalid table) naming the problem.
+    """
+    table = validate(table, p.M, p.K, p.placement)
     orders = device_orders(table, p.placement)
     check_rules(p, orders)
     return score(p, orders)
+
+
+def table_from_orders(p: Puzzle, orders: Orders) -> list[list[Action]]:
+    """Device orders placed on the earliest unit ticks (one action per device per tick)."""
+    return ticks_from_orders(orders, p.placement)
 
 
 LADDER: list[Puzzle] = [
@@ -242,6 +161,20 @@ LADDER: list[Puzzle] = [
 ]
 
 
+def target(p: Puzzle) -> int:
+    """The best step time any rule-abiding table reaches on ``p``.
+
+    For the ladder it is read from :mod:`gpipe_core.puzzle_targets`, which
+    ``python -m gpipe_core.puzzles`` writes from the exact search (a test checks
+    the file against a fresh search); any other puzzle is searched here.
+    """
+    from .puzzle_targets import TARGETS
+
+    if p in LADDER and p.name in TARGETS:
+        return TARGETS[p.name]
+    return _solved(p)[0]
+
+
 @cache
 def _solved(p: Puzzle) -> tuple[int, tuple[tuple[Action, ...], ...]]:
     from .puzzle_search import solve
@@ -250,13 +183,8 @@ def _solved(p: Puzzle) -> tuple[int, tuple[tuple[Action, ...], ...]]:
     return best, tuple(tuple(o) for o in orders)
 
 
-def target(p: Puzzle) -> int:
-    """The best step time any rule-abiding table reaches on ``p`` (exact search, cached)."""
-    return _solved(p)[0]
-
-
 def reference_orders(p: Puzzle) -> Orders:
-    """Device orders that reach :func:`target` (for instructors and tests; learners find their own)."""
+    """Device orders that reach the best step time (for instructors and tests; learners find their own)."""
     return [list(o) for o in _solved(p)[1]]
 
 
@@ -267,3 +195,22 @@ def report(p: Puzzle, table: Sequence[Sequence[Action]]) -> str:
     verdict = "reached" if got.time <= target(p) and (p.cap is None or max(got.peak) <= p.cap) else "not yet"
     return (f"{p.name}: step time {got.time} (target {target(p)}), peak per device {list(got.peak)} "
             f"({cap}): {verdict}")
+
+
+def write_targets(path: str | None = None) -> dict[str, int]:
+    """Search every ladder puzzle and write gpipe_core/puzzle_targets.py (run when the ladder changes)."""
+    from pathlib import Path
+
+    targets = {p.name: _solved(p)[0] for p in LADDER}
+    lines = ['"""Best step time of each ladder puzzle, written by ``python -m gpipe_core.puzzles`` from the exact',
+             'search in :mod:`gpipe_core.puzzle_search` (tests/test_puzzles.py checks it against a fresh search).',
+             '"""', "", "TARGETS: dict[str, int] = {"]
+    lines += [f'    "{name}": {t},' for name, t in targets.items()] + ["}", ""]
+    out = Path(path) if path else Path(__file__).with_name("puzzle_targets.py")
+    out.write_text("\n".join(lines))
+    return targets
+
+
+if __name__ == "__main__":
+    for name, t in write_targets().items():
+        print(f"{name}: {t}")

@@ -12,8 +12,10 @@ import itertools
 import pytest
 
 from gpipe_core.puzzle_search import solve
+from gpipe_core.puzzle_targets import TARGETS
 from gpipe_core.puzzles import LADDER, Puzzle, evaluate, reference_orders, score, table_from_orders, target
 from gpipe_core.schedule import Action
+from gpipe_core.simulate import peak_memory, times
 
 
 def _device_orders(p: Puzzle, device: int) -> list[list[Action]]:
@@ -94,10 +96,25 @@ def test_search_equals_brute_force(p: Puzzle) -> None:
 
 @pytest.mark.parametrize("p", LADDER, ids=lambda p: p.name)
 def test_ladder_target_reachable(p: Puzzle) -> None:
-    table = table_from_orders(reference_orders(p), p.placement)
+    table = table_from_orders(p, reference_orders(p))
     got = evaluate(p, table)
     assert got.time == target(p)
     assert p.cap is None or max(got.peak) <= p.cap
+
+
+def test_targets_file_matches_a_fresh_search() -> None:
+    # gpipe_core/puzzle_targets.py is written by `python -m gpipe_core.puzzles`; it must not go stale
+    assert TARGETS == {p.name: solve(p)[0] for p in LADDER}
+    assert all(target(p) == TARGETS[p.name] for p in LADDER)
+
+
+@pytest.mark.parametrize("p", LADDER, ids=lambda p: p.name)
+def test_simulator_agrees_with_the_puzzle_score(p: Puzzle) -> None:
+    table = table_from_orders(p, reference_orders(p))
+    got = evaluate(p, table)
+    sim_end = max(end for _, end in times(table, p.K, p.costs, placement=p.placement).values())
+    assert sim_end == got.time
+    assert [int(x) for x in peak_memory(table, p.K, costs=p.costs, placement=p.placement)] == list(got.peak)
 
 
 def test_ladder_size_and_variety() -> None:
@@ -129,18 +146,15 @@ def test_evaluate_names_the_problem() -> None:
     swapped = [list(o) for o in orders]
     swapped[0][0], swapped[0][1] = swapped[0][1], swapped[0][0]  # F1 before F0 on stage 0
     with pytest.raises(ValueError, match="micro-batch order"):
-        evaluate(p, [[a] for a in swapped[0]] + [[a] for a in swapped[1]])
+        evaluate(p, table_from_orders(p, swapped))
+    split = [[Action("I", a.microbatch, a.stage), Action("W", a.microbatch, a.stage)] if a.kind == "B" else [a]
+             for a in orders[1]]
     with pytest.raises(ValueError, match="allows only F and B"):
-        evaluate(p, [[Action("I", 0, 0)]])
-    missing = table_from_orders(orders, p.placement)[:-1]
+        evaluate(p, table_from_orders(p, [orders[0], [a for pair in split for a in pair]]))
     with pytest.raises(ValueError, match="missing"):
-        evaluate(p, missing)
-    with pytest.raises(ValueError, match="one action per device"):
-        evaluate(p, [[Action("F", 0, 0), Action("F", 1, 0)]])
-    # stage 1's backward before its forward ever arrives: a deadlock, named
-    with pytest.raises(ValueError, match="deadlock"):
-        evaluate(p, [[Action("F", i, 0)] for i in range(4)] + [[Action("B", i, 0)] for i in range(4)]
-                 + [[Action("B", i, 1)] for i in range(4)] + [[Action("F", i, 1)] for i in range(4)])
+        evaluate(p, table_from_orders(p, orders)[:-1])
+    with pytest.raises(ValueError, match="one action per tick"):
+        evaluate(LADDER[-1], [[Action("F", 0, 0), Action("F", 0, 5)]])  # stages 0 and 5 share device 0 in the V
 
 
 def test_impossible_cap_is_named() -> None:
