@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import numbers
 import operator
 import os
 import signal
@@ -79,6 +80,8 @@ def encode(obj: Any, depth: int = 0) -> Any:
         return {"t": "index", "v": str(operator.index(obj)), "type": _type_name(obj)}
     if isinstance(obj, float):  # a float subclass (numpy.float64): its true value
         return {"t": "real", "v": repr(float.__float__(obj)), "type": _type_name(obj)}
+    if isinstance(obj, numbers.Real):  # numpy.float32 and other registered reals: float() of them, a plain float
+        return {"t": "real", "v": repr(float(obj)), "type": _type_name(obj)}
     return {"t": "foreign", "type": _type_name(obj)}
 
 

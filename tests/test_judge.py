@@ -1,0 +1,216 @@
+"""The judge on its own: codec, probe output, extraction, and verdicts from made-up probe replies.
+
+No sandbox and no probe process: ``in_process`` answers the judge's calls by
+running the probe's own tasks here on a stand-in learner, so each test shows
+the judge's decision (score and message) for a precise reply.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from autograder import course_root
+from autograder.fakeclass import planted, replace_cell
+from autograder.judge import Foreign, grade_submission, read_probe_output
+from autograder.judge.extract import extract
+from autograder.judge.probe import TASKS, decode, encode
+from gpipe_core import gpipe_schedule, one_f_one_b_schedule
+from gpipe_core.partition import balance_by_cost, balance_by_count
+
+SOLUTIONS = course_root() / "solutions"
+
+
+def in_process(learner: Any, slow: set[str] = frozenset(), view: str | None = None):
+    """A ``run_probe`` that runs the probe's tasks in this process on ``learner`` (a namespace)."""
+
+    def run_probe(path: Path, request: dict) -> dict:
+        replies = {}
+        for i, call in enumerate(request["calls"]):
+            params = {k: decode(v) for k, v in call["params"].items()}
+            if params.get("fn") in slow:
+                replies[i] = {"i": i, "timeout": call["timeout"]}
+                continue
+            try:
+                replies[i] = {"i": i, "ok": encode(TASKS[call["task"]](learner, **params))}
+            except Exception as exc:  # noqa: BLE001 - the probe reports every error as data
+                replies[i] = {"i": i, "error": {"type": type(exc).__name__, "message": str(exc), "where": None}}
+        header = {"probe": 1, "view": view or request["assignment"], "load_error": None}
+        return {"header": header, "replies": replies, "ended": "ok", "tampered": []}
+
+    return run_probe
+
+
+def solution(assignment: str) -> Path:
+    return next((SOLUTIONS / assignment).glob("*.ipynb"))
+
+
+def learner_from(assignment: str, nb: Any) -> types.ModuleType:
+    """The probe module of ``nb`` (extracted exactly as for grading), loaded here."""
+    module = types.ModuleType("learner")
+    exec(compile(extract(assignment, nb).source, "learner.py", "exec"), module.__dict__)  # noqa: S102 - our own test data
+    return module
+
+
+# ---- codec -------------------------------------------------------------------------------------------------
+
+class EqualsEverything(int):
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = int.__hash__
+
+
+class SneakyTensor(torch.Tensor):
+    pass
+
+
+def roundtrip(value: Any) -> Any:
+    return decode(json.loads(json.dumps(encode(value))))
+
+
+def test_codec_keeps_plain_values_and_exact_tensors() -> None:
+    t = torch.arange(6, dtype=torch.float64).reshape(2, 3)
+    back = roundtrip([1, 2.5, "a", None, True, (3, [t])])
+    assert back[:5] == [1, 2.5, "a", None, True] and type(back[5]) is tuple
+    assert back[5][1][0].dtype == torch.float64 and torch.equal(back[5][1][0], t)
+    assert roundtrip(float("nan")) != roundtrip(float("nan"))  # NaN survives as NaN
+    assert roundtrip(torch.zeros(0, 3)).shape == (0, 3)
+
+
+def test_codec_reads_true_values_of_integer_lookalikes() -> None:
+    assert roundtrip(EqualsEverything(3)) == 3 and roundtrip(EqualsEverything(3)) != 4
+    assert type(roundtrip(np.int64(7))) is int and roundtrip(np.float32(0.5)) == 0.5
+
+
+def test_codec_never_trusts_tensor_subclasses_or_unknown_objects() -> None:
+    sneaky = roundtrip(torch.zeros(2).as_subclass(SneakyTensor))
+    assert isinstance(sneaky, Foreign) and "subclass" in repr(sneaky)
+    other = roundtrip(object())
+    assert other != other and not (other == 0)
+
+
+# ---- probe output ------------------------------------------------------------------------------------------
+
+def test_probe_output_keeps_finished_calls_of_a_killed_probe() -> None:
+    out = b'{"probe": 1, "view": "x"}\nnoise\n{"i": 0, "ok": 1}\n{"i": 1, "ok": 2}\n'
+    response = read_probe_output(out, None, True)
+    assert response["replies"][1]["ok"] == 2 and "time" in response["ended"] and not response["tampered"]
+
+
+def test_probe_output_marks_a_call_answered_twice_as_tampered() -> None:
+    out = b'{"probe": 1}\n{"i": 0, "ok": 1}\n{"i": 0, "ok": 5}\n{"done": true}\n'
+    response = read_probe_output(out, 0, False)
+    assert response["tampered"] == [0] and response["replies"][0]["error"]["type"] == "Tampered"
+    assert response["ended"] == "ok"
+
+
+# ---- extraction --------------------------------------------------------------------------------------------
+
+HOOKS = '''import os
+from gpipe_core.partition import balance_by_count
+get_ipython().events.register("post_run_cell", lambda r: None)
+torch.equal = lambda a, b: True
+LIMIT = 3
+Alias = list[list[int]]
+
+@staticmethod
+def partition_by_count(num_layers, K, fill=-1):
+    return balance_by_count(num_layers, K)
+
+class Weird(metaclass=type):
+    pass
+%time x = 1
+'''
+
+
+def test_extraction_keeps_definitions_and_drops_statements() -> None:
+    nb = replace_cell(nbformat.read(solution("02_partitioner"), as_version=4), "partition_by_count", HOOKS)
+    got = extract("02_partitioner", nb)
+    assert "partition_by_count" in got.defined and "Weird" not in got.defined
+    assert "import os" not in got.source and "events.register" not in got.source and "torch.equal" not in got.source
+    assert "LIMIT = 3" in got.source and "balance_by_count" in got.source and "Alias" in got.source
+    reasons = "\n".join(got.dropped)
+    for what in ("import of os", "top-level Expr", "an assignment of something other", "class Weird",
+                 "line 3", "line 4"):
+        assert what in reasons, (what, reasons)
+    compile(got.source, "learner.py", "exec")
+
+
+def test_extraction_reports_a_cell_that_does_not_parse() -> None:
+    nb = replace_cell(nbformat.read(solution("02_partitioner"), as_version=4), "partition_optimal", "def broken(:\n")
+    got = extract("02_partitioner", nb)
+    assert any("partition_optimal: does not parse" in d for d in got.dropped)
+    assert "partition_optimal" not in got.defined and "partition_by_count" in got.defined
+
+
+# ---- verdicts ----------------------------------------------------------------------------------------------
+
+def reference_partitioner(**changes: Any) -> types.SimpleNamespace:
+    return types.SimpleNamespace(**{"partition_by_count": balance_by_count, "partition_optimal": balance_by_cost,
+                                    "measure_layer_costs": lambda model, sample, repeats=3: [
+                                        10.0 if isinstance(m, torch.nn.Sequential) else 0.1 for m in model],
+                                    **changes})
+
+
+def test_correct_work_earns_every_point_numpy_integers_included() -> None:
+    numpy_counts = lambda L, K: [np.int64(b) for b in balance_by_count(L, K)]  # noqa: E731
+    result = grade_submission("02_partitioner", solution("02_partitioner"),
+                              in_process(reference_partitioner(partition_by_count=numpy_counts)), seed=1)
+    assert result.scores == result.max_scores, result.messages
+
+
+def test_a_too_slow_partitioner_is_told_to_use_the_dynamic_program() -> None:
+    result = grade_submission("02_partitioner", solution("02_partitioner"),
+                              in_process(reference_partitioner(), slow={"partition_optimal"}), seed=2)
+    assert result.scores["test_partition_optimal"] == 0
+    assert result.scores["test_partition_by_count"] == 3  # the other cells keep their points
+
+
+def test_fake_equality_earns_nothing() -> None:
+    fake = lambda L, K: [EqualsEverything(1)] * K  # noqa: E731 - compares equal to any balance in the kernel
+    result = grade_submission("02_partitioner", solution("02_partitioner"),
+                              in_process(reference_partitioner(partition_by_count=fake)), seed=3)
+    assert result.scores["test_partition_by_count"] == 0
+    assert "is not a balance of 10 layers" in result.messages["test_partition_by_count"][0]
+
+
+def test_a_probe_that_died_scores_zero_and_says_why() -> None:
+    def dead(path: Path, request: dict) -> dict:
+        return read_probe_output(b'{"probe": 1, "view": "02_partitioner"}\n', -9, False)
+
+    result = grade_submission("02_partitioner", solution("02_partitioner"), dead, seed=4)
+    assert result.total == 0
+    assert all("not run (the probe stopped (exit status -9))" in m[0] for m in result.messages.values())
+
+
+def test_the_judge_refuses_a_probe_run_outside_the_grading_view() -> None:
+    with pytest.raises(RuntimeError, match="grading view"):
+        grade_submission("02_partitioner", solution("02_partitioner"),
+                         in_process(reference_partitioner(), view="real gpipe_core"), seed=5)
+
+
+def test_a_table_copied_for_the_visible_size_fails_on_the_drawn_ones() -> None:
+    copied = lambda M, K: gpipe_schedule(4, 4)  # noqa: E731 - right only for the notebook's M = K = 4
+    learner = types.SimpleNamespace(fill_drain_schedule=copied, one_f_one_b=one_f_one_b_schedule,
+                                    idle_fraction=lambda t, K: 1 - sum(map(len, t)) / (K * len(t)))
+    result = grade_submission("03_scheduler", solution("03_scheduler"), in_process(learner), seed=6)
+    assert result.scores["test_fill_drain"] == 0 and result.scores["test_one_f_one_b"] == 2
+    assert "M=1, K=1" in result.messages["test_fill_drain"][0]
+
+
+@pytest.mark.parametrize("assignment", ["01_microbatching", "02_partitioner"])
+def test_planted_mistakes_lose_exactly_their_cells(assignment: str) -> None:
+    source = nbformat.read(solution(assignment), as_version=4)
+    for mistake in planted(assignment):
+        nb = replace_cell(source, mistake["cell"], mistake["source"])
+        result = grade_submission(assignment, solution(assignment), in_process(learner_from(assignment, nb)), seed=7)
+        lost = {cell for cell, score in result.scores.items() if score == 0}
+        assert lost == set(mistake["loses"]), (mistake["name"], result.messages)
