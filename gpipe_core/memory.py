@@ -61,7 +61,9 @@ class MemoryMeter:
         """Within this block (this thread), count every tensor autograd saves."""
 
         def pack(t: Tensor) -> tuple[Tensor, object]:
-            return t, self.hold(t)
+            # detached: a saved *output* kept as itself would point back at its own grad_fn, a cycle that
+            # keeps the graph (and the count) alive when a split backward retains the graph for W
+            return t.detach(), self.hold(t)
 
         def unpack(packed: tuple[Tensor, object]) -> Tensor:
             return packed[0]
