@@ -20,7 +20,12 @@ micro-batch (``Sizes``, in bytes or in the memory law's units):
   backward, rebuilds the stored set (the input is part of it: the first layer
   saves it), held from R's start to the end of B (or of W);
 * between I and W, ``weight_inputs[s]`` if given: a smaller part of the stored
-  set (what W really needs), for an engine that frees the rest after I.
+  set (what W really needs), for an engine that frees the rest after I;
+* ``boundary_saved[s]``: the bytes of stage s's *output* that its own stored set
+  holds (a last layer that saves its output, like ReLU). When stage s+1 runs on
+  the same device (the tip of a V), its input is that very tensor, so while
+  both hold micro-batch i it counts once. A recomputed output is a new tensor
+  and shares nothing.
 
 A device's peak is the largest sum over its stages at any instant; an action's
 frees come before the next action's allocations. "Micro-batches in flight
@@ -124,6 +129,7 @@ class Sizes:
     activations: PerStage = 1.0
     inputs: PerStage = 0.0
     weight_inputs: PerStage | None = None
+    boundary_saved: PerStage = 0.0
 
     def of(self, field: PerStage, stage: int) -> float:
         return float(field if isinstance(field, (int, float)) else field[stage])
@@ -164,6 +170,12 @@ def peak_memory(schedule: Sequence[Sequence[Action]], K: int, sizes: Sizes | Non
             hold(d, start, _stored_until(when, i, s, sizes), sizes.of(sizes.activations, s))
             if sizes.weight_inputs is not None and a.kind == "I":
                 hold(d, end, freed, sizes.of(sizes.weight_inputs, s))
+    for s in range(S - 1):  # a boundary tensor two stages of one device both hold counts once
+        if placement[s] == placement[s + 1] and sizes.of(sizes.boundary_saved, s):
+            for i in range(1 + max(a.microbatch for a in when)):
+                if not _recomputes(recompute, i):
+                    both_until = min(when[last_backward[(i, s)]][1], when[last_backward[(i, s + 1)]][1])
+                    hold(placement[s], when[Action("F", i, s + 1)][0], both_until, -sizes.of(sizes.boundary_saved, s))
     current, peak = [0.0] * (max(placement) + 1), [0.0] * (max(placement) + 1)
     for _, _, d, amount in sorted(changes):
         current[d] += amount
