@@ -98,3 +98,21 @@ def test_our_tables_round_trip_through_torchs_ir(name: str, tmp_path: Path) -> N
 
     parsed = [[_Action.from_str(cell) for cell in row] for row in rows]
     assert torch_ir.actions_from_torch(parsed) == back.orders
+
+
+@pinned
+def test_three_stages_per_rank() -> None:
+    rows = {r["name"]: r for r in torch_ir.survey(2, 4, V=3)}
+    assert rows["ScheduleInterleaved1F1B"]["valid"] and rows["ScheduleInterleaved1F1B"]["step"] == 3 * 3 * 4 + 3
+    assert rows["ScheduleInterleavedZeroBubble"]["valid"] and rows["ScheduleInterleavedZeroBubble"]["step"] == 37
+    for name in ("ScheduleZBVZeroBubble", "ScheduleDualPipeV"):  # V-shapes take exactly two stages per rank
+        assert not rows[name]["valid"] and "exactly 2 stages per rank" in rows[name]["error"]
+    assert "| ScheduleLoopedBFS | 2 | 4 | 3 | yes | 26 | 39 |" in torch_ir.markdown(rows.values())
+
+
+def test_missing_internals_say_which_torch_has_them(monkeypatch) -> None:  # noqa: ANN001
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.distributed.pipelining._schedule_visualizer", None)
+    with pytest.raises(RuntimeError, match="torch 2.8 or newer.*gpipe_core.zoo"):
+        torch_ir.import_torch("ScheduleGPipe", 2, 4)

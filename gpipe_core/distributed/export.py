@@ -41,8 +41,8 @@ def _runtime_class() -> type:
         from torch.distributed.pipelining.schedules import _PipelineScheduleRuntime
     except ImportError:
         raise RuntimeError(f"running a table on torch's runtime needs torch.distributed.pipelining.schedules."
-                           f"_PipelineScheduleRuntime (torch 2.6 or newer); this is torch {torch.__version__}. "
-                           "Upgrade torch, or run the table on gpipe_core.GPipe") from None
+                           f"_PipelineScheduleRuntime (torch 2.5 or newer; tested on 2.13); this is torch "
+                           f"{torch.__version__}. Upgrade torch, or run the table on gpipe_core.GPipe") from None
     return _PipelineScheduleRuntime
 
 

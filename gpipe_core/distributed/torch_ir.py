@@ -44,8 +44,8 @@ def _internals() -> tuple[Any, Any]:
     except ImportError as exc:
         raise RuntimeError(
             f"importing torch's schedules needs torch.distributed.pipelining._schedule_visualizer.get_schedule_ops "
-            f"and schedules._Action (torch 2.7 or newer); this is torch {torch.__version__} ({exc}). Upgrade torch, "
-            "or use gpipe_core.zoo's built-in tables") from None
+            f"and schedules._Action (torch 2.8 or newer; tested on 2.13); this is torch {torch.__version__} "
+            f"({exc}). Upgrade torch, or use gpipe_core.zoo's built-in tables") from None
     return schedules, get_schedule_ops
 
 
@@ -164,9 +164,10 @@ def unit_summary(imported: Imported) -> dict[str, Any]:
             "held": [int(h) for h in peak_memory(table, K, costs=UNIT, placement=placement)]}
 
 
-def survey(K: int, M: int) -> list[dict[str, Any]]:
-    """Every torch schedule class at K ranks and M micro-batches (V = 2 for the multi-stage ones)."""
-    return [unit_summary(import_torch(cls, K, M)) for cls in torch_schedule_classes().values()]
+def survey(K: int, M: int, V: int = 2) -> list[dict[str, Any]]:
+    """Every torch schedule class at K ranks and M micro-batches (V stages per rank for the multi-stage ones)."""
+    return [unit_summary(import_torch(cls, K, M, V if is_multi(cls) else 1))
+            for cls in torch_schedule_classes().values()]
 
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
