@@ -36,6 +36,7 @@ GRADED: dict[str, tuple[str, ...]] = {
     "05_assembling": ("partition.balance_by_cost", "schedule.gpipe_schedule", "checkpoint.Recompute.forward",
                       "checkpoint.Recompute.backward"),
     "06_distributed": ("microbatch.weights", "reference.sequential_step", "distributed.pipe.DistributedPipe._weighted"),
+    "07_beat_the_bubble": ("zoo.zb_h1_schedule", "zoo.interleaved_schedule", "puzzle_search.solve"),
 }
 
 
