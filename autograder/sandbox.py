@@ -50,7 +50,13 @@ from .treelimits import TreeLimits
 
 GRADING_VIEW = "/grading"  # where the view of gpipe_core is mounted; on PYTHONPATH inside
 SCRATCH = "/scratch"  # the sandbox's working directory (tmpfs)
-UID_BASE = 1_000_000  # sandbox uids: UID_BASE + the grading process's pid, never a real account
+UID_BASE = 1_000_000  # sandbox uids: the base + the grading process's pid, never a real account
+UID_SPAN = 1 << 22  # Linux pids stay below this (pid_max), so one base's uids never meet another's
+UID_ENV = "GPIPE_SANDBOX_UID_BASE"  # another base, e.g. for tests that must tell their sandboxes from others'
+
+
+def uid_base() -> int:
+    return int(os.environ.get(UID_ENV, UID_BASE))
 INNER_UID = 1000  # the uid the learner's code sees
 
 
@@ -148,7 +154,7 @@ def run_sandboxed(argv: list[str], *, scratch: Path, limits: Limits, view: Path 
     if not shutil.which("bwrap"):
         raise SandboxUnavailable("bubblewrap is not installed: run `make bubblewrap` (Debian package "
                                  "bubblewrap), or grade with --no-sandbox (autograder/README.md)")
-    uid = UID_BASE + os.getpid()
+    uid = uid_base() + os.getpid()
     scratch = Path(scratch)
     if view is not None:
         _readable(Path(view).resolve())
@@ -248,18 +254,29 @@ def _kill_group(pgid: int) -> int:
         return 0
 
 
-def _kill_uid(uid: int) -> int:
-    """SIGKILL every live process whose real uid is ``uid`` (none should be left); returns how many there were."""
+def _uid_processes(uid: int) -> set[int]:
+    found = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(ln.split(":", 1) for ln in status.read_text().splitlines() if ":" in ln)
+        except (OSError, ValueError):
+            continue
+        if fields.get("Uid", "").split()[:1] == [str(uid)] and not fields.get("State", "").strip().startswith("Z"):
+            found.add(int(status.parent.name))
+    return found
+
+
+def _kill_uid(uid: int, grace: float = 2.0) -> int:
+    """SIGKILL every live process whose real uid is ``uid``; returns how many outlived ``grace`` seconds.
+
+    When the sandbox's init ends, the kernel kills the rest of its PID namespace;
+    that takes a moment, so only processes still there after ``grace`` count.
+    """
+    deadline = time.monotonic() + grace
+    while (found := _uid_processes(uid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
     killed: set[int] = set()
     for _ in range(50):
-        found = set()
-        for status in Path("/proc").glob("[0-9]*/status"):
-            try:
-                fields = dict(ln.split(":", 1) for ln in status.read_text().splitlines() if ":" in ln)
-            except (OSError, ValueError):
-                continue
-            if fields.get("Uid", "").split()[:1] == [str(uid)] and not fields.get("State", "").strip().startswith("Z"):
-                found.add(int(status.parent.name))
         if not found:
             break
         for pid in found:
@@ -269,4 +286,5 @@ def _kill_uid(uid: int) -> int:
                 pass
         killed |= found
         time.sleep(0.02)
+        found = _uid_processes(uid)
     return len(killed)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from autograder import assignments, fakeclass, hostile
-from autograder.sandbox import UID_BASE
+from autograder.sandbox import UID_SPAN, uid_base
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = ["01_microbatching", "02_partitioner", "03_scheduler", "04_recomputation", "05_assembling",
@@ -97,14 +97,15 @@ def case(graded: Graded, assignment: str, student: str) -> fakeclass.Case:
 
 
 def sandbox_processes() -> list[int]:
-    """Live processes owned by a sandbox uid."""
+    """Live processes owned by a sandbox uid of this test session (conftest.py gives it a uid base of its own)."""
     found = []
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             fields = dict(ln.split(":", 1) for ln in status.read_text().splitlines() if ":" in ln)
         except (OSError, ValueError):
             continue
-        if int(fields["Uid"].split()[0]) >= UID_BASE and not fields["State"].strip().startswith("Z"):
+        uid = int(fields["Uid"].split()[0])
+        if uid_base() <= uid < uid_base() + UID_SPAN and not fields["State"].strip().startswith("Z"):
             found.append(int(status.parent.name))
     return found
 

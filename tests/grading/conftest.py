@@ -14,6 +14,10 @@ import pytest
 from classroom import SMALL, Graded, attacked_files, cli, parse_lines, read_gradebook, sandbox_processes, workspace
 
 from autograder import assignments, fakeclass, hostile
+from autograder.sandbox import UID_BASE, UID_ENV, UID_SPAN
+
+# This session's sandboxes get uids of their own, so "nothing left running" never counts another grader's.
+os.environ.setdefault(UID_ENV, str(UID_BASE + (1 + os.getpid() % 900) * UID_SPAN))
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from classroom import sandbox_processes
 
 from autograder.limits import Limits
-from autograder.sandbox import UID_BASE, run_sandboxed, sandbox_available
+from autograder.sandbox import run_sandboxed, sandbox_available
 from autograder.treelimits import TreeLimits
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,19 +34,6 @@ def run(code: str, tmp_path: Path, limits: Limits = SMALL, timeout: float = 60, 
         (scratch / name.replace("_", ".")).write_text(text)
     return run_sandboxed([sys.executable, "-c", code], scratch=scratch, limits=limits, view=view, timeout=timeout,
                          isolate=isolate)
-
-
-def sandbox_processes() -> list[int]:
-    """Live processes owned by any sandbox uid (none may be left after a run)."""
-    found = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(ln.split(":", 1) for ln in status.read_text().splitlines() if ":" in ln)
-        except (OSError, ValueError):
-            continue
-        if int(fields["Uid"].split()[0]) >= UID_BASE and not fields["State"].strip().startswith("Z"):
-            found.append(int(status.parent.name))
-    return found
 
 
 @needs_sandbox
