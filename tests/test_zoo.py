@@ -47,7 +47,9 @@ def test_every_builtin_is_a_valid_table(name: str, K: int, M: int) -> None:
 
 @pytest.mark.parametrize(("K", "M"), SIZES)
 def test_one_f_one_b_closed_form(K: int, M: int) -> None:
-    span, inner, held = measure(BUILTINS["1f1b"].build(M, K), K, list(range(K)))
+    table = BUILTINS["1f1b"].build(M, K)
+    span, inner, held = measure(table, K, list(range(K)))
+    assert len(table) == theory.schedule_ticks(M, K) == 2 * (M + K - 1)  # a B cell is one tick, two units
     assert span == theory.step_units("1f1b", M, K) == 3 * (M + K - 1)
     assert 1 - 3 * M / span == pytest.approx(theory.bubble_fraction(M, K))
     assert held == theory.peak_held("1f1b", M, K)
@@ -62,7 +64,8 @@ def test_zb_h1_closed_form(K: int, M: int) -> None:
         assert held == theory.peak_held("zb-h1", M, K) == [K] * K
         # each device is idle K-1 units in all: a third of 1F1B's 3(K-1)
         assert [span - 3 * M] * K == [K - 1] * K
-        assert theory.zb_h1_bubble(M, K) == pytest.approx((K - 1) / (3 * M + K - 1))
+        assert 1 - 3 * M / span == pytest.approx(theory.zb_h1_bubble(M, K))
+        assert len(zb_h1_schedule(M, K)) == span  # every cell is one unit: ticks = step time
     assert span >= 3 * M + K - 1
 
 
@@ -71,7 +74,7 @@ def test_zb_h2_closed_form(K: int, M: int) -> None:
     span, inner, held = measure(zb_h2_schedule(M, K), K, list(range(K)))
     assert max(held) <= 2 * K - 1
     if M >= K:
-        assert span == theory.step_units("zb-h2", M, K) == 3 * M + K - 1
+        assert span == theory.step_units("zb-h2", M, K) == 3 * M + K - 1 == len(zb_h2_schedule(M, K))
         assert inner[0] == max(0, 2 * K - 1 - M)  # the first device's wait for its first input gradient
     if M >= 2 * K - 1:
         assert inner == [0] * K  # no bubble inside any device's window: a parallelogram
@@ -84,6 +87,7 @@ def test_interleaved_closed_form(K: int, M: int) -> None:
     placement = loop_placement(K, V)
     span, inner, held = measure(interleaved_schedule(M, K, V), K, placement)
     assert span == theory.step_units("interleaved", M, K, V) == 3 * V * M + 3 * (K - 1)
+    assert len(interleaved_schedule(M, K, V)) == 2 * V * M + 2 * (K - 1)
     # idle per device 3(K-1) units against 3VM of work: (K-1)/(VM) of the work
     assert (span - 3 * V * M) / (3 * V * M) == pytest.approx(theory.interleaved_bubble(M, K, V))
     assert held == theory.peak_held("interleaved", M, K, V)
@@ -101,7 +105,7 @@ def test_interleaved_with_more_chunks_and_uneven_groups() -> None:
 @pytest.mark.parametrize(("K", "M"), [(K, M) for K in (1, 2, 3, 4, 5, 6) for M in (2 * K, 2 * K + 1, 3 * K, 5 * K)])
 def test_zbv_closed_form(K: int, M: int) -> None:
     span, inner, held = measure(zbv_schedule(M, K), K, v_placement(K))
-    assert span == theory.step_units("zbv", M, K) == 6 * M + K - 1
+    assert span == theory.step_units("zbv", M, K) == 6 * M + K - 1 == len(zbv_schedule(M, K))
     assert inner == [0] * K
     assert held == theory.peak_held("zbv", M, K) == [2 * K] * K  # K whole micro-batches (two chunks each): 1F1B's peak
 
