@@ -1,0 +1,187 @@
+"""Judge of assignment 07: ZB-H1, interleaved 1F1B, their engine runs, and the nine-puzzle ladder.
+
+Tables come back from the probe as plain data; everything else happens here,
+with the real gpipe_core: validation (placements included), step time and
+peak memory under unit costs (ZB-H1: 3M+K-1 and at most K held; interleaved:
+6M+3(K-1) chunk units and 1F1B-interleaved's memory), and, for every graded
+table, a training step on the engine compared with the sequential model,
+dropout included. Sizes are drawn per grading run, so a table copied for the
+visible sizes cannot pass. A puzzle's table must reach the target of
+:mod:`gpipe_core.puzzles` (computed by the exact search) within the memory
+cap, obey the puzzle rules, and run on the engine with exact gradients.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import torch
+from torch import nn
+
+from autograder.judge.base import Checks, Failed, close, expect, same_grads
+from autograder.judge.probe import Foreign, build
+from gpipe_core import GPipe, ScheduleError, render, sequential_step, validate
+from gpipe_core.puzzles import LADDER, Puzzle, evaluate, target
+from gpipe_core.schedule import Action, loop_placement
+from gpipe_core.simulate import UNIT, peak_memory, times
+
+CHECKS = Checks()
+
+
+def _table(got: object, M: int, K: int, placement: list[int] | None, what: str) -> list[list[Action]]:
+    expect(type(got) is list and all(type(t) is list for t in got),
+           f"{what}: a schedule is a list of ticks, each tick a list of Action(kind, microbatch, stage); "
+           f"got {type(got).__name__}")
+    bad = [a for t in got for a in t if type(a) is not Action or isinstance(a, Foreign)]
+    expect(not bad, f"{what}: a tick holds {bad[:1]!r}, not an Action")
+    try:
+        return validate(got, M, K, placement)
+    except ScheduleError as exc:
+        raise Failed(f"{what}: your table cannot run: {exc}") from None
+
+
+def _step(table: list[list[Action]], K: int, placement: list[int] | None) -> int:
+    return int(max(end for _, end in times(table, K, UNIT, placement=placement).values()))
+
+
+def _held(table: list[list[Action]], K: int, placement: list[int] | None) -> list[int]:
+    return [int(x) for x in peak_memory(table, K, costs=UNIT, placement=placement)]
+
+
+def _spec(seed: int) -> dict:
+    block = ["Seq", [["Linear", 12, 12], ["Tanh"], ["Dropout", 0.3]]]
+    return {"seed": seed, "layers": [block] * 7 + [["Linear", 12, 4]]}
+
+
+def _engine_equal(table: list[list[Action]], M: int, K: int, placement: list[int] | None, seed: int,
+                  where: str) -> None:
+    """Run the (already validated, plain) table on the real engine; loss and gradients equal the sequential model's."""
+    gen = torch.Generator().manual_seed(seed)
+    batch = random.Random(seed).randint(M, 3 * M + 2)
+    x, y = torch.randn(batch, 12, generator=gen), torch.randint(0, 4, (batch,), generator=gen)
+    model, ref = build(_spec(seed)), build(_spec(seed))
+    V = 1 if placement is None else len(placement) // K
+    try:
+        pipe = GPipe(model, partitions=K, virtual=V, placement=placement, chunks=M, schedule=table, devices="cpu")
+        loss = pipe.step(x, y, nn.functional.cross_entropy, seed=seed)
+    except (ScheduleError, ValueError) as exc:
+        raise Failed(f"{where}: the engine rejects your table: {exc}") from None
+    want = sequential_step(copy.deepcopy(ref), x, y, nn.functional.cross_entropy, balance=pipe.balance,
+                           chunks=M, seed=seed)
+    sequential_step(ref, x, y, nn.functional.cross_entropy, balance=pipe.balance, chunks=M, seed=seed)
+    close(loss, want, f"{where}: the loss (against the sequential model's)", rtol=1e-5, atol=0)
+    same_grads([p.grad for p in model.parameters()], [p.grad for p in ref.parameters()],
+               [n for n, _ in model.named_parameters()], where)
+
+
+def _zb_sizes(rng: random.Random, count: int) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    while len(out) < count:
+        K = rng.randint(1, 6)
+        M = rng.randint(K, 12)
+        if (M, K) not in out:
+            out.append((M, K))
+    return out
+
+
+def _interleaved_sizes(rng: random.Random, count: int) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    while len(out) < count:
+        K = rng.randint(1, 4)
+        M = K * rng.randint(1, 3)
+        if (M, K) not in out:
+            out.append((M, K))
+    return out
+
+
+def _check_zb_h1(table: list[list[Action]], M: int, K: int, where: str) -> None:
+    kinds = {a.kind for tick in table for a in tick}
+    expect(kinds == {"F", "I", "W"}, f"{where}: ZB-H1 splits every backward into I and W; your kinds are "
+                                     f"{sorted(kinds)}")
+    step, held = _step(table, K, None), _held(table, K, None)
+    expect(step == 3 * M + K - 1, f"{where}: your step takes {step} units under unit costs, ZB-H1's takes 3M+K-1 = "
+                                  f"{3 * M + K - 1}: defer W(i) on device d until after I(i+d)\n{render(table)}")
+    expect(max(held) <= K, f"{where}: a device holds up to {max(held)} micro-batches, ZB-H1 at most K = {K}")
+
+
+def _check_interleaved(table: list[list[Action]], M: int, K: int, where: str) -> None:
+    place = loop_placement(K, 2)
+    step, held = _step(table, K, place), _held(table, K, place)
+    want = 6 * M + 3 * (K - 1)
+    expect(step == want, f"{where}: your step takes {step} chunk units, interleaved 1F1B's takes 6M+3(K-1) = {want}"
+                         f"\n{render(table, placement=place)}")
+    limit = [min(2 * (K - 1 - d) + K + 1, 2 * M) for d in range(K)]
+    expect(all(h <= lim for h, lim in zip(held, limit)),
+           f"{where}: your devices hold {held} chunks at their peaks; interleaved 1F1B holds at most {limit}")
+
+
+@CHECKS("test_zb_h1")
+def zb_h1(ask, rng: random.Random):
+    cases = [(4, 4), (8, 3), (1, 1)] + _zb_sizes(rng, 6)
+    replies = [ask.call("zb_h1", M, K) for M, K in cases]
+
+    def verify() -> None:
+        for (M, K), reply in zip(cases, replies):
+            where = f"ZB-H1, M={M}, K={K}"
+            _check_zb_h1(_table(reply.value(f"zb_h1({M}, {K})"), M, K, None, where), M, K, where)
+
+    return verify
+
+
+@CHECKS("test_interleaved")
+def interleaved(ask, rng: random.Random):
+    cases = [(4, 2), (6, 3)] + _interleaved_sizes(rng, 5)
+    replies = [ask.call("interleaved", M, K) for M, K in cases]
+
+    def verify() -> None:
+        for (M, K), reply in zip(cases, replies):
+            where = f"interleaved 1F1B, M={M}, K={K}"
+            table = _table(reply.value(f"interleaved({M}, {K})"), M, K, loop_placement(K, 2), where)
+            _check_interleaved(table, M, K, where)
+
+    return verify
+
+
+@CHECKS("test_engine_run")
+def engine_run(ask, rng: random.Random):
+    zb = [(4, 2)] + _zb_sizes(rng, 2)
+    il = [(4, 2)] + _interleaved_sizes(rng, 2)
+    jobs = [(name, M, K, ask.call(name, M, K), rng.randrange(10_000))
+            for name, sizes in (("zb_h1", zb), ("interleaved", il)) for M, K in sizes]
+
+    def verify() -> None:
+        for name, M, K, reply, seed in jobs:
+            place = None if name == "zb_h1" else loop_placement(K, 2)
+            where = f"your {name}({M}, {K}) table on the engine"
+            table = _table(reply.value(f"{name}({M}, {K})"), M, K, place, where)
+            _engine_equal(table, M, K, place, seed, where)
+
+    return verify
+
+
+def _puzzle_check(n: int, p: Puzzle):
+    def check(ask, rng: random.Random):
+        reply = ask.call(f"puzzle_{n}")
+        seed = rng.randrange(10_000)
+
+        def verify() -> None:
+            where = f"puzzle {n} ({p.name})"
+            table = _table(reply.value(f"puzzle_{n}()"), p.M, p.K, p.placement, where)
+            try:
+                got = evaluate(p, table)
+            except ValueError as exc:
+                raise Failed(f"{where}: {exc}") from None
+            best = target(p)
+            expect(got.time <= best, f"{where}: your step time is {got.time}, the target {best}")
+            expect(p.cap is None or max(got.peak) <= p.cap,
+                   f"{where}: your devices hold up to {list(got.peak)}, over the cap of {p.cap}")
+            _engine_equal(table, p.M, p.K, None if p.V == 1 else p.placement, seed, where + " on the engine")
+
+        return verify
+
+    return check
+
+
+for _n, _p in enumerate(LADDER, start=1):
+    CHECKS(f"test_puzzle_{_n}")(_puzzle_check(_n, _p))
