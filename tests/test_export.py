@@ -116,3 +116,29 @@ def worker(out: str) -> None:
 
 if __name__ == "__main__":
     worker(sys.argv[1])
+
+
+def test_a_hand_written_table_in_one_process() -> None:
+    """Two stages on one rank (K=1, V=2) with a table passed as data: no launch, same gradients."""
+    from gpipe_core.distributed import one_process
+    from gpipe_core.distributed.export import TablePipe
+    from gpipe_core.schedule import ticks_from_orders
+    from gpipe_core.zoo import zb_h1_schedule
+
+    # ZB-H1's two stages, both on rank 0: one device runs them in the table's tick order
+    table = ticks_from_orders([[a for tick in zb_h1_schedule(M, 2) for a in tick]], [0, 0])
+    x, y = make_batch()
+    with pytest.raises(RuntimeError, match="no process group"):
+        TablePipe(make_model(0.0), balance=[4, 4], chunks=M, schedule=table, virtual=2, placement=[0, 0])
+    with one_process():
+        with pytest.raises(ValueError, match="need 2"):
+            TablePipe(make_model(0.0), balance=[8], chunks=M, schedule=table, virtual=2, placement=[0, 0])
+        model = make_model(0.2)
+        pipe = TablePipe(model, balance=[4, 4], chunks=M, schedule=table, virtual=2, placement=[0, 0])
+        got = ([pipe.step(x, y, LOSS, seed=s).item() for s in SEEDS], [p.grad for p in model.parameters()])
+        with pytest.raises(ValueError, match="different loss_fn"):
+            pipe.step(x, y, nn.functional.nll_loss)
+    seq = make_model(0.2)
+    want = ([sequential_step(seq, x, y, LOSS, balance=[4, 4], chunks=M, seed=s).item() for s in SEEDS],
+            [p.grad for p in seq.parameters()])
+    assert_matches(got, want, "sequential model (one rank, two stages)")

@@ -116,3 +116,10 @@ def test_missing_internals_say_which_torch_has_them(monkeypatch) -> None:  # noq
     monkeypatch.setitem(sys.modules, "torch.distributed.pipelining._schedule_visualizer", None)
     with pytest.raises(RuntimeError, match="torch 2.8 or newer.*gpipe_core.zoo"):
         torch_ir.import_torch("ScheduleGPipe", 2, 4)
+
+
+def test_the_survey_command(capsys) -> None:  # noqa: ANN001
+    assert torch_ir.main(["-K", "2", "-M", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n| Schedule") == len(torch_ir.torch_schedule_classes())
+    assert "| ScheduleGPipe | 2 | 4 | 1 | yes | 10 | 15 | 0.200 | [4, 4] |" in out

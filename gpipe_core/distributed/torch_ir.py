@@ -200,3 +200,21 @@ def write_csv(table: Sequence[Sequence[Action]], placement: Sequence[int], path:
         writer = csv.writer(f)
         for _, actions in sorted(to_torch(table, placement).items()):
             writer.writerow([str(a) for a in actions])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m gpipe_core.distributed.torch_ir -K 4 -M 8 [-V 2]``: the survey as a markdown table."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="torch's pipeline schedules through gpipe_core's validator")
+    parser.add_argument("-K", type=int, default=4, help="ranks (devices)")
+    parser.add_argument("-M", type=int, default=8, help="micro-batches")
+    parser.add_argument("-V", type=int, default=2, help="stages per rank of the multi-stage schedules")
+    args = parser.parse_args(argv)
+    print(f"torch {torch.__version__}, unit costs F = I = W = 1, B = 2 (chunk units when V > 1)")
+    print(markdown(survey(args.K, args.M, args.V)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
