@@ -1,6 +1,6 @@
 """Run every benchmark, print one table of ratios, write JSON and a plot.
 
-    python -m benchmarks.run              # the full table (about 10-15 minutes on 2 cores)
+    python -m benchmarks.run              # the full table (about 5 minutes on 2 quiet cores)
     python -m benchmarks.run --quick      # small sizes, to check the harness (about a minute)
     python -m benchmarks.run --only 1,4   # some sections
 
@@ -76,14 +76,14 @@ def main() -> int:
         mem_rows, extra["memory"] = checkpointing.memory(N=64, H=64, L=8) if q else checkpointing.memory()
         rows += mem_rows
         rows += checkpointing.time_ratio(N=64, H=256, L=8, repeats=2) if q else checkpointing.time_ratio()
-    if 7 in only:
-        from . import zero_bubble
-
-        rows += zero_bubble.run(quick=q)
     points = []
     if 6 in only and curve:
         scale_rows, points = scaling.run(curve)
         rows += scale_rows
+    if 7 in only:
+        from . import zero_bubble
+
+        rows += zero_bubble.run(quick=q)
     print_table(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"torch": torch.__version__, "cpus": os.cpu_count(), "machine": platform.machine(),
