@@ -96,7 +96,8 @@ def check_rules(p: Puzzle, orders: Orders) -> None:
             kind = "I" if a.kind == "B" else a.kind
             want = seen.get((kind, a.stage), 0)
             if a.microbatch != want:
-                raise ValueError(f"{a}: puzzle rule: on each stage, {kind} passes run in micro-batch order, "
+                what = {"F": "forwards", "I": "backwards (I or B)", "W": "weight gradients (W or B)"}[kind]
+                raise ValueError(f"{a}: puzzle rule: on each stage, {what} run in micro-batch order, "
                                  f"so micro-batch {want} comes next")
             seen[kind, a.stage] = want + 1
             if a.kind == "B":
@@ -137,6 +138,38 @@ def table_from_orders(p: Puzzle, orders: Orders) -> list[list[Action]]:
     """Device orders placed on the earliest unit ticks (one action per device per tick)."""
     return ticks_from_orders(orders, p.placement)
 
+
+
+def table_from_text(p: Puzzle, rows: Sequence[str]) -> list[list[Action]]:
+    """A table from one line per device listing its actions in order, e.g. ``"F0 F1 I0 W0 ..."``.
+
+    A token is a kind and a micro-batch (``F3``); with several stages per device
+    add the stage after a colon (``F3:4``), as :func:`gpipe_core.render` writes
+    it. Actions are placed on the earliest ticks their dependencies allow.
+    """
+    if isinstance(rows, str) or len(rows) != p.K:
+        raise ValueError(f"{p.name}: give one line per device, {p.K} lines (got {rows!r:.60})")
+    orders: Orders = []
+    for d, row in enumerate(rows):
+        order = []
+        for token in row.split():
+            kind, _, rest = token[0], None, token[1:]
+            mb, _, stage = rest.partition(":")
+            if kind not in "FBIW" or not mb.isdigit() or (stage and not stage.isdigit()):
+                raise ValueError(f"device {d}: {token!r} is not an action like F3 or F3:4 (kind, micro-batch, "
+                                 ":stage)")
+            if not stage and p.V > 1:
+                raise ValueError(f"device {d}: {token!r} needs its stage ({token}:s): device {d} holds stages "
+                                 f"{[s for s in range(p.S) if p.placement[s] == d]}")
+            order.append(Action(kind, int(mb), int(stage) if stage else d))
+        orders.append(order)
+    return ticks_from_orders(orders, p.placement)
+
+
+def text_from_orders(p: Puzzle, orders: Orders) -> list[str]:
+    """The inverse of :func:`table_from_text`: one line per device."""
+    return [" ".join(f"{a.kind}{a.microbatch}" + (f":{a.stage}" if p.V > 1 else "") for a in order)
+            for order in orders]
 
 LADDER: list[Puzzle] = [
     Puzzle("first light", K=2, M=4,
