@@ -19,8 +19,9 @@ finished backward for (its last W or its B), summed over the device's stages.
   micro-batches, chunk by chunk; it warms up with 2(K-1-d) + (V-1)K forwards,
   then alternates one forward and one backward. The fill and the drain still
   cross K-1 devices, but each crossing is one *chunk*, so the idle time per
-  device stays 3(K-1) units while the work grows to 3VM: the bubble relative
-  to the work is (K-1)/(VM), V times smaller than 1F1B's (K-1)/M, paid for by
+  device stays 3(K-1) units while the work grows to 3VM (M a multiple of K;
+  other M still give valid, slower tables): the bubble relative to the work
+  is (K-1)/(VM), V times smaller than 1F1B's (K-1)/M, paid for by
   more activations held (device d: 2(K-1-d) + (V-1)K + 1 chunks) and V times
   more hand-offs.
 * **ZB-H1** (Qi et al. 2024, "Zero Bubble Pipeline Parallelism", arXiv:2401.10241):
@@ -45,9 +46,13 @@ finished backward for (its last W or its B), summed over the device's stages.
   2K-1-d, so device 0 holds the first and the last). Device d warms up with
   2(K-d)-1 forwards on its down chunk, then alternates up and down forwards
   until its first input gradient (up chunk) arrives; from then on it runs
-  triples "F, I, W" of one chunk, K-d up-chunk triples first and then down and
-  up in turn, and once its forwards are done it runs any ready input gradient
-  (down chunk first) or else its oldest W. Held: 2K chunks on every device,
+  triples "F, I, W" of one chunk, K-d up-chunk triples first (the first one's
+  F ran in the warm-up) and then down and up in turn, and once its forwards
+  are placed it runs any ready input gradient (down chunk first) or else its
+  oldest W. (The warm-up and the triples follow the layout torch's
+  ScheduleZBVZeroBubble prints for small K and M; the cool-down rule is ours,
+  and tests/test_torch_ir.py checks both reach the same step time.) Held: 2K
+  chunks on every device,
   which is K whole micro-batches, 1F1B's peak. For M >= 2K each device is busy
   without a gap over its window and the step is 6M + K - 1 chunk units, i.e.
   3M + (K-1)/2 in whole-stage units: half of ZB-H1's bubble.
