@@ -75,7 +75,7 @@ def _cheats(repo: Path) -> list[tuple[Attack, dict[str, str]]]:
           "def partition_optimal(costs, K):\n    raise NotImplementedError()\n"}),
         (Attack("patch-builtins", "replaces builtins so asserts and comparisons pass", zero),
          {"partition_by_count": "import builtins\nbuiltins.AssertionError = type('X', (Exception,), {})\n"
-          "builtins.len = lambda x: 0\ndef partition_by_count(num_layers, K):\n    return None\n"}),
+          "builtins.sorted = lambda x, **k: list(x)\ndef partition_by_count(num_layers, K):\n    return None\n"}),
         (Attack("input-transformer", "an IPython input transformer turns every later cell into pass", zero),
          {"partition_by_count": "get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])\n"}),
         (Attack("cell-hooks", "pre/post_run_cell hooks that swallow every error", zero),
@@ -144,7 +144,7 @@ def _sabotage(repo: Path, instructor: Path) -> list[tuple[Attack, str]]:
          sql.format(db=str(db), score="0").replace("\n", "\n        ").rstrip() + "\n        os._exit(0)\n"
          "    os._exit(0)\n"),
         (Attack("memory-tree", "three children holding 1.5 GB each", HONEST, keeps=False),
-         "import subprocess, sys\nhog = 'b = bytearray(1536 * 2**20); import time; time.sleep(30)'\n"
+         "import subprocess, sys\nhog = 'b = b\"x\" * (1536 * 2**20); import time; time.sleep(5)'\n"
          "kids = [subprocess.Popen([sys.executable, '-c', hog]) for _ in range(3)]\n"
          "print([k.wait() for k in kids])\n"),
         (Attack("fork-bomb", "forks until it cannot", HONEST, keeps=False),
