@@ -68,6 +68,7 @@ from .schedule import (
     Schedule,
     ScheduleError,
     check_sizes,
+    dependencies,
     gpipe_schedule,
     loop_placement,
     one_f_one_b_schedule,
@@ -92,8 +93,8 @@ def interleaved_schedule(M: int, K: int, V: int = 2) -> Schedule:
     """Interleaved 1F1B: V chunks per device, stage s on device s mod K (see the module docstring)."""
     check_sizes(M, K)
     orders = []
+    groups = [range(g, min(g + K, M)) for g in range(0, M, K)]  # K micro-batches at a time, the last group short
     for d in range(K):
-        groups = [range(g, min(g + K, M)) for g in range(0, M, K)]
         forwards = [Action("F", i, v * K + d) for g in groups for v in range(V) for i in g]
         backwards = [Action("B", i, v * K + d) for g in groups for v in reversed(range(V)) for i in g]
         warmup = min(len(forwards), 2 * (K - 1 - d) + (V - 1) * K)
@@ -184,7 +185,7 @@ class _Counts:
     """Per stage, how many F, I and W have run: what a device's next action of each kind is."""
 
     def __init__(self, M: int, placement: Sequence[int]) -> None:
-        self.M, self.placement = M, list(placement)
+        self.M = M
         self.stages = [[s for s, dev in enumerate(placement) if dev == d] for d in range(max(placement) + 1)]
         self.done = {k: [0] * len(placement) for k in "FIW"}
 
@@ -207,7 +208,8 @@ class _Counts:
 def _tick_schedule(M: int, placement: Sequence[int], queues: Sequence[Sequence[Action]],
                    choose: Chooser) -> Schedule:
     """Fill ticks one at a time: each device runs the head of its queue when it is ready, and once the
-    queue is empty whatever ``choose`` picks among ready actions. Every stage splits its backward (I, W)."""
+    queue is empty whatever ``choose`` picks among ready actions. Every stage splits its backward (I, W),
+    so :func:`~gpipe_core.schedule.dependencies` gives what each action waits for."""
     S, K = len(placement), max(placement) + 1
     counts = _Counts(M, placement)
     tick_of: dict[Action, int] = {}
@@ -216,7 +218,7 @@ def _tick_schedule(M: int, placement: Sequence[int], queues: Sequence[Sequence[A
         t = len(table)
 
         def ready(a: Action, t: int = t) -> bool:
-            return a not in tick_of and all(tick_of.get(w, t) < t for w in _needs(a, S))
+            return a not in tick_of and all(tick_of.get(w, t) < t for w in dependencies(a, S))
 
         tick = []
         for d in range(K):
@@ -238,16 +240,6 @@ def _tick_schedule(M: int, placement: Sequence[int], queues: Sequence[Sequence[A
                 heads[d] += 1
         table.append(sorted(tick, key=lambda a: placement[a.stage]))
     return table
-
-
-def _needs(a: Action, S: int) -> tuple[Action, ...]:
-    """The contract's dependencies for a table whose backwards are all split (I and W)."""
-    i, s = a.microbatch, a.stage
-    if a.kind == "F":
-        return (Action("F", i, s - 1),) if s > 0 else ()
-    if a.kind == "W":
-        return (Action("I", i, s),)
-    return (Action("F", i, s),) + ((Action("I", i, s + 1),) if s < S - 1 else ())
 
 
 def _one_per_device(K: int) -> list[int]:
