@@ -28,7 +28,8 @@ micro-batch (``Sizes``, in bytes or in the memory law's units):
   and shares nothing.
 
 A device's peak is the largest sum over its stages at any instant; an action's
-frees come before the next action's allocations. "Micro-batches in flight
+frees come before the next action's allocations. A device runs one action at a
+time, so the peak depends only on each device's order: costs place it in time. "Micro-batches in flight
 times the bytes one holds" is the special case of equal stages and no
 recomputation.
 """
@@ -60,7 +61,7 @@ class Costs:
     weight_grad: PerStage | None = None
 
     def of(self, field: PerStage, stage: int) -> float:
-        return float(field if isinstance(field, (int, float)) else field[stage])
+        return _per_stage(field, stage)
 
     def duration(self, kind: str, stage: int) -> float:
         """How long one ``kind`` action (F, B, I, W or R) takes on ``stage``."""
@@ -106,7 +107,8 @@ def simulate(schedule: Sequence[Sequence[Action]], K: int, costs: Costs | None =
 
     Without ``placement`` there are K stages, one per device. ``recompute`` says
     which micro-batches re-run their forward at the start of their backward (B,
-    or I for a split one); a bool applies to all.
+    or I for a split one); a bool applies to all. ``M`` is not needed (the
+    table says it) and stays for old callers.
     """
     costs = costs or Costs()
     S, placement = _stages(K, placement)
@@ -132,7 +134,11 @@ class Sizes:
     boundary_saved: PerStage = 0.0
 
     def of(self, field: PerStage, stage: int) -> float:
-        return float(field if isinstance(field, (int, float)) else field[stage])
+        return _per_stage(field, stage)
+
+
+def _per_stage(field: PerStage, stage: int) -> float:
+    return float(field if isinstance(field, (int, float)) else field[stage])
 
 
 def peak_memory(schedule: Sequence[Sequence[Action]], K: int, sizes: Sizes | None = None,
