@@ -172,3 +172,24 @@ def test_clean_drops_unknown_graded_cells_and_spots_edited_locked_ones() -> None
     nb.cells[1].source = "pass"
     nb.cells[1].metadata["nbgrader"]["checksum"] = "forged"
     assert "test_a" in dict(clean(nb, master)[1])["LOCKED_CELL_EDITED"]
+
+
+def test_an_interrupted_submission_is_graded_again_and_a_finished_one_is_not(course: tuple[str, str, Path]) -> None:
+    from autograder import cycle
+    from autograder.cycle.grade import _stale
+    from autograder.cycle.judging import RESULT
+
+    a, nb, tmp = course
+    notebook(tmp / "inbox" / "ada" / a / f"{nb}.ipynb")
+    cycle.collect(tmp / "inbox")
+    graded = tmp / "instructor" / "autograded" / "ada" / a
+    assert _stale(a, "ada")  # never graded
+    graded.mkdir(parents=True)
+    (graded / RESULT).write_text('{"problems": [], "seconds": 1.0, "seed": 1}')
+    (graded / "timestamp.txt").write_text((tmp / "instructor" / "submitted" / "ada" / a / "timestamp.txt").read_text())
+    assert _stale(a, "ada")  # killed before its notebook was written: graded again
+    for name in notebook_names(a):
+        notebook(graded / f"{name}.ipynb")
+    assert not _stale(a, "ada")  # finished: a rerun skips it
+    (graded / "timestamp.txt").write_text("2000-01-01 00:00:00.000000 UTC")
+    assert _stale(a, "ada")  # resubmitted since

@@ -145,6 +145,18 @@ def test_feedback_html_for_every_student(env: dict[str, str], graded: Graded) ->
             assert (float(shown[1]), float(shown[2])) == graded.scores[(c.assignment, c.student)], page
 
 
+def test_feedback_names_each_failed_test_without_its_source(env: dict[str, str], graded: Graded) -> None:
+    root = Path(env["GPIPE_INSTRUCTOR_DIR"]) / "feedback"
+    for c in graded.cases:
+        if not c.student.startswith("mistake"):
+            continue
+        text = "".join(p.read_text() for p in (root / c.student / c.assignment).glob("*.html"))
+        for cell in lost(graded, c.assignment, c.student):
+            assert f"Grader: {cell}: 0 / " in text, f"{c.student} on {c.assignment}: feedback does not name {cell}"
+        for secret in ("BEGIN HIDDEN TESTS", "BEGIN SOLUTION", "autograder.judge"):
+            assert secret not in text, f"{c.student} on {c.assignment}: feedback shows {secret!r}"
+
+
 def test_export_matches_the_gradebook(env: dict[str, str], graded: Graded) -> None:
     with (workspace(env) / "grades.csv").open() as fh:
         rows = {(r["assignment"], r["student_id"]): r for r in csv.DictReader(fh)}
