@@ -156,19 +156,22 @@ def test_clean_drops_unknown_graded_cells_and_spots_edited_locked_ones() -> None
     test = NS(name="test_a", locked=True, cell_type="code",
               source="assert f() == 1\n### BEGIN HIDDEN TESTS\nassert f() == 2\n### END HIDDEN TESTS")
     master = NS(source_cells=[test, NS(name="f", locked=False, cell_type="code", source="")],
-                grade_cells=[NS(name="test_a"), NS(name="test_b")])
+                grade_cells=[NS(name="test_a", max_score=2), NS(name="test_b", max_score=1)],
+                solution_cells=[NS(name="f")])
 
     def cell(source: str, grade_id: str, **meta: object) -> object:
         return nbformat.v4.new_code_cell(source, metadata={"nbgrader": {"grade_id": grade_id, **meta}})
 
     nb = nbformat.v4.new_notebook(cells=[cell("def f(): return 1", "f", solution=True),
-                                         cell("assert f() == 1", "test_a", grade=True, locked=True),
+                                         cell("assert f() == 1", "test_a", solution=True, points=99),
                                          cell("assert True", "bonus", grade=True, points=100)])
     _, findings, present = clean(nb, master)
     codes = dict(findings)
     assert present == {"f", "test_a"} and "nbgrader" not in nb.cells[2].metadata
     assert "bonus" in codes["UNKNOWN_CELL_DROPPED"] and "test_b" in codes["TEST_CELL_DELETED"]
     assert "LOCKED_CELL_EDITED" not in codes
+    assert nb.cells[1].metadata["nbgrader"] | {"schema_version": 3} == {
+        "grade_id": "test_a", "grade": True, "solution": False, "locked": True, "points": 2.0, "schema_version": 3}
     nb.cells[1].source = "pass"
     nb.cells[1].metadata["nbgrader"]["checksum"] = "forged"
     assert "test_a" in dict(clean(nb, master)[1])["LOCKED_CELL_EDITED"]

@@ -78,6 +78,8 @@ def clean(nb: Any, master: Any) -> tuple[Any, list[tuple[str, str]], set[str]]:
     """The submission with unknown graded cells demoted; findings for the log line; the grade ids present."""
     known = {c.name: c for c in master.source_cells}
     tests = [g.name for g in master.grade_cells]
+    points = {g.name: float(g.max_score) for g in master.grade_cells}
+    solutions = {c.name for c in master.solution_cells}
     findings: list[tuple[str, str]] = []
     dropped, edited, present = [], [], set()
     for cell in nb.cells:
@@ -91,6 +93,10 @@ def clean(nb: Any, master: Any) -> tuple[Any, list[tuple[str, str]], set[str]]:
             continue
         present.add(grade_id)
         source = known[grade_id]
+        # the cell's role is the gradebook's, whatever flags the submission claims
+        cell.metadata["nbgrader"] = {"grade_id": grade_id, "grade": grade_id in points,
+                                     "solution": grade_id in solutions, "locked": bool(source.locked),
+                                     "points": points.get(grade_id, 0.0), "schema_version": 3}
         if source.locked and (cell.source.strip() != released(source.source or "")
                               or cell.cell_type != source.cell_type):
             edited.append(grade_id)
