@@ -118,7 +118,7 @@ if __name__ == "__main__":
     worker(sys.argv[1])
 
 
-def test_a_hand_written_table_in_one_process() -> None:
+def test_a_hand_written_table_in_one_process(tmp_path: Path) -> None:
     """Two stages on one rank (K=1, V=2) with a table passed as data: no launch, same gradients."""
     from gpipe_core.distributed import one_process
     from gpipe_core.distributed.export import TablePipe
@@ -138,6 +138,16 @@ def test_a_hand_written_table_in_one_process() -> None:
         got = ([pipe.step(x, y, LOSS, seed=s).item() for s in SEEDS], [p.grad for p in model.parameters()])
         with pytest.raises(ValueError, match="different loss_fn"):
             pipe.step(x, y, nn.functional.nll_loss)
+        # the same table as torch's CSV: its own loader lowers it to the same actions, comms included
+        from torch.distributed.pipelining.schedules import _PipelineScheduleRuntime
+
+        from gpipe_core.distributed.torch_ir import write_csv
+
+        path = tmp_path / "table.csv"
+        write_csv(table, [0, 0], str(path))
+        loaded = _PipelineScheduleRuntime(pipe.stages, n_microbatches=M, loss_fn=pipe._weighted, scale_grads=False)
+        loaded._load_csv(str(path))
+        assert loaded.pipeline_order_with_comms == pipe._schedule.pipeline_order_with_comms
     seq = make_model(0.2)
     want = ([sequential_step(seq, x, y, LOSS, balance=[4, 4], chunks=M, seed=s).item() for s in SEEDS],
             [p.grad for p in seq.parameters()])
