@@ -270,6 +270,12 @@ def _set(page: object, role: str, value: int) -> None:
     page.locator(f".gpipe-explorer input[data-role={role}]").fill(str(value))
 
 
+def _pick(page: object, schedule: str) -> None:
+    """Choose a schedule and wait for its entries, which load from their own file on first use."""
+    page.select_option(".gpipe-explorer select[data-role=schedule]", schedule)
+    page.wait_for_function(f"window.GPIPE_EXPLORER.schedules[{schedule!r}].entries !== undefined")
+
+
 def test_explorer_controls_redraw_chart_bubble_and_memory(server: str, page: object) -> None:
     page.goto(f"{server}/book/explorer.html")
     page.wait_for_selector(".gpipe-explorer rect[data-action]")
@@ -291,7 +297,7 @@ def test_explorer_controls_redraw_chart_bubble_and_memory(server: str, page: obj
     assert after["formula"].endswith(f"= {bubble_fraction(M, K + 2):.3f}")
     assert after["memory"] == [M] * (K + 2)  # GPipe holds every micro-batch on every device
 
-    page.select_option(".gpipe-explorer select[data-role=schedule]", "1f1b")
+    _pick(page, "1f1b")
     onefb = _explorer(page)
     assert onefb["memory"] == [min(K + 2 - d, M) for d in range(K + 2)]
     assert onefb["inflight"].startswith("[" + ", ".join(str(min(K + 2 - d, M)) for d in range(K + 2)))

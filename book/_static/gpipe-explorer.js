@@ -107,7 +107,7 @@
         el("title", {}, box, true).textContent = data.kinds[a.kind].label + " of micro-batch " + a.mb +
           " on stage " + a.stage + ", device " + d + ", from " + start + " to " + (start + dur);
         var label = a.kind + a.mb + (virtual ? ":" + a.stage : "");
-        if (dur * scale >= label.length * 8 + 4) {
+        if (dur * scale >= label.length * 7 + 2) {
           text(svg, LEFT + (start + dur / 2) * scale, y + ROW / 2 + FONT / 2 - 2, label,
                "gpipe-explorer-label", "middle");
         }
@@ -154,6 +154,7 @@
                              value: root.dataset.cost || 0, "data-role": "cost",
                              "aria-label": "cost of forward : input gradient : weight gradient" }, costWrap);
     var costShown = el("output", { "data-role": "cost-value" }, costWrap);
+    var note = el("p", { "class": "gpipe-explorer-note", "data-role": "note" }, root);
     var figure = el("div", { "class": "gpipe-explorer-figure" }, root);
     var svg = el("svg", { role: "img", "aria-label": "pipeline schedule Gantt chart" }, figure, true);
     var keys = el("div", { "class": "gpipe-explorer-legend" }, root);
@@ -165,9 +166,8 @@
     var length = item("step time", "ticks");
     var bubble = item("bubble read off the chart", "bubble");
     var formula = item("GPipe's bubble (K-1)/(M+K-1)", "bubble-formula");
-    var inflight = item("peak memory per device, in micro-batches of activations", "inflight");
+    var inflight = item("peak memory per device (micro-batches)", "inflight");
     var memory = item("GPipe's memory law per stage", "memory");
-    var note = el("p", { "class": "gpipe-explorer-note", "data-role": "note" }, root);
 
     function update() {
       var K = +k.value, M = +m.value, name = select.value, c = +cost.value, preset = data.costs[c];
