@@ -10,6 +10,7 @@ interrupted resumes where it stopped.
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
@@ -85,8 +86,21 @@ def autograde(names: Iterable[str] | None = None, force: bool = False, jobs: int
     crashed = run_workers(plan, force, jobs)
     results = []
     for a, (students, unreadable) in screened.items():
-        results += _settle(course, a, students, unreadable, crashed)
+        results += _settle(course, a, students, unreadable, crashed, _classmates(a, students, unreadable))
     return results
+
+
+def _classmates(assignment: str, students: list[str], unreadable: dict) -> dict[str, list[str]]:
+    """The audit's flags from comparing each submission with every classmate's (one notebook per assignment)."""
+    from ..audit import audit_class
+
+    flags: dict[str, list[str]] = {}
+    for nb in notebook_names(assignment):
+        paths = {s: instructor_dir() / "submitted" / s / assignment / f"{nb}.ipynb"
+                 for s in students if s not in unreadable}
+        for student, found in audit_class(assignment, paths).items():
+            flags.setdefault(student, []).extend(f for f in found if "near-identical to" in f and "gpipe_core" not in f)
+    return flags
 
 
 def _stale(assignment: str, student: str) -> bool:
@@ -167,10 +181,15 @@ def worker() -> None:
 
 
 def _settle(course: Course, assignment: str, students: list[str], unreadable: dict[str, list[tuple[str, str]]],
-            crashed: set[tuple[str, str]]) -> list[Result]:
-    """Zeros where nothing could be graded, then each student's Result (the log line) from what was stored."""
+            crashed: set[tuple[str, str]], class_flags: dict[str, list[str]]) -> list[Result]:
+    """Zeros where nothing could be graded, then each student's Result (the log line) from what was stored.
+
+    Also writes the review CSV of the assignment (``instructor/review-<assignment>.csv``): every
+    submission flagged for review, with the reason.
+    """
     notes = load_notes()
     results = []
+    review: list[list[str]] = []
     for student in students:
         result = Result(assignment, student)
         for code, detail in notes.get(f"{student}/{assignment}", []):
@@ -197,10 +216,16 @@ def _settle(course: Course, assignment: str, students: list[str], unreadable: di
                 for code, detail in stored["problems"]:
                     result.add(code, detail)
                 result.seconds = stored.get("seconds")
+                for flag in class_flags.get(student, []):
+                    result.add("FLAGGED", flag)
             gb.db.commit()
             submission = gb.find_submission(assignment, student)
             result.score, result.max_score = submission.score, submission.max_score
         results.append(result)
+        review += [[student, assignment, detail.removeprefix("flagged for review: ")]
+                   for code, detail in result.problems if code == "FLAGGED"]
         print(result.line())
     (course.logs / f"grades-{assignment}.txt").write_text("".join(r.line() + "\n" for r in results))
+    with (course.workspace / f"review-{assignment}.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows([["student", "assignment", "reason"], *review])
     return results

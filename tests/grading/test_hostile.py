@@ -97,3 +97,11 @@ def test_forged_timestamp_and_graded_cell_change_nothing(env: dict[str, str], gr
     assert not stamp.read_text().startswith("2020"), "the learner's own timestamp.txt was kept"
     tops = {top for (a, s), (_, top) in graded.scores.items() if a == hostile.ASSIGNMENT}
     assert len(tops) == 1, f"a forged graded cell changed the assignment's maximum: {tops}"
+
+
+def test_flagged_submissions_are_in_the_review_csv(env: dict[str, str], graded: Graded) -> None:
+    path = Path(env["GPIPE_INSTRUCTOR_DIR"]) / f"review-{hostile.ASSIGNMENT}.csv"
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    flagged = {s for (a, s), line in graded.lines.items() if a == hostile.ASSIGNMENT and "FLAGGED" in line}
+    assert {r["student"] for r in rows} == flagged and "engine-copy" in flagged, rows[:5]
