@@ -17,7 +17,7 @@ import random
 import torch
 from torch import nn
 
-from autograder.judge.base import Checks, close, expect, same_grads
+from autograder.judge.base import Checks, Failed, close, expect, same_grads
 from autograder.judge.probe import build, make_optimizer
 from gpipe_core import ScheduleError, gpipe_schedule, render, sequential_step, validate
 from gpipe_core.experiments import plain_step
@@ -140,6 +140,9 @@ def assembled(ask, rng: random.Random):
                                           f"{got['policy']})")
             expect(_same_ticks(got["table"], table.value(f"my_schedule({M}, {K})")),
                    f"{where}: build the pipe with schedule=my_schedule(M, K)")
+            if "step_error" in got:
+                error = got["step_error"]
+                raise Failed(f"{where}: pipe.step raised {error['type']}: {error['message']}")
             want = sequential_step(model, x, y, nn.functional.cross_entropy, balance=got["balance"], chunks=M,
                                    seed=seed)
             close(got["loss"], want, f"{where}: the loss (against the sequential model's)", rtol=1e-5, atol=0)

@@ -359,15 +359,18 @@ def task_assemble(m: Any, model: dict, costs: list[float], K: int, M: int, x: Te
     out.update(K=pipe.K, M=pipe.chunks, balance=list(pipe.balance), table=pipe.table,
                learner_policy=type(policy) is getattr(m, "MyRecompute", None),
                policy=_type_name(policy))
-    out["loss"] = pipe.step(x, y, nn.functional.cross_entropy, seed=seed)
-    out["grads"] = grads(net)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.05)
-    losses = []
-    for _ in range(sgd_steps):
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(pipe.step(x, y, nn.functional.cross_entropy, seed=seed).item()))
-        optimizer.step()
-    out["losses"] = losses
+    try:  # the pipe's make-up is reported even when it cannot run, so the judge names the missing part
+        out["loss"] = pipe.step(x, y, nn.functional.cross_entropy, seed=seed)
+        out["grads"] = grads(net)
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.05)
+        losses = []
+        for _ in range(sgd_steps):
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(pipe.step(x, y, nn.functional.cross_entropy, seed=seed).item()))
+            optimizer.step()
+        out["losses"] = losses
+    except Exception as exc:  # noqa: BLE001 - reported as data
+        out["step_error"] = _error(exc)
     return out
 
 
