@@ -29,10 +29,15 @@ dropout seeds          micro-batch i on stage j runs right after
                        then stops every other rank and exits with the error
 =====================  ==========================================================
 
-Two limits come from torch, not from this wrapper: micro-batches must be
+One limit comes from torch, not from this wrapper: micro-batches must be
 equal (torch sizes each receive buffer from the first micro-batch, so the batch
-must be a multiple of M; we check it and say so), and a schedule is a name,
-not a learner's table (torch's single-stage schedules are fixed classes).
+must be a multiple of M; we check it and say so). :class:`DistributedPipe`
+runs torch's fixed GPipe and 1F1B classes by name; any table of ours (a
+learner's, a built-in of :mod:`gpipe_core.zoo`, split backwards and virtual
+stages included) runs on torch's own action runtime through
+:class:`~gpipe_core.distributed.export.TablePipe`, and
+:mod:`~gpipe_core.distributed.torch_ir` brings torch's schedules the other way,
+into our validator and simulator.
 
 Launch: ``gpipe train --distributed ...`` starts torchrun for you;
 ``torchrun --nproc-per-node K -m gpipe_core.distributed ...`` takes the same
@@ -40,9 +45,10 @@ flags as ``gpipe train``; two machines add ``--nnodes 2 --node-rank R
 --rdzv-endpoint HOST:PORT``.
 """
 
+from .export import TablePipe
 from .group import default_device, init, one_process
 from .launch import launch, torchrun_command, train, worker_argv
 from .pipe import SCHEDULES, DistributedPipe
 
-__all__ = ["SCHEDULES", "DistributedPipe", "default_device", "init", "launch", "one_process",
+__all__ = ["SCHEDULES", "DistributedPipe", "TablePipe", "default_device", "init", "launch", "one_process",
            "torchrun_command", "train", "worker_argv"]
