@@ -60,6 +60,7 @@ def main() -> int:
     rows: list[Row] = []
     extra: dict = {}
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     if 1 in only:
         rows += overhead.run(N=64, H=256, L=8, repeats=3) if q else overhead.run()
     curve = []
@@ -87,7 +88,8 @@ def main() -> int:
     print_table(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"torch": torch.__version__, "cpus": os.cpu_count(), "machine": platform.machine(),
-            "python": platform.python_version(), "quick": q, "seconds": time.perf_counter() - started}
+            "python": platform.python_version(), "quick": q, "seconds": time.perf_counter() - started,
+            "load_before": load_before, "load_after": os.getloadavg()[0]}  # other tenants' load, 1-minute average
     (args.out / "bench.json").write_text(json.dumps(
         {"meta": meta, "rows": [r.as_json() for r in rows], "curve": points, **extra}, indent=1))
     if points:
