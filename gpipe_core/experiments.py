@@ -8,9 +8,10 @@ the same process one after the other.
 from __future__ import annotations
 
 import copy
+import functools
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -132,4 +133,132 @@ def plot_sweep(rows: list[SweepRow], K: int, path: str | None = None):  # noqa: 
     fig.tight_layout()
     if path:
         fig.savefig(path, dpi=120)
+    return fig
+
+
+@dataclass
+class Transparency:
+    """Loss curves of one model trained through pipes of every (K, M), and what they say.
+
+    ``curves[(K, M, seed)]`` is the loss of every step; ``plain[(M, seed)]`` the
+    same training without the engine (the plain model, one loss.backward() on
+    the full batch for M = 1, the micro-batched sequential model otherwise).
+    ``norm_gap[(K, M, seed)]`` is, for BatchNorm models, the largest difference
+    between the first BatchNorm's running statistics and the full-batch
+    model's after training; ``plain_norm_gap[M]`` the same for a plain
+    (not deferred) BatchNorm in the pipe, the pitfall.
+    """
+
+    model: str
+    steps: int
+    curves: dict[tuple[int, int, int], list[float]]
+    plain: dict[tuple[int, int], list[float]]
+    norm_gap: dict[tuple[int, int, int], float]
+    plain_norm_gap: dict[int, float]
+
+    def gap_over_k(self) -> float:
+        """Largest loss difference, any step, between a pipe and the engine-free model of the same M and seed."""
+        return max(abs(a - b) for (K, M, s), c in self.curves.items() for a, b in zip(c, self.plain[(M, s)]))
+
+    def gap_over_m(self) -> float:
+        """Largest loss difference, any step, between any two M of the same seed (the engine-free runs)."""
+        seeds = {s for (_, s) in self.plain}
+        return max(abs(a - b) for s in seeds for (M1, s1), c1 in self.plain.items() if s1 == s
+                   for (M2, s2), c2 in self.plain.items() if s2 == s for a, b in zip(c1, c2))
+
+
+def _transparency_task(model: str, seed: int, small: bool):  # noqa: ANN202 - (model, loss_fn, x, y)
+    """The model and one fixed batch: a tiny GPT on Shakespeare bytes, or a BatchNorm MLP on a teacher task."""
+    torch.manual_seed(seed)
+    if model == "gpt":
+        from .gpt import gpt, lm_loss, text_batches
+        from .tokenizer import corpus, encode
+
+        net = gpt(layers=4, dim=32 if small else 64, heads=2, context=32, dropout=0.0)
+        x, y = next(text_batches(encode(corpus()), 32, 32, seed=seed))
+        return net, lm_loss, x, y
+    from .models import bn_mlp, teacher_task
+
+    net = bn_mlp(8, 32 if small else 64, classes=10)
+    x, y = teacher_task(64, 32 if small else 64, classes=10, seed=seed)
+    return net, nn.functional.cross_entropy, x * 3 + 1, y  # off-centre inputs: running statistics have work to do
+
+
+def _train(net: nn.Module, step: Callable[..., Tensor], batch: tuple, steps: int, lr: float) -> list[float]:
+    """``steps`` Adam steps of ``step(x, y, loss_fn)`` on the fixed ``batch = (x, y, loss_fn)``; the losses."""
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(step(*batch)))
+        optimizer.step()
+    return losses
+
+
+def _norm_gap(net: nn.Module, full: nn.Module) -> float:
+    a, b = net[0], full[0]
+    return max((a.running_mean - b.running_mean).abs().max().item(), (a.running_var - b.running_var).abs().max().item())
+
+
+def transparency(model: str, Ks: Sequence[int] = (1, 2, 4), Ms: Sequence[int] = (1, 4, 16),
+                 seeds: Sequence[int] = (0, 1), steps: int = 20, lr: float = 3e-3, small: bool = True) -> Transparency:
+    """Train ``model`` ("gpt" or "bn") for ``steps`` Adam steps through GPipe at every K, M and seed.
+
+    No dropout, so every difference is the engine's or micro-batching's. The
+    BatchNorm model runs with ``deferred_batch_norm=True``; its first
+    BatchNorm, which sees the raw inputs, is compared with the full-batch
+    model's after training, and so is a plain BatchNorm in a K=2 pipe. One
+    intra-op thread everywhere: the models are tiny, and this is about values,
+    not speed.
+    """
+    return with_threads(1, functools.partial(_transparency, model, Ks, Ms, seeds, steps, lr, small))()
+
+
+def _transparency(model: str, Ks: Sequence[int], Ms: Sequence[int], seeds: Sequence[int], steps: int, lr: float,
+                  small: bool) -> Transparency:
+    from .batchnorm import convert_deferred_batch_norm
+    from .reference import sequential_step
+
+    curves, plain, norm_gap, plain_norm_gap = {}, {}, {}, {}
+    for seed in seeds:
+        net0, loss_fn, x, y = _transparency_task(model, seed, small)
+        batch = (x, y, loss_fn)
+        full = copy.deepcopy(net0)
+        full_losses = _train(full, functools.partial(plain_step, full), batch, steps, lr)
+        for M in Ms:
+            if M == 1:
+                plain[(M, seed)] = full_losses
+            else:
+                ref = convert_deferred_batch_norm(copy.deepcopy(net0), M)
+                plain[(M, seed)] = _train(ref, functools.partial(sequential_step, ref, chunks=M), batch, steps, lr)
+            for K in Ks:
+                net = copy.deepcopy(net0)
+                with GPipe(net, partitions=K, chunks=M, deferred_batch_norm=True, threads_per_stage=1) as pipe:
+                    curves[(K, M, seed)] = _train(net, functools.partial(pipe.step, seed=0), batch, steps, lr)
+                if model == "bn":
+                    norm_gap[(K, M, seed)] = _norm_gap(net, full)
+            if model == "bn" and seed == seeds[0]:
+                net = copy.deepcopy(net0)
+                with GPipe(net, partitions=2, chunks=M, threads_per_stage=1) as pipe:
+                    _train(net, functools.partial(pipe.step, seed=0), batch, steps, lr)
+                plain_norm_gap[M] = _norm_gap(net, full)
+    return Transparency(model, steps, curves, plain, norm_gap, plain_norm_gap)
+
+
+def plot_transparency(result: Transparency, seed: int = 0):  # noqa: ANN201 - matplotlib figure
+    """One panel per M: the loss curves of every K over the engine-free model's."""
+    import matplotlib.pyplot as plt
+
+    Ms = sorted({M for (_, M, _) in result.curves})
+    Ks = sorted({K for (K, _, _) in result.curves})
+    fig, axes = plt.subplots(1, len(Ms), figsize=(3.6 * len(Ms), 3.2), sharey=True)
+    for ax, M in zip(axes, Ms):
+        ax.plot(result.plain[(M, seed)], color="0.75", lw=6, label="no engine")
+        for K, style in zip(Ks, ["-", "--", ":", "-."]):
+            ax.plot(result.curves[(K, M, seed)], style, label=f"K={K}")
+        ax.set(title=f"{result.model}: M={M}", xlabel="step")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("training loss")
+    axes[0].legend()
+    fig.tight_layout()
     return fig
