@@ -32,7 +32,7 @@ from typing import Any
 import nbformat
 
 from .judge.extract import source_notebook
-from .judge.view import GRADED, PACKAGE
+from .judge.view import PACKAGE, graded
 
 SIMILAR = 0.9  # token similarity from which two functions count as copies
 MIN_TOKENS = 40  # shorter functions look alike by necessity
@@ -48,6 +48,13 @@ SUSPECT_MODULES = {"builtins": "imports builtins", "importlib": "imports importl
                    "gc": "imports gc (object surgery)", "ctypes": "imports ctypes", "inspect": "imports inspect",
                    "autograder": "imports the grader", "IPython": "imports IPython internals"}
 EVENTS = {"pre_run_cell", "post_run_cell", "pre_execute", "post_execute"}
+
+
+def _blocked(assignment: str) -> tuple[str, ...]:
+    try:
+        return graded(assignment)
+    except KeyError:
+        return ()
 
 
 def _code_cells(nb: Any) -> list[tuple[str, str]]:
@@ -149,7 +156,7 @@ def _functions(tree: ast.Module) -> dict[str, ast.AST]:
 def engine_functions(assignment: str) -> dict[str, list[str]]:
     """Tokens of gpipe_core's implementations of what ``assignment`` asks for (``module.name``)."""
     out = {}
-    for name in GRADED.get(assignment, ()):
+    for name in _blocked(assignment):
         parts = name.split(".")
         for split in range(len(parts) - 1, 0, -1):
             file = PACKAGE.joinpath(*parts[:split]).with_suffix(".py")
@@ -198,8 +205,8 @@ def audit(assignment: str, notebook: Path | Any, classmates: Mapping[str, Path |
     """Every reason to review this submission, one line each; empty when nothing stands out."""
     nb = nbformat.read(notebook, as_version=4) if isinstance(notebook, (str, Path)) else notebook
     course = {c.source for c in source_notebook(assignment).cells}
-    graded = {n.split(".")[-1] for n in GRADED.get(assignment, ())} - {"forward", "backward"}
-    if any(n.startswith("checkpoint.Recompute") for n in GRADED.get(assignment, ())):
+    graded = {n.split(".")[-1] for n in _blocked(assignment)} - {"forward", "backward"}
+    if any(n.startswith("checkpoint.Recompute") for n in _blocked(assignment)):
         graded.add("Recompute")
     flags: list[str] = []
     for where, text in _code_cells(nb):

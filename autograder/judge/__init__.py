@@ -56,6 +56,12 @@ raises ``Failed`` (through ``expect``) with a message naming the cause::
                 expect(got == want, f"{L} layers on K={K} stages: expected {want}, got {got}")
         return verify
 
+The module also says what its learners build, so the probe's grading view has
+no body for it: ``BLOCKED = ("schedule.gpipe_schedule", "checkpoint.Recompute.forward")``
+(``module.function`` or ``module.Class.method``, relative to gpipe_core; 01-06
+are listed in ``view.GRADED``). Block only what learners write: the engine
+must keep running whatever the checks run learner code in.
+
 ``ask.call(name, *args)`` calls the learner's function ``name``;
 ``ask.task(name, **params)`` runs one of the probe's scenarios (a learner's
 policy inside the engine, gradients after a training step: see ``TASKS`` in
