@@ -219,3 +219,16 @@ def test_planted_mistakes_lose_exactly_their_cells(assignment: str) -> None:
         if "message" in mistake:  # the message names the cause
             said = " ".join(m for cell in lost for m in result.messages[cell])
             assert mistake["message"] in said, (mistake["name"], said)
+
+
+def test_forged_replies_score_zero_without_crashing_the_grader() -> None:
+    forged = {"t": "tensor", "dtype": "load", "shape": [1], "data": "AAAA"}
+
+    def forger(path: Path, request: dict) -> dict:
+        replies = {i: {"i": i, "ok": forged if i % 2 else 5} for i in range(len(request["calls"]))}
+        return {"header": {"probe": 1, "view": request["assignment"]}, "replies": replies, "ended": "ok",
+                "tampered": []}
+
+    result = grade_submission("01_microbatching", solution("01_microbatching"), forger, seed=8)
+    assert result.total == 0
+    assert any("unexpected shape" in f for f in result.flags)

@@ -60,7 +60,10 @@ class Reply:
         if self.error is not None:
             where = f" (in {self.error['where']})" if self.error.get("where") else ""
             raise Failed(f"{what} raised {self.error['type']}{where}: {self.error['message']}")
-        return decode(self.raw["ok"])
+        try:
+            return decode(self.raw["ok"])
+        except Exception as exc:  # noqa: BLE001 - only a tampered channel sends data the codec never wrote
+            raise Failed(f"{what}: the probe's reply cannot be read ({type(exc).__name__})") from None
 
     @property
     def seconds(self) -> float:

@@ -90,6 +90,10 @@ def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed:
             scores[grade_id], messages[grade_id] = max_scores[grade_id], []
         except Failed as exc:
             scores[grade_id], messages[grade_id] = 0.0, [str(exc)]
+        except Exception as exc:  # noqa: BLE001 - a reply of an unexpected shape: no points, and a person looks
+            scores[grade_id] = 0.0
+            messages[grade_id] = [f"the grader could not check this cell's replies ({type(exc).__name__}: {exc})"]
+            flags.append(f"flagged for review: {grade_id}: replies of an unexpected shape ({type(exc).__name__})")
     return JudgeResult(scores, max_scores, messages, flags)
 
 

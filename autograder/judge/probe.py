@@ -139,8 +139,10 @@ def _hashable(key: Any) -> Any:
     return key if getattr(key, "__hash__", None) is not None else repr(key)
 
 
-def _decode_tensor(data: dict) -> Tensor:
-    dtype = getattr(torch, data["dtype"])
+def _decode_tensor(data: dict) -> Tensor | Foreign:
+    dtype = getattr(torch, str(data.get("dtype")), None)
+    if not isinstance(dtype, torch.dtype):
+        return Foreign("torch.Tensor", f"unknown dtype {data.get('dtype')!r:.40}")
     raw = bytearray(base64.b64decode(data["data"]))
     flat = torch.frombuffer(raw, dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
     t = flat.view(dtype).reshape(data["shape"]).clone()
