@@ -59,7 +59,9 @@ class Reply:
                          "too slow for this size)")
         if self.error is not None:
             where = f" (in {self.error['where']})" if self.error.get("where") else ""
-            raise Failed(f"{what} raised {self.error['type']}{where}: {self.error['message']}")
+            hint = (" (the grader loads only your exercise cells' functions, classes, imports and constants: "
+                    "define what they use in those cells)" if self.error["type"] == "NameError" else "")
+            raise Failed(f"{what} raised {self.error['type']}{where}: {self.error['message']}{hint}")
         try:
             return decode(self.raw["ok"])
         except Exception as exc:  # noqa: BLE001 - only a tampered channel sends data the codec never wrote
