@@ -20,7 +20,9 @@ evaluation mode the layer then behaves exactly like the full-batch model's.
 
 A recomputation (re-materialisation in backward) must not count a
 micro-batch twice: the layer asks :func:`gpipe_core.is_recomputing` and
-accumulates nothing while the engine replays a forward.
+accumulates nothing while the engine replays a forward (the engine also runs
+recomputations on copies of the buffers, so this is belt and braces, and it
+saves the work).
 """
 
 from __future__ import annotations
@@ -30,15 +32,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .checkpoint import is_recomputing
+
 _PLAIN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _INPUT_DIMS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}
-
-
-def _recomputing() -> bool:
-    from . import checkpoint  # the engine's flag lives there; imported late, checkpoint imports nothing of ours
-
-    flag = getattr(checkpoint, "is_recomputing", None)
-    return bool(flag()) if flag is not None else False
 
 
 class DeferredBatchNorm(_BatchNorm):
@@ -78,7 +75,7 @@ class DeferredBatchNorm(_BatchNorm):
             return super().forward(x)
         self._check_input_dim(x)
         out = F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
-        if not _recomputing():
+        if not is_recomputing():
             self._accumulate(x.detach())
             if int(self.seen_chunks) == self.chunks:
                 self._commit()

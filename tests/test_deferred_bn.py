@@ -152,3 +152,20 @@ def test_errors_name_the_fix() -> None:
         convert_deferred_batch_norm(nn.BatchNorm1d(3), 0)
     with pytest.raises(ValueError, match="expected a 4D input"):
         convert_deferred_batch_norm(nn.BatchNorm2d(3), 2)(torch.randn(4, 3))
+
+
+def test_a_recomputed_forward_is_not_counted() -> None:
+    """The layer itself skips a replayed forward (the engine's buffer copies are the second guard)."""
+    from gpipe_core.checkpoint import recomputing
+
+    deferred = convert_deferred_batch_norm(nn.BatchNorm1d(4), chunks=2)
+    x = torch.randn(6, 4)
+    deferred(x[:3])
+    with recomputing():
+        replay = deferred(x[:3])
+    deferred(x[3:])
+    full = nn.BatchNorm1d(4)
+    full(x)
+    torch.testing.assert_close(replay, nn.functional.batch_norm(x[:3], None, None, training=True))
+    for a, b in zip(stats(full), stats(deferred)):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
