@@ -145,7 +145,7 @@ class Transparency:
     the full batch for M = 1, the micro-batched sequential model otherwise).
     ``norm_gap[(K, M, seed)]`` is, for BatchNorm models, the largest difference
     between the first BatchNorm's running statistics and the full-batch
-    model's after training; ``plain_norm_gap[M]`` the same for a plain
+    model's after training, relative to the statistic's largest entry; ``plain_norm_gap[M]`` the same for a plain
     (not deferred) BatchNorm in the pipe, the pitfall.
     """
 
@@ -196,8 +196,10 @@ def _train(net: nn.Module, step: Callable[..., Tensor], batch: tuple, steps: int
 
 
 def _norm_gap(net: nn.Module, full: nn.Module) -> float:
+    """Largest difference of the first layer's running mean and variance, relative to the largest entry of each."""
     a, b = net[0], full[0]
-    return max((a.running_mean - b.running_mean).abs().max().item(), (a.running_var - b.running_var).abs().max().item())
+    return max(((a.running_mean - b.running_mean).abs().max() / b.running_mean.abs().max()).item(),
+               ((a.running_var - b.running_var).abs().max() / b.running_var.abs().max()).item())
 
 
 def transparency(model: str, Ks: Sequence[int] = (1, 2, 4), Ms: Sequence[int] = (1, 4, 16),
