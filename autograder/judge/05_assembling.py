@@ -117,7 +117,9 @@ def assembled(ask, rng: random.Random):
     visible = {"seed": 0, "factory": ["residual_mlp", [8, 32, 4], {"dropout": 0.2}]}
     drawn = {"seed": rng.randrange(1000), "factory": ["mlp", [8, 24], {"classes": 6, "dropout": 0.3}]}
     other = {"seed": rng.randrange(1000), "factory": ["residual_mlp", [6, 16, 3], {"dropout": 0.4}]}
+    uneven = {"seed": 1, "factory": ["residual_mlp", [8, 32, 4], {"dropout": 0.2}]}
     cases = [(visible, 32, 4, _costs_of(visible), 2, 4, 24, 5),
+             (uneven, 32, 4, [4.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], 2, 4, 24, 6),
              (drawn, 24, 6, [round(rng.uniform(0.5, 1.5), 3) for _ in range(9)], 3, 5, 23, rng.randrange(100)),
              (other, 16, 3, [1.0, 3.0, 1.0, 1.0, 2.0, 1.0], 4, 8, 16, rng.randrange(100))]
     data = [teacher_task(n, hidden, classes=classes, seed=seed) for _, hidden, classes, _, _, _, n, seed in cases]
