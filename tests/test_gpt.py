@@ -12,7 +12,7 @@ from engine_helpers import assert_grads_close
 
 from gpipe_core import GPipe, sequential_step
 from gpipe_core.cli import main
-from gpipe_core.gpt import gpt, lm_loss, text_batches
+from gpipe_core.gpt import generate, gpt, lm_loss, text_batches
 from gpipe_core.tokenizer import VOCAB_SIZE, corpus, decode, encode
 
 
@@ -59,6 +59,17 @@ def test_attention_is_causal() -> None:
     a, b = model(x), model(changed)
     torch.testing.assert_close(a[0, :7], b[0, :7])
     assert not torch.allclose(a[0, 7:], b[0, 7:])
+
+
+def test_generate_extends_the_prompt_repeatably() -> None:
+    model = tiny().eval()
+    prompt = encode("MENENIUS:")
+    out = generate(model, prompt, 20, seed=3)
+    assert out.shape == (len(prompt) + 20,) and torch.equal(out[: len(prompt)], prompt)
+    assert torch.equal(out, generate(model, prompt, 20, seed=3))
+    assert not torch.equal(out, generate(model, prompt, 20, seed=4))
+    long = generate(model, encode("x" * 30), 5)  # longer than the context of 12: only the last 12 are seen
+    assert long.shape == (35,)
 
 
 def test_batches_are_next_token_pairs_from_the_text() -> None:
