@@ -20,9 +20,12 @@ The wrappers' own cost falls into ``own``: the rows report it (measured on an
 empty call) so a reader knows the instrument's floor.
 
 CPU time sees work, not waiting: a thread that sleeps until the GIL or a
-message arrives costs nothing here. The second row per configuration shows
-the wall-clock side: the step time over the same calls in a plain loop, from
-paired repeats (engine and loop back to back, in alternating order).
+message arrives costs nothing here, and the cost of waking it lands in
+whichever call it was in. So each row also counts the hand-offs themselves
+(voluntary context switches: a thread going to sleep for the GIL, a message
+or a join) per micro-batch per stage, and the second row per configuration
+shows the wall-clock side: the step time over the same calls in a plain
+loop, from paired repeats (engine and loop back to back, alternating order).
 """
 
 from __future__ import annotations
