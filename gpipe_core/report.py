@@ -47,6 +47,7 @@ class Report:
     threads_per_stage: int = 1
     cores: int = 1
     separate_devices: bool = False  # every stage on a device of its own (K GPUs)
+    load: float = 0.0  # the machine's 1-minute load average when the speed was measured
 
     @property
     def speedup(self) -> float:
@@ -73,6 +74,9 @@ class Report:
             lines.append(f"  (a) predicts a run on {K} GPUs, where every stage has a device of its own as here it has "
                          f"its own {per}; (b) is what this machine gains, its {self.cores} cores shared by "
                          f"{K} stages.")
+        if self.load > self.cores:
+            lines.append(f"  note: the load average was {self.load:.1f} on {self.cores} cores while timing: other "
+                         "programs held the cores, so both speedups read low; rerun on a quiet machine.")
         return lines
 
     def text(self, K: int, M: int) -> str:
@@ -104,6 +108,7 @@ def time_speed(report: Report, pipe_step: Callable[[], object], one_stage: Calla
     """Median times of the three steps, measured round-robin so load drifts hit them alike."""
     times = interleaved_times({"pipe": pipe_step, "one": one_stage,
                                "plain": with_threads(report.cores, plain)}, repeats)
+    report.load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     report.step_s, report.one_stage_s, report.plain_s = (statistics.median(times[k]) for k in ("pipe", "one", "plain"))
 
 

@@ -75,3 +75,16 @@ def test_no_import_cycle_between_cli_and_the_distributed_launcher() -> None:
     code = ("import sys, gpipe_core.distributed.launch, gpipe_core.training, gpipe_core.report; "
             "assert 'gpipe_core.cli' not in sys.modules, 'the launcher imported the CLI'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_the_speed_lines_say_which_comparison_predicts_k_devices() -> None:
+    from gpipe_core.report import Report
+
+    cpu = Report(step_s=1.0, one_stage_s=1.5, plain_s=0.8, threads_per_stage=1, cores=2, load=0.5)
+    text = "\n".join(cpu.speed_lines(2, 8))
+    assert "speedup 1.50x (ideal K*M/(M+K-1) = 1.78x)" in text and "speedup 0.80x" in text
+    assert "(a) predicts a run on 2 GPUs" in text and "note:" not in text
+    busy = Report(step_s=1.0, one_stage_s=1.0, plain_s=1.0, cores=2, load=6.0)
+    assert "load average was 6.0 on 2 cores" in "\n".join(busy.speed_lines(2, 8))
+    gpus = Report(step_s=1.0, one_stage_s=1.5, plain_s=1.6, cores=16, separate_devices=True)
+    assert "(b) is the real gain" in "\n".join(gpus.speed_lines(4, 8))
