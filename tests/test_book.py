@@ -161,6 +161,16 @@ def test_phone_navigation_button_opens_the_sidebar(server: str, phone: object) -
     assert not phone.js_errors, phone.js_errors
 
 
+def test_no_page_is_wider_than_a_phone(site: Path, server: str, phone: object) -> None:
+    too_wide = {}
+    for path in sorted(site.glob("book/**/*.html")) + sorted(site.glob("notebooks/**/*.html")):
+        phone.goto(f"{server}/{path.relative_to(site)}")
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        if width > PHONE["width"]:
+            too_wide[str(path.relative_to(site))] = width
+    assert not too_wide, f"pages wider than a {PHONE['width']} px phone (px): {too_wide}"
+
+
 def test_definition_lists_render_as_lists(site: Path) -> None:
     raw = {}
     for path in site.rglob("*.html"):

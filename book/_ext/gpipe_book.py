@@ -199,6 +199,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_role("binder", launch_role)
     app.add_role("page", page_role)
     app.add_js_file("gpipe-site.js")
+    app.add_css_file("gpipe-site.css")
     app.connect("html-page-context", add_explorer_assets)
     app.connect("html-page-context", drop_duplicate_scripts, priority=1)
     app.connect("html-page-context", launch_only_notebooks, priority=502)  # after the theme's (501)
