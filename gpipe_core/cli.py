@@ -22,9 +22,10 @@ from .training import MODELS
 from .zoo import BUILTINS
 
 
-def _devices(choice: str, K: int) -> list[str] | None:
+def _devices(choice: str) -> str | None:
+    """``--device`` as GPipe's ``devices=``: one device for every stage, or None (CUDA round-robin, else CPU)."""
     if choice == "cpu":
-        return ["cpu"] * K
+        return "cpu"
     if choice == "cuda":
         if not torch.cuda.is_available():
             raise SystemExit("gpipe: --device cuda asked for, but CUDA is not available here: use --device cpu")
@@ -55,7 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     task = make_task(args)
     threads = default_threads(args.partitions)
     pipe = GPipe(task.model, partitions=args.partitions, chunks=args.micro_batches,
-                 devices=_devices(args.device, args.partitions), checkpoint=args.checkpoint,
+                 devices=_devices(args.device), checkpoint=args.checkpoint,
                  schedule=args.schedule, deferred_batch_norm=args.deferred_batch_norm, threads_per_stage=threads)
     optimizer = torch.optim.Adam(task.model.parameters(), lr=args.lr)
     print(f"gpipe train: {task.description}, balance {pipe.balance} on {[str(d) for d in pipe.devices]}, "

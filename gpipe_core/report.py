@@ -40,6 +40,7 @@ class Report:
     memory_measured: list[int] = field(default_factory=list)
     memory_law: list[float] = field(default_factory=list)
     memory_note: str = "not measured"  # said instead of the per-stage lines when there are none
+    memory_per: str = "stage"  # what one memory entry covers: a "stage", or a "device" holding several
     max_grad_diff: float = 0.0
     step_s: float = 0.0  # one pipelined step (forward + backward)
     one_stage_s: float = 0.0  # the same M micro-batches through one stage with one stage's threads
@@ -62,9 +63,10 @@ class Report:
     def speed_lines(self, K: int, M: int) -> list[str]:
         t = self.threads_per_stage
         per = f"{t} thread{'s' if t > 1 else ''}"
-        lines = [f"step time: {self.step_s * 1e3:,.1f} ms pipelined over K={K} stages",
+        ideal = f" (ideal K*M/(M+K-1) = {ideal_speedup(M, K):.2f}x)" if self.bubble_theory is not None else ""
+        lines = [f"step time: {self.step_s * 1e3:,.1f} ms pipelined over K={K} devices",
                  f"  (a) same {M} micro-batches on one stage with {per}: {self.one_stage_s * 1e3:,.1f} ms, "
-                 f"speedup {self.speedup:.2f}x (ideal K*M/(M+K-1) = {ideal_speedup(M, K):.2f}x)",
+                 f"speedup {self.speedup:.2f}x{ideal}",
                  f"  (b) plain model, full batch, all {self.cores} cores: {self.plain_s * 1e3:,.1f} ms, "
                  f"speedup {self.speedup_plain:.2f}x"]
         if self.separate_devices:
@@ -86,12 +88,12 @@ class Report:
                  f"training throughput: {self.throughput:,.0f} {self.unit}/s (optimizer included)",
                  *self.speed_lines(K, M),
                  f"bubble: measured {self.bubble_measured:.3f}{theory}",
-                 "activation memory per stage " + (
+                 f"activation memory per {self.memory_per} " + (
                      ("(measured vs law):" if self.memory_law else "(measured):") if self.memory_measured
                      else self.memory_note)]
         for j, got in enumerate(self.memory_measured):
             law = f", {self.memory_law[j] / 2**20:8.2f} MiB by the law" if self.memory_law else ""
-            lines.append(f"  stage {j}: {got / 2**20:8.2f} MiB measured{law}")
+            lines.append(f"  {self.memory_per} {j}: {got / 2**20:8.2f} MiB measured{law}")
         lines.append(f"largest gradient difference against the sequential model: {self.max_grad_diff:.2e}")
         return "\n".join(lines)
 
@@ -187,8 +189,9 @@ def measure(pipe: GPipe, task: Task, run: Run, threads_per_stage: int, schedule:
     task.model.zero_grad(set_to_none=True)
     ref.zero_grad(set_to_none=True)
     pipe.step(x, y, task.loss_fn, seed=1234, measure_memory=True)
-    report.memory_measured = list(pipe.memory or [])
-    if task.uniform_layers:
+    report.memory_measured = list(pipe.memory or [])  # one entry per device
+    report.memory_per = "stage" if pipe.S == K else "device"
+    if task.uniform_layers and schedule in FILL_DRAIN and pipe.S == K:  # the law is fill-drain's, one stage a device
         report.memory_law = memory_law_bytes(pipe, x)
     sequential_step(ref, xc, yc, task.loss_fn, balance=pipe.balance, chunks=M, seed=1234)
     report.max_grad_diff = max_grad_diff(task.model, ref)

@@ -80,7 +80,7 @@ def test_no_import_cycle_between_cli_and_the_distributed_launcher() -> None:
 def test_the_speed_lines_say_which_comparison_predicts_k_devices() -> None:
     from gpipe_core.report import Report
 
-    cpu = Report(step_s=1.0, one_stage_s=1.5, plain_s=0.8, threads_per_stage=1, cores=2, load=0.5)
+    cpu = Report(step_s=1.0, one_stage_s=1.5, plain_s=0.8, threads_per_stage=1, cores=2, load=0.5, bubble_theory=0.1)
     text = "\n".join(cpu.speed_lines(2, 8))
     assert "speedup 1.50x (ideal K*M/(M+K-1) = 1.78x)" in text and "speedup 0.80x" in text
     assert "(a) predicts a run on 2 GPUs" in text and "note:" not in text
@@ -88,3 +88,13 @@ def test_the_speed_lines_say_which_comparison_predicts_k_devices() -> None:
     assert "load average was 6.0 on 2 cores" in "\n".join(busy.speed_lines(2, 8))
     gpus = Report(step_s=1.0, one_stage_s=1.5, plain_s=1.6, cores=16, separate_devices=True)
     assert "(b) is the real gain" in "\n".join(gpus.speed_lines(4, 8))
+    assert "ideal K*M" not in "\n".join(gpus.speed_lines(4, 8))  # no fill-drain formula for other schedules
+
+
+def test_train_a_zero_bubble_schedule_with_virtual_stages(capsys) -> None:  # noqa: ANN001
+    assert main(["train", "-K", "2", "-M", "4", "--schedule", "zbv", "--layers", "8", "--hidden-dim", "16",
+                 "--batch-size", "16", "--steps", "2", "--quiet", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "schedule=zbv" in out and "theory" not in out
+    assert len(re.findall(r"device \d: +\d+\.\d+ MiB measured\n", out)) == 2  # 2 stages on each, no law
+    assert float(re.search(r"sequential model: (\S+)", out).group(1)) < 1e-5
