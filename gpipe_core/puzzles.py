@@ -2,8 +2,8 @@
 
 Assignment 07 asks learners to beat the bubble on a ladder of small pipelines.
 A target typed by hand could be wrong in either direction (unreachable, or
-beatable by a cleverer table), so every target here is computed: :func:`solve`
-runs an exact A* search over every schedule the puzzle's rules allow and
+beatable by a cleverer table), so every target here is computed:
+:func:`gpipe_core.puzzle_search.solve` runs an exact A* search over every schedule the puzzle's rules allow and
 returns the best step time together with device orders that reach it. The
 search is exact because its lower bound never overestimates, so the first
 finished schedule it takes off the queue is optimal: a target is *reachable*
@@ -20,9 +20,10 @@ device's order, not on the timing.
 
 Puzzle rule (what makes exhaustive search small enough to be exact): on every
 stage, forwards run in micro-batch order, and so do input-gradient passes
-(I or B) and weight-gradient passes (W). Micro-batches are identical, so the
-rule costs nothing a learner could exploit; tables that break it are rejected
-with the offending action named.
+(I or B) and weight-gradient passes (W). Micro-batches are identical, so we
+expect the rule to cost no time; tests/test_puzzles.py checks that on small
+pipelines against every order, in or out of micro-batch order. Tables that
+break it are rejected with the offending action named.
 """
 
 from __future__ import annotations
