@@ -28,6 +28,8 @@ from .nbrunner import cap_outputs
 from .sandbox import run_sandboxed
 
 RUNNER = Path(__file__).with_name("nbrunner.py")
+# nbgrader's name for "a grader runs this notebook": gpipe_core.widgets.in_grader() skips slow demos and widgets
+GRADER_ENV = {"NBGRADER_EXECUTION": "autograde"}
 KEPT_MIME = ("text/plain", "image/png")
 EVENTS = {"CellTimeoutError": "TIMEOUT", "KernelDied": "KERNEL_DIED", "NotRun": "NOT_RUN"}
 
@@ -50,7 +52,7 @@ def execute(notebook: Path, limits: Limits, view: Path | None, isolate: bool = T
         (scratch / "executed.ipynb").write_bytes(b"")
         result = run_sandboxed([sys.executable, "nbrunner.py", "notebook.ipynb", "executed.ipynb", "limits.json"],
                                scratch=scratch, limits=limits, view=view, timeout=limits.notebook_timeout_s + 60,
-                               isolate=isolate)
+                               env=GRADER_ENV, isolate=isolate)
         with (scratch / "executed.ipynb").open("rb") as fh:
             raw = fh.read(limits.output_bytes_notebook + 2 * notebook.stat().st_size + 1)
     events: list[tuple[str, str]] = []
