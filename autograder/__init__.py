@@ -1,11 +1,12 @@
 """The instructor's side of the course: release, collect, autograde, feedback, export.
 
-nbgrader does the grading; this package wraps its cycle in one command
-(``python -m autograder``, see README.md here) and adds what a class of real
-learners needs on top: submissions gathered from a plain folder, a kernel that
-runs under time and memory limits and is restarted when a learner's code kills
-it, broken or missing notebooks scored 0 instead of stopping the run, and one
-log line per student saying what went wrong.
+nbgrader keeps the bookkeeping (releases, the gradebook, feedback pages); this
+package adds what a class of real, possibly hostile, learners needs:
+submissions gathered from a plain folder, every notebook run in a bubblewrap
+sandbox under limits (``sandbox.py``), scores computed by a trusted judge
+that never runs learner code (``judge/``), broken or missing notebooks scored
+0 instead of stopping the run, and one log line per student saying what went
+wrong. ``README.md`` here has the commands and the threat model.
 
 Paths: the course lives at the repository root (``solutions/`` -> ``notebooks/``);
 student work and the gradebook live in the instructor folder, ``instructor/``
