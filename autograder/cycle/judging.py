@@ -6,9 +6,10 @@ Runs in a grading worker (trusted). For each notebook of the submission:
    course's source notebook does not have lose their nbgrader metadata (log:
    UNKNOWN_CELL_DROPPED), locked cells are compared with the source the
    gradebook holds, never with the submission's own metadata (LOCKED_CELL_EDITED), deleted test cells are noted;
-2. :func:`autograder.execute.execute` runs the notebook in a sandbox: its
-   outputs become the learner's feedback, its events (TIMEOUT, KERNEL_DIED,
-   MEMORY, SANDBOX) the log line; no score comes from it;
+2. :func:`autograder.execute.execute` runs the notebook in a sandbox, on
+   the whole gpipe_core as the learner had it: its outputs become the
+   learner's feedback, its events (TIMEOUT, KERNEL_DIED, MEMORY, SANDBOX) the
+   log line; no score comes from it;
 3. :func:`autograder.judge.grade_submission` scores every graded cell from a
    sandboxed probe of the learner's definitions, on a seed drawn now;
 4. only then, with every sandbox of the submission ended, the gradebook gets
@@ -33,7 +34,7 @@ from .. import instructor_dir, notebook_names
 from ..execute import execute
 from ..limits import limits_for
 from .course import Course
-from .probes import probe_runner, view_for
+from .probes import package_copy, probe_runner
 
 RESULT = "result.json"
 
@@ -43,7 +44,6 @@ def grade_one(course: Course, assignment: str, student: str, isolate: bool = Tru
     from ..judge import grade_submission
 
     limits = limits_for(assignment)
-    view = view_for(assignment)
     submitted = instructor_dir() / "submitted" / student / assignment
     problems: list[tuple[str, str]] = []
     graded: dict[str, Any] = {}
@@ -57,7 +57,7 @@ def grade_one(course: Course, assignment: str, student: str, isolate: bool = Tru
             problems += findings
             path = Path(tmp) / f"{nb_name}.ipynb"
             nbformat.write(notebook, path)
-            ran = execute(path, limits, view, isolate=isolate)
+            ran = execute(path, limits, package_copy(), isolate=isolate)
             problems += ran.events
             seconds += ran.seconds or 0.0
             judged = grade_submission(assignment, path, probe_runner(assignment, limits, isolate), seed)

@@ -1,4 +1,10 @@
-"""The sandbox side of the judge: the grading view of gpipe_core, built once per worker, and ``run_probe``.
+"""The sandbox side of the judge: the packages sandboxes import, built once per worker, and ``run_probe``.
+
+Two copies of gpipe_core are mounted into sandboxes, read-only: the *grading
+view* (``view_for``: gpipe_core without the bodies of what learners build) for
+the probe, whose answers become scores, and the whole package
+(``package_copy``) for the notebook's feedback run, which gives no score: the
+learner's visible tests and demos then behave as in their own Jupyter.
 
 ``autograder.judge.grade_submission`` asks questions of the learner's
 definitions through ``run_probe(module_path, request) -> response``. Here that
@@ -35,6 +41,19 @@ def view_for(assignment: str) -> Path:
         atexit.register(shutil.rmtree, root, True)
         _views[assignment] = build_view(assignment, root)
     return _views[assignment]
+
+
+def package_copy() -> Path:
+    """A folder holding a copy of the real gpipe_core (the repository itself is never mounted), once per process."""
+    import gpipe_core
+
+    if "" not in _views:
+        root = Path(tempfile.mkdtemp(prefix="gpipe-package-"))
+        atexit.register(shutil.rmtree, root, True)
+        shutil.copytree(Path(gpipe_core.__file__).resolve().parent, root / "gpipe_core",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        _views[""] = root
+    return _views[""]
 
 
 def probe_runner(assignment: str, limits: Limits, isolate: bool = True) -> Any:

@@ -16,6 +16,7 @@ import re
 import sqlite3
 from pathlib import Path
 
+import nbformat
 import pytest
 from classroom import (
     ALL,
@@ -43,6 +44,18 @@ def test_correct_work_scores_full_marks(assignment: str, graded: Graded) -> None
     assert not failed, f"{assignment}: the solution fails {sorted(failed)}: {graded.lines.get((assignment, 'correct'))}"
     score, top = graded.scores[(assignment, "correct")]
     assert score == top > 0
+
+
+@pytest.mark.parametrize("assignment", ALL)
+def test_correct_work_runs_without_errors_in_the_sandbox(assignment: str, env: dict[str, str], graded: Graded) -> None:
+    """The feedback run of a correct notebook: every visible test and demo works, as in the learner's Jupyter."""
+    present(assignment)
+    folder = Path(env["GPIPE_INSTRUCTOR_DIR"]) / "autograded" / "correct" / assignment
+    for nb in notebook_names(assignment):
+        cells = nbformat.read(folder / f"{nb}.ipynb", as_version=4).cells
+        errors = [(i, o.get("ename"), str(o.get("evalue", ""))[:200]) for i, c in enumerate(cells)
+                  if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, f"{assignment}/{nb}: the correct notebook's sandboxed run raised {errors}"
 
 
 @pytest.mark.parametrize("assignment", ALL)
