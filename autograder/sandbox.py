@@ -56,7 +56,11 @@ UID_ENV = "GPIPE_SANDBOX_UID_BASE"  # another base, e.g. for tests that must tel
 
 
 def uid_base() -> int:
-    return int(os.environ.get(UID_ENV, UID_BASE))
+    """The first sandbox uid; uids stay below 2**31, the most bubblewrap's uid map accepts."""
+    base = int(os.environ.get(UID_ENV, UID_BASE))
+    if not 0 < base <= 2**31 - UID_SPAN:
+        raise ValueError(f"{UID_ENV}={base} must be between 1 and {2**31 - UID_SPAN} (bwrap maps uids below 2**31)")
+    return base
 INNER_UID = 1000  # the uid the learner's code sees
 
 

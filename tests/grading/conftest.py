@@ -17,7 +17,7 @@ from autograder import assignments, fakeclass, hostile
 from autograder.sandbox import UID_BASE, UID_ENV, UID_SPAN
 
 # This session's sandboxes get uids of their own, so "nothing left running" never counts another grader's.
-os.environ.setdefault(UID_ENV, str(UID_BASE + (1 + os.getpid() % 900) * UID_SPAN))
+os.environ.setdefault(UID_ENV, str(UID_BASE + (1 + os.getpid() % 400) * UID_SPAN))  # below 2**31: bwrap maps no more
 
 
 @pytest.fixture(scope="session")
