@@ -24,7 +24,8 @@ from gpipe_core.theory import ideal_speedup
 from .common import Row, interleaved, ratio_spread
 
 
-def hardware_scaling(model: nn.Sequential, x: torch.Tensor, M: int, repeats: int) -> Row:
+def hardware_scaling(model: nn.Sequential, x: torch.Tensor, M: int, repeats: int,
+                     section: str = "2 efficiency", name: str = "") -> Row:
     """The machine's own ceiling: both stages' work on two threads at once, with no dependencies at all.
 
     If two cores cannot run two independent stage-sized streams of GEMMs twice as
@@ -51,7 +52,7 @@ def hardware_scaling(model: nn.Sequential, x: torch.Tensor, M: int, repeats: int
 
     t = interleaved({"serial": serial, "parallel": parallel}, repeats)
     model.zero_grad(set_to_none=True)
-    return Row("2 efficiency", f"hardware: both stages' work, M={M}, on two threads with no dependencies",
+    return Row(section, f"{name}hardware: both stages' work, M={M}, on two threads with no dependencies",
                t["serial"].median / t["parallel"].median, spread=ratio_spread(t["serial"], t["parallel"]),
                detail="the ceiling any 2-stage CPU pipeline meets on this machine (2.0 would be perfect)")
 

@@ -34,6 +34,7 @@ from gpipe_core.partition import balance_by_count, split_module
 from gpipe_core.theory import ideal_speedup
 
 from .common import Row, interleaved
+from .efficiency import hardware_scaling
 
 
 def _free_port() -> int:
@@ -133,6 +134,8 @@ def case(name: str, L: int, H: int, N: int, M: int, steps: int,
         rows.append(Row("3 peer", f"{name}: relative gradient difference from the peer ({executor})", diff,
                         unit="", target="<= 1e-05"))
         model.zero_grad(set_to_none=True)
+    # What two threads can overlap on this machine at all (cores, memory bandwidth, the GIL for small layers).
+    rows.append(hardware_scaling(model, x, M, steps, section="3 peer", name=f"{name}: "))
     floor = statistics.median(perfect)
     rows.append(Row("3 peer", f"{name}: ScheduleGPipe step / a perfect engine (the bound)", theirs / floor,
                     detail="no engine on these stages beats the peer by more than this ratio"))
