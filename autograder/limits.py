@@ -61,6 +61,7 @@ PER_ASSIGNMENT: dict[str, Limits] = {
     "05_assembling": Limits(cell_timeout_s=60, notebook_timeout_s=300),
     "06_distributed": Limits(cell_timeout_s=120, notebook_timeout_s=400),
     "07_beat_the_bubble": Limits(cell_timeout_s=30, notebook_timeout_s=180),
+    "08_language_model": Limits(cell_timeout_s=60, notebook_timeout_s=300),
 }
 
 ENV = {
