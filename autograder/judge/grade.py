@@ -47,7 +47,13 @@ def points(assignment: str) -> dict[str, float]:
 
 def judge_module(assignment: str) -> ModuleType:
     """``autograder/judge/<assignment>.py``; its ``CHECKS`` must cover every graded cell."""
-    module = importlib.import_module(f"{__package__}.{assignment}")
+    try:
+        module = importlib.import_module(f"{__package__}.{assignment}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.{assignment}":
+            raise
+        raise LookupError(f"no judge for {assignment}: write autograder/judge/{assignment}.py (the format is in "
+                          "autograder/judge/__init__.py)") from None
     missing = set(points(assignment)) - set(module.CHECKS)
     extra = set(module.CHECKS) - set(points(assignment))
     if missing or extra:
