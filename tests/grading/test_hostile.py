@@ -63,11 +63,11 @@ def test_honest_classmates_keep_every_point(graded: Graded) -> None:
 
 
 def test_the_repository_is_unchanged(graded: Graded) -> None:
-    after = attacked_files()
-    assert not (ROOT / "pwned.txt").exists()
-    for name, data in after.items():
-        assert b"raise SystemExit(1)" not in data[-200:], f"{name} was rewritten by a learner"
-        assert data == graded.repo_before[name] or name != "pwned.txt"
+    """The attacked files carry no learner's line (teammates may edit them meanwhile, so not byte-equal)."""
+    assert not (ROOT / "pwned.txt").exists(), "a learner wrote a file into the repository"
+    for name, data in attacked_files().items():
+        assert not data.endswith(b"\nraise SystemExit(1)\n"), f"{name} was rewritten by a learner"
+        assert graded.repo_before[name] == b"" or data != b"", f"{name} was deleted"
 
 
 def test_nothing_is_left_running_and_grades_csv_stays_the_graders(env: dict[str, str], graded: Graded) -> None:
