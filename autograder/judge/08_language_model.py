@@ -185,7 +185,8 @@ def _check_stats(got: object, want: tuple[Tensor, Tensor, int], stats: Stats, wh
         found = next((key for key, cand in _mistakes(stats).items() if key in SUSPECTS[right]
                       and _matches((mean, var), cand)), None)
         hint = HINTS[found] if found else "compare your formula with the real layer's in the notebook's table"
-        raise Failed(f"{where}: {' and '.join(off)} differ from the real BatchNorm's (largest difference "
+        verb = "differ" if len(off) > 1 else "differs"
+        raise Failed(f"{where}: {' and '.join(off)} {verb} from the real BatchNorm's (largest difference "
                      f"{worst:.3g}): {hint}")
     updates = number(got[2], f"{where}: updates")
     expect(updates == want[2], f"{where}: num_batches_tracked grows by {want[2]} in this step, you said "
