@@ -17,6 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import torch
+
 from .base import Ask, Failed, Verify
 from .extract import extract, source_notebook
 
@@ -90,6 +92,17 @@ def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed:
         flags.append(f"definitions failed to load: {load_error['type']}: {load_error['message'][:200]}")
     ask.attach(response)
     scores, messages = {}, {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # references computed as the probe computes (one thread): same rounding
+    try:
+        _verify_all(verifies, max_scores, scores, messages, flags)
+    finally:
+        torch.set_num_threads(threads)
+    return JudgeResult(scores, max_scores, messages, flags)
+
+
+def _verify_all(verifies: dict[str, Verify], max_scores: dict[str, float], scores: dict[str, float],
+                messages: dict[str, list[str]], flags: list[str]) -> None:
     for grade_id, verify in verifies.items():
         try:
             verify()
@@ -100,7 +113,6 @@ def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed:
             scores[grade_id] = 0.0
             messages[grade_id] = [f"the grader could not check this cell's replies ({type(exc).__name__}: {exc})"]
             flags.append(f"flagged for review: {grade_id}: replies of an unexpected shape ({type(exc).__name__})")
-    return JudgeResult(scores, max_scores, messages, flags)
 
 
 def _check_header(assignment: str, response: dict[str, Any]) -> None:
