@@ -29,9 +29,9 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import nbformat
 import pytest
 import yaml
+from book_helpers import explorer_state, leaks, normal, pick, set_control, site_text, solution_fragments
 
 from gpipe_core.theory import bubble_fraction
 
@@ -40,7 +40,6 @@ SITE = ROOT / "_build" / "html"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 TEXT_SUFFIXES = {".html", ".txt", ".ipynb", ".md", ".js", ".json", ".py"}
 PHONE = {"width": 375, "height": 740}
 
@@ -258,40 +257,12 @@ def test_learner_notebooks_are_shown_unexecuted(site: Path) -> None:
 
 # ---------------------------------------------------------------- the explorer
 
-def _explorer(page: object) -> dict:
-    return page.evaluate("""() => {
-        const root = document.querySelector('.gpipe-explorer');
-        const svg = root.querySelector('svg'), box = svg.getBoundingClientRect();
-        const texts = Array.from(svg.querySelectorAll('text'));
-        return {bubble: root.querySelector('[data-role=bubble]').textContent,
-                formula: root.querySelector('[data-role=bubble-formula]').textContent,
-                inflight: root.querySelector('[data-role=inflight]').textContent,
-                actions: Array.from(svg.querySelectorAll('rect[data-action]')).map(r =>
-                    [r.dataset.action, +r.dataset.device, +r.dataset.start]),
-                memory: Array.from(svg.querySelectorAll('rect[data-memory]')).map(r => +r.dataset.memory),
-                legend: root.querySelector('.gpipe-explorer-legend').textContent,
-                svgLeft: box.left, svgRight: box.right, pageWidth: document.documentElement.scrollWidth,
-                smallestFont: Math.min(...texts.map(t => parseFloat(getComputedStyle(t).fontSize))),
-                readouts: Array.from(root.querySelectorAll('dd')).map(d => d.getBoundingClientRect().width)};
-    }""")
-
-
-def _set(page: object, role: str, value: int) -> None:
-    page.locator(f".gpipe-explorer input[data-role={role}]").fill(str(value))
-
-
-def _pick(page: object, schedule: str) -> None:
-    """Choose a schedule and wait for its entries, which load from their own file on first use."""
-    page.select_option(".gpipe-explorer select[data-role=schedule]", schedule)
-    page.wait_for_function(f"window.GPIPE_EXPLORER.schedules[{schedule!r}].entries !== undefined")
-
-
 def test_explorer_controls_redraw_chart_bubble_and_memory(server: str, page: object) -> None:
     page.goto(f"{server}/book/explorer.html")
     page.wait_for_selector(".gpipe-explorer rect[data-action]")
     k_slider = page.locator(".gpipe-explorer input[data-role=K]")
     K, M = int(k_slider.input_value()), int(page.locator(".gpipe-explorer input[data-role=M]").input_value())
-    before = _explorer(page)
+    before = explorer_state(page)
     assert before["bubble"] == f"{bubble_fraction(M, K):.3f}"
     ticks = {a: start for a, _, start in before["actions"]}
     assert ticks["F0@0"] == 0 and ticks[f"F{M - 1}@{K - 1}"] == M + K - 2  # the paper's table, one tick each
@@ -300,21 +271,21 @@ def test_explorer_controls_redraw_chart_bubble_and_memory(server: str, page: obj
     k_slider.focus()
     k_slider.press("ArrowRight")
     k_slider.press("ArrowRight")  # moved by the keyboard, as a reader would
-    after = _explorer(page)
+    after = explorer_state(page)
     assert int(k_slider.input_value()) == K + 2
     assert len(after["actions"]) == 2 * (K + 2) * M
     assert after["bubble"] == f"{bubble_fraction(M, K + 2):.3f}" != before["bubble"]
     assert after["formula"].endswith(f"= {bubble_fraction(M, K + 2):.3f}")
     assert after["memory"] == [M] * (K + 2)  # GPipe holds every micro-batch on every device
 
-    _pick(page, "1f1b")
-    onefb = _explorer(page)
+    pick(page, "1f1b")
+    onefb = explorer_state(page)
     assert onefb["memory"] == [min(K + 2 - d, M) for d in range(K + 2)]
     assert onefb["inflight"].startswith("[" + ", ".join(str(min(K + 2 - d, M)) for d in range(K + 2)))
 
     slow = page.locator(".gpipe-explorer input[data-role=cost]")
     slow.fill("1")  # backward = 2 forwards
-    costly = _explorer(page)
+    costly = explorer_state(page)
     assert max(s for _, _, s in costly["actions"]) > max(s for _, _, s in onefb["actions"])
     assert not page.js_errors, page.js_errors
 
@@ -322,9 +293,9 @@ def test_explorer_controls_redraw_chart_bubble_and_memory(server: str, page: obj
 def test_explorer_fits_a_phone_at_the_largest_table(server: str, phone: object) -> None:
     phone.goto(f"{server}/book/explorer.html")
     phone.wait_for_selector(".gpipe-explorer rect[data-action]")
-    _set(phone, "K", 8)
-    _set(phone, "M", 32)
-    state = _explorer(phone)
+    set_control(phone, "K", 8)
+    set_control(phone, "M", 32)
+    state = explorer_state(phone)
     assert len(state["actions"]) == 2 * 8 * 32
     assert state["pageWidth"] <= PHONE["width"], f"the page is {state['pageWidth']} px wide on a 375 px phone"
     assert 0 <= state["svgLeft"] and state["svgRight"] <= PHONE["width"], "the chart runs off the screen"
@@ -337,55 +308,11 @@ def test_explorer_fits_a_phone_at_the_largest_table(server: str, phone: object) 
 
 # ---------------------------------------------------------------- no solutions on the site
 
-def solution_fragments() -> list[str]:
-    """Distinctive lines of every solution block and hidden test in solutions/.
-
-    Lines the learner version or the public engine also contain are not secrets and are left out.
-    """
-    public = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "gpipe_core").glob("*.py"))
-    public += "\n".join(c.source for p in (ROOT / "notebooks").glob("*/*.ipynb")
-                        for c in nbformat.read(p, as_version=4).cells)
-    public = _normal(public)
-    fragments = set()
-    for path in sorted((ROOT / "solutions").glob("*/*.ipynb")):
-        for cell in nbformat.read(path, as_version=4).cells:
-            if cell.cell_type != "code":
-                continue
-            inside = False
-            for line in cell.source.splitlines():
-                if "### BEGIN SOLUTION" in line or "### BEGIN HIDDEN TESTS" in line:
-                    inside = True
-                elif "### END SOLUTION" in line or "### END HIDDEN TESTS" in line:
-                    inside = False
-                elif inside and len(line.strip()) >= 24 and _normal(line) not in public:
-                    fragments.add(_normal(line))
-    return sorted(fragments)
-
-
-def _normal(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def _site_text(path: Path) -> str:
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if path.suffix == ".html":
-        text = html.unescape(re.sub(r"<[^>]+>", "", text))
-    elif path.suffix == ".ipynb":
-        text = "\n".join(c.source for c in nbformat.reads(text, as_version=4).cells)
-    return _normal(text)
-
-
-def leaks(text: str, fragments: list[str]) -> list[str]:
-    """Solution markers and solution lines present in ``text`` (already normalised)."""
-    found = [m for m in MARKERS if m in text]
-    return found + [f for f in fragments if f in text]
-
-
 def test_leak_check_catches_a_planted_solution_line() -> None:
     fragments = solution_fragments()
     assert len(fragments) >= 10, "expected solution notebooks in solutions/ with ### BEGIN SOLUTION blocks"
     planted = "<pre><span class='k'>x</span> = 1\n" + html.escape(fragments[0]) + "</pre>"
-    assert leaks(_normal(html.unescape(re.sub(r"<[^>]+>", "", planted))), fragments) == [fragments[0]]
+    assert leaks(normal(html.unescape(re.sub(r"<[^>]+>", "", planted))), fragments) == [fragments[0]]
     assert leaks("### BEGIN HIDDEN TESTS", []) == ["BEGIN HIDDEN TESTS"]
 
 
@@ -393,5 +320,5 @@ def test_site_contains_no_solution_code_or_hidden_tests(site: Path) -> None:
     fragments = solution_fragments()
     files = [p for p in site.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES and "mathjax" not in p.parts]
     assert any(p.suffix == ".html" for p in files)
-    found = {str(p.relative_to(site)): hits for p in files if (hits := leaks(_site_text(p), fragments))}
+    found = {str(p.relative_to(site)): hits for p in files if (hits := leaks(site_text(p), fragments))}
     assert not found, f"solution code or hidden tests on the published site: {found}"
