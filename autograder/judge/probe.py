@@ -376,6 +376,42 @@ def task_assemble(m: Any, model: dict, costs: list[float], K: int, M: int, x: Te
     return out
 
 
+def stages_for_step(net: nn.Sequential, balance: list[int], x: Tensor, y: Tensor, M: int, seed: int) -> tuple:
+    """The engine's stages over ``net``, ready for one training step of M micro-batches (notebook 05's helper)."""
+    from gpipe_core.common import Loss
+    from gpipe_core.partition import split_module
+    from gpipe_core.stage import Stage
+
+    stages = [Stage(j, part, torch.device("cpu"), "never") for j, part in enumerate(split_module(net, balance))]
+    xs, ys = list(torch.tensor_split(x, M)), list(torch.tensor_split(y, M))
+    loss = Loss(nn.functional.cross_entropy, ys, [len(t) / len(x) for t in xs])
+    for stage in stages:
+        stage.begin_step(M, seed, loss if stage.index == len(stages) - 1 else None, None)
+    return stages, xs
+
+
+def _recorded(stage: Any, kind: str, calls: list) -> Any:
+    method = getattr(stage, {"F": "forward", "B": "backward"}[kind])
+
+    def call(microbatch: Any, value: Any) -> Any:
+        calls.append([kind, microbatch if type(microbatch) is int else _type_name(microbatch), stage.index])
+        return method(microbatch, value)
+
+    return call
+
+
+def task_execute(m: Any, model: dict, balance: list[int], table: list, M: int, x: Tensor, y: Tensor,
+                 seed: int) -> dict:
+    """The learner's ``run_table`` on real stages; every stage call recorded in the order it was made."""
+    net = build(model)
+    stages, xs = stages_for_step(net, balance, x, y, M, seed)
+    calls: list[list[Any]] = []
+    for stage in stages:
+        stage.forward, stage.backward = _recorded(stage, "F", calls), _recorded(stage, "B", calls)
+    losses = _learner(m, "run_table")(stages, table, xs)
+    return {"losses": losses, "grads": grads(net), "calls": calls}
+
+
 def task_train(m: Any, model: dict, balance: list[int], table: list, M: int, x: Tensor, y: Tensor,
                optimizer: list, steps: int) -> dict:
     from gpipe_core import GPipe

@@ -34,7 +34,8 @@ GRADED: dict[str, tuple[str, ...]] = {
     "03_scheduler": ("schedule.gpipe_schedule", "schedule.one_f_one_b_schedule", "schedule.ticks_from_orders"),
     "04_recomputation": ("checkpoint.Recompute.forward", "checkpoint.Recompute.backward"),
     "05_assembling": ("partition.balance_by_cost", "schedule.gpipe_schedule", "checkpoint.Recompute.forward",
-                      "checkpoint.Recompute.backward"),
+                      "checkpoint.Recompute.backward", "theory.bubble_fraction", "theory.ideal_speedup",
+                      "theory.peak_held"),
     "06_distributed": ("microbatch.weights", "reference.sequential_step", "distributed.pipe.DistributedPipe._weighted"),
     "07_beat_the_bubble": ("zoo.zb_h1_schedule", "zoo.interleaved_schedule", "puzzle_search.solve"),
 }
