@@ -162,14 +162,15 @@ class Runtime:
     def _run_threads(self, orders: Sequence[Sequence[Action]], inputs: Sequence[Any], grad: bool) -> None:
         workers = [threading.Thread(target=self._worker, args=(w, orders[w], inputs, grad),
                                     name=f"gpipe-worker-{w}", daemon=True) for w in range(self.workers)]
-        for t in workers:
-            t.start()
-        try:
+        try:  # an interrupt may land while threads are still starting: the started ones must stop too
+            for t in workers:
+                t.start()
             self._wait(workers)
         except BaseException:
             self._stop()
             for t in workers:
-                t.join(timeout=30)
+                if t.ident is not None:
+                    t.join(timeout=30)
             raise
         if self._error is not None:
             raise self._error

@@ -1,4 +1,4 @@
-"""Shared fixtures: a small model (helpers live in engine_helpers.py) and a guard on process-wide signal state.
+"""Shared fixtures: a small model (helpers live in the helpers package) and a guard on process-wide signal state.
 
 Every test must leave SIGINT's handler as it found it. A library that runs an
 asyncio loop in-process (``loop.add_signal_handler``) and never removes the
@@ -13,7 +13,7 @@ import signal
 from collections.abc import Iterator
 
 import pytest
-from engine_helpers import small_model
+from helpers.engine import small_model
 from torch import nn
 
 

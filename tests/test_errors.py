@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from engine_helpers import batch, small_model
+from helpers.engine import batch, small_model
 from torch import nn
 
 from gpipe_core import GPipe, StageError

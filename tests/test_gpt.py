@@ -8,7 +8,7 @@ import re
 
 import pytest
 import torch
-from engine_helpers import assert_grads_close
+from helpers.engine import assert_grads_close
 
 from gpipe_core import GPipe, sequential_step
 from gpipe_core.cli import main

@@ -133,3 +133,24 @@ def test_inference_runs_forwards_only() -> None:
 def test_unknown_executor_is_refused() -> None:
     with pytest.raises(ValueError, match=r"unknown executor 'processes'"):
         Runtime([FakeStage(0)], gpipe_schedule(1, 1), [0], executor="processes")
+
+
+def test_an_interrupt_while_workers_start_stops_the_started_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C can land between two ``Thread.start`` calls: the worker already running must stop as well."""
+    start = threading.Thread.start
+    started: list[threading.Thread] = []
+
+    def start_then_interrupt(self: threading.Thread) -> None:
+        if started:
+            raise KeyboardInterrupt
+        start(self)
+        started.append(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start_then_interrupt)
+    stages = [FakeStage(s, sleep=0.05) for s in range(3)]
+    runtime = Runtime(stages, gpipe_schedule(2, 3), [0, 1, 2])
+    if runtime.workers < 2:
+        pytest.skip("one core: a single worker runs on the calling thread")
+    with pytest.raises(KeyboardInterrupt):
+        runtime.run(["x0", "x1"], loss=object(), seed=0, measure_memory=False)
+    assert started and not started[0].is_alive()

@@ -14,7 +14,7 @@ import itertools
 
 import pytest
 import torch
-from engine_helpers import assert_grads_close
+from helpers.engine import assert_grads_close
 from torch import nn
 
 from gpipe_core import GPipe, sequential_step
