@@ -145,6 +145,14 @@ class Runtime:
     def _run_here(self, order: Sequence[Action], inputs: Sequence[Any]) -> None:
         """One worker on the calling thread: no hand-offs; the timeout is checked between actions."""
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        caller_threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            self._walk_here(order, inputs, deadline)
+        finally:
+            torch.set_num_threads(caller_threads)
+
+    def _walk_here(self, order: Sequence[Action], inputs: Sequence[Any], deadline: float | None) -> None:
         for action in order:
             stage = self.stages[action.stage]
             try:

@@ -103,7 +103,12 @@ def interleaved_schedule(M: int, K: int, V: int = 2) -> Schedule:
             order += [f, b]
         order += backwards[len(forwards) - warmup:]
         orders.append(order)
-    return ticks_from_orders(orders, loop_placement(K, V))
+    try:
+        return ticks_from_orders(orders, loop_placement(K, V))
+    except ScheduleError:  # a short last group can leave a device waiting on itself (e.g. K=5, M=7)
+        multiple = K * -(-M // K)
+        raise ValueError(f"interleaved 1F1B groups micro-batches K={K} at a time, and M={M} leaves a last group "
+                         f"that deadlocks: use M a multiple of K, e.g. M={multiple}") from None
 
 
 def zb_h1_schedule(M: int, K: int) -> Schedule:

@@ -154,3 +154,18 @@ def test_an_interrupt_while_workers_start_stops_the_started_ones(monkeypatch: py
     with pytest.raises(KeyboardInterrupt):
         runtime.run(["x0", "x1"], loss=object(), seed=0, measure_memory=False)
     assert started and not started[0].is_alive()
+
+
+def test_the_calling_thread_runs_with_the_threads_asked_for() -> None:
+    """threads_per_stage holds on the single-worker path too, and the caller's setting comes back."""
+    seen: list[int] = []
+
+    class Probe(FakeStage):
+        def forward(self, i: int, x: Any) -> Any:
+            seen.append(torch.get_num_threads())
+            return super().forward(i, x)
+
+    before = torch.get_num_threads()
+    Runtime([Probe(0)], gpipe_schedule(2, 1), [0], threads_per_stage=1).run(
+        ["x0", "x1"], loss=object(), seed=0, measure_memory=False)
+    assert seen == [1, 1] and torch.get_num_threads() == before

@@ -40,3 +40,11 @@ def test_builtin_schedule_equals_sequential(name: str, checkpoint: str, executor
 def test_virtual_builtin_refuses_another_v() -> None:
     with pytest.raises(ValueError, match=r"runs 2 stages per device, not virtual=3"):
         GPipe(small_model(layers=12), partitions=2, chunks=4, schedule="zbv", virtual=3)
+
+
+def test_interleaved_names_the_fix_when_a_short_group_deadlocks() -> None:
+    from gpipe_core.zoo import interleaved_schedule
+
+    with pytest.raises(ValueError, match=r"use M a multiple of K, e.g. M=10"):
+        interleaved_schedule(7, 5)
+    assert interleaved_schedule(10, 5)  # a multiple of K always works
