@@ -53,12 +53,13 @@ class ResilientExecute(NotebookClient):
                          shutdown_kernel="immediate",  # a stuck kernel is killed, not waited for
                          extra_arguments=["--HistoryManager.hist_file=:memory:", QUIET])
         self.limits = limits
+        self.on_cell_executed = _record_reply_error
 
     def run(self) -> Any:
         self.reset_execution_trackers()
         started = time.monotonic()
         deadline = started + self.limits.notebook_timeout_s
-        skipped: set[int] = set()  # cells that broke the kernel: never replayed
+        skipped: set[int] = set()  # cells that broke the kernel or ran out of time: never replayed
         stopped = ""  # once set, every remaining code cell is marked NotRun with this reason
         restarts = 0
         try:
@@ -75,6 +76,8 @@ class ResilientExecute(NotebookClient):
                     continue
                 problem = self._run_cell(cell, index, remaining)
                 if problem is None:
+                    if any(o.get("ename") == "CellTimeoutError" for o in cell.outputs):
+                        skipped.add(index)  # interrupted in time, but a replay would loop again
                     continue
                 self._fail(cell, *problem)
                 skipped.add(index)
@@ -176,6 +179,17 @@ class ResilientExecute(NotebookClient):
 def _cell_name(cell: Any, index: int) -> str:
     grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
     return f"{grade_id!r}" if grade_id else f"#{index}"
+
+
+def _record_reply_error(cell: Any, execute_reply: Any, **_: Any) -> None:
+    """Give the cell the error its reply reports when no output shows it (a timeout's CellTimeoutError)."""
+    content = (execute_reply or {}).get("content", {})
+    if content.get("status") != "error":
+        return
+    if not any(o.get("output_type") == "error" and o.get("ename") == content.get("ename") for o in cell.outputs):
+        cell.outputs.append(nbformat.v4.new_output("error", ename=str(content.get("ename", "")),
+                                                   evalue=str(content.get("evalue", "")),
+                                                   traceback=list(content.get("traceback", []))))
 
 
 def cap_outputs(cell: Any, limit: int) -> bool:

@@ -196,3 +196,22 @@ def test_scratch_must_hold_regular_files_only(tmp_path: Path) -> None:
     (scratch / "link").symlink_to(ROOT / "solutions")
     with pytest.raises(ValueError, match="regular files only"):
         run_sandboxed(["/bin/true"], scratch=scratch, limits=SMALL, view=None, timeout=10)
+
+
+@needs_sandbox
+def test_a_notebook_run_cuts_output_drops_html_and_survives_loops_and_exits(tmp_path: Path) -> None:
+    import nbformat
+
+    from autograder.execute import execute
+
+    cells = ["print('x' * 300_000)", "from IPython.display import HTML, display\ndisplay(HTML('<script>1</script>'))",
+             "while True:\n    pass", "import os\nos._exit(1)", "print('after')"]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), path)
+    ran = execute(path, replace(SMALL, cell_timeout_s=5, notebook_timeout_s=90, output_bytes_cell=10_000), None)
+    outputs = [c.outputs for c in ran.notebook.cells]
+    assert sum(len(o.get("text", "")) for o in outputs[0]) < 10_000 and "output cut" in outputs[0][-1]["text"]
+    assert all(set(o.get("data", {})) <= {"text/plain"} for o in outputs[1]), outputs[1]
+    assert [code for code, _ in ran.events] == ["TIMEOUT", "KERNEL_DIED"], ran.events
+    assert outputs[4][0]["text"] == "after\n", outputs[4]
+    assert not sandbox_processes()
