@@ -227,7 +227,7 @@ def _supervise(helper: list[str], stdin: bytes | None, timeout: float, limits: L
         r.join(timeout=5)
     reasons = [f"ran longer than {timeout:g} s and was stopped"] if timed_out else []
     reasons += tree.events()
-    leftover = tree.kill_all() + (_kill_uid(uid) if uid is not None else _kill_group(proc.pid))
+    leftover = (_kill_uid(uid) if uid is not None else _kill_group(proc.pid)) + tree.kill_all()
     if leftover:
         reasons.append(f"{leftover} process(es) still running after the sandbox ended were killed")
     if len(out) >= cap or len(err) >= cap:
