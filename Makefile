@@ -43,7 +43,8 @@ book: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
-# The GPU checks, on a machine with a GPU and its own torch: see benchmarks/gpu.sh.
+# The GPU checks and every solution notebook run on the GPU (pass/fail per graded cell), on a machine with a GPU
+# and its own torch: see benchmarks/gpu.sh ("make gpu" runs both parts, under 10 minutes).
 gpu:
 	bash benchmarks/gpu.sh
 
