@@ -283,7 +283,7 @@ def predictions(ask, rng: random.Random):
         for (M, K), (bubble, peak, speedup) in zip(cases, replies):
             where = f"M={M}, K={K}"
             got = number(bubble.value(), f"predict_bubble({M}, {K})")
-            expect(abs(got - theory.bubble_fraction(M, K)) <= 1e-9,
+            expect(abs(got - theory.bubble_fraction(M, K)) <= 1e-6,  # float32 answers are fine
                    f"{where}: your bubble {got:.6g} is not a stage's idle fraction of the step: count a stage's "
                    "idle slots in the table and divide by the step's length")
             got = peak.value()
@@ -291,7 +291,7 @@ def predictions(ask, rng: random.Random):
                    f"{where}: your peak {got!r:.30} is not the most micro-batches a stage holds: count the forwards "
                    "a stage has run before its first backward")
             got, want = number(speedup.value(), f"predict_speedup({M}, {K})"), theory.ideal_speedup(M, K)
-            expect(abs(got - want) <= 1e-9 * want, f"{where}: your speedup {got:.6g} is not one device's time over "
+            expect(abs(got - want) <= 1e-6 * want, f"{where}: your speedup {got:.6g} is not one device's time over "
                    "the pipeline's: one device runs K*M stage slots, the pipeline M+K-1 (the bubble included)")
 
     return verify
