@@ -393,9 +393,10 @@ def stages_for_step(net: nn.Sequential, balance: list[int], x: Tensor, y: Tensor
 def _recorded(stage: Any, kind: str, calls: list) -> Any:
     method = getattr(stage, {"F": "forward", "B": "backward"}[kind])
 
-    def call(microbatch: Any, value: Any) -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:  # positional or by name, as Stage's own signature allows
+        microbatch = args[0] if args else kwargs.get("microbatch")
         calls.append([kind, microbatch if type(microbatch) is int else _type_name(microbatch), stage.index])
-        return method(microbatch, value)
+        return method(*args, **kwargs)
 
     return call
 
