@@ -68,7 +68,9 @@ def worker_of_ranks(devices: Sequence[torch.device], placement: Sequence[int], e
     cpu_workers = min(len(cpu_ranks), os.cpu_count() or 1)
     workers = {}
     for r, d in rank_device.items():
-        workers[r] = cuda.index(str(d)) if d.type == "cuda" else len(cuda) + cpu_ranks.index(r) % cpu_workers
+        # CPU ranks in contiguous blocks: a micro-batch's hop to the next rank then mostly stays on its worker
+        workers[r] = cuda.index(str(d)) if d.type == "cuda" else \
+            len(cuda) + cpu_ranks.index(r) * cpu_workers // len(cpu_ranks)
     return [workers[r] for r in range(len(rank_device))]
 
 
@@ -170,20 +172,33 @@ class Runtime:
     def _run_threads(self, orders: Sequence[Sequence[Action]], inputs: Sequence[Any], grad: bool) -> None:
         workers = [threading.Thread(target=self._worker, args=(w, orders[w], inputs, grad),
                                     name=f"gpipe-worker-{w}", daemon=True) for w in range(self.workers)]
-        try:  # an interrupt may land while threads are still starting: the started ones must stop too
+        self._running, self._all_done = len(workers), threading.Event()
+        launched: list[threading.Thread] = []
+        try:  # an interrupt may land while threads are still starting: the launched ones must stop too
             for t in workers:
+                launched.append(t)
                 t.start()
             self._wait(workers)
         except BaseException:
             self._stop()
-            for t in workers:
-                if t.ident is not None:
+            for t in launched:
+                # start() may have been interrupted after the thread began but before it reported in
+                if t._started.wait(1.0):  # noqa: SLF001 - the only way to tell "began" from "never began"
                     t.join(timeout=30)
             raise
         if self._error is not None:
             raise self._error
 
     def _worker(self, w: int, order: Sequence[Action], inputs: Sequence[Any], grad: bool) -> None:
+        try:
+            self._walk(w, order, inputs, grad)
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0:
+                    self._all_done.set()
+
+    def _walk(self, w: int, order: Sequence[Action], inputs: Sequence[Any], grad: bool) -> None:
         torch.set_num_threads(self.threads)
         with torch.set_grad_enabled(grad):
             for action in order:
@@ -254,14 +269,21 @@ class Runtime:
     # -- stopping ---------------------------------------------------------------------------------
 
     def _wait(self, workers: list[threading.Thread]) -> None:
+        """Wait for every worker to finish, on an event rather than ``Thread.join``.
+
+        A KeyboardInterrupt that lands inside ``Thread.join(timeout)`` can leave
+        CPython (3.11) believing a still-running thread has stopped, and later
+        joins then return at once; an interrupted ``Event.wait`` has no such effect.
+        """
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        for t in workers:
-            while t.is_alive():
-                t.join(0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic())))
-                if deadline is not None and time.monotonic() >= deadline and t.is_alive():
-                    busy = ", ".join(f"stage {a.stage} in {a}" for a in self.current if a is not None)
-                    raise TimeoutError(f"the step took longer than timeout={self.timeout}s (last actions: {busy}); "
-                                       "look for a stage that never returns, or raise the timeout")
+        while not self._all_done.is_set():
+            self._all_done.wait(0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic())))
+            if deadline is not None and time.monotonic() >= deadline and not self._all_done.is_set():
+                busy = ", ".join(f"stage {a.stage} in {a}" for a in self.current if a is not None)
+                raise TimeoutError(f"the step took longer than timeout={self.timeout}s (last actions: {busy}); "
+                                   "look for a stage that never returns, or raise the timeout")
+        for t in workers:  # each has left its loop; let it leave the thread too
+            t.join()
 
     def _stop(self) -> None:
         """Ask every worker to stop and wake the ones blocked on an inbox."""

@@ -66,7 +66,10 @@ class WeightWork:
                     pin.remove()
             for p, g in zip(params, found):
                 if g is not None:
-                    p.grad = g if p.grad is None else p.grad + g
+                    if p.grad is None:
+                        p.grad = g
+                    else:
+                        p.grad.add_(g)  # in place, as autograd accumulates a B's gradient
         if self.rest and self.pairs:
             torch.autograd.backward([o for o, _ in self.pairs], [g for _, g in self.pairs], inputs=self.rest)
         self.groups, self.rest, self.pairs = [], [], []

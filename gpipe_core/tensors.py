@@ -20,12 +20,12 @@ Value = Any  # a Tensor or a tuple of Tensors
 
 
 def as_tuple(value: Value) -> tuple[Any, ...]:
-    return value if isinstance(value, tuple) else (value,)
+    return value if type(value) is tuple else (value,)
 
 
 def like(template: Value, items: tuple[Any, ...] | list[Any]) -> Value:
     """``items`` shaped like ``template``: a bare item for a tensor, a tuple for a tuple."""
-    return tuple(items) if isinstance(template, tuple) else items[0]
+    return tuple(items) if type(template) is tuple else items[0]
 
 
 def check(value: Value, what: str) -> None:
@@ -45,11 +45,15 @@ def needs_grad(t: Any) -> bool:
 
 def leaves(value: Value, requires_grad: bool) -> Value:
     """Fresh autograd leaves (sharing memory) for the float tensors of ``value``; others as they are."""
+    if type(value) is Tensor and value.is_floating_point():  # the common case, without the tuple machinery
+        return value.detach().requires_grad_(requires_grad)
     return like(value, [t.detach().requires_grad_(requires_grad) if needs_grad(t) else t
                         for t in as_tuple(value)])
 
 
 def detach(value: Value) -> Value:
+    if type(value) is Tensor:
+        return value.detach()
     return like(value, [t.detach() if isinstance(t, Tensor) else t for t in as_tuple(value)])
 
 
@@ -64,6 +68,10 @@ def first(value: Value) -> Tensor:
 
 def backward(out: Value, grad: Value | None) -> None:
     """Back-propagate ``grad`` (None: ``out`` is a scalar loss) through the outputs that carry a graph."""
+    if type(out) is Tensor:
+        if out.requires_grad:
+            torch.autograd.backward(out, grad)
+        return
     pairs = grad_pairs(out, grad)
     if pairs:
         torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
@@ -79,6 +87,8 @@ def grad_pairs(out: Value, grad: Value | None) -> list[tuple[Tensor, Tensor | No
 
 def grads_of(x: Value) -> Value | None:
     """The gradients that landed on the leaves ``x`` (None for tensors that take none)."""
+    if type(x) is Tensor:
+        return x.grad if x.requires_grad else None
     items = as_tuple(x)
     grads = [t.grad if isinstance(t, Tensor) and t.requires_grad else None for t in items]
     if all(g is None for g in grads):

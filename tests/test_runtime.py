@@ -90,7 +90,7 @@ def test_workers_follow_cores_and_devices() -> None:
     assert worker_of_ranks([cpu] * 4, [0, 1, 2, 3], "inline") == [0, 0, 0, 0]
     workers = worker_of_ranks([cpu] * 4, [0, 1, 2, 3], "threads")
     cores = min(4, __import__("os").cpu_count() or 1)
-    assert len(set(workers)) == cores and workers[:cores] == list(range(cores))
+    assert len(set(workers)) == cores and workers == sorted(workers)  # contiguous blocks of ranks per worker
     stages, runtime, _ = run(gpipe_schedule(2, 4), 4)
     names = set().union(*(s.thread for s in stages))
     assert len(names) == runtime.workers == cores  # never more threads than cores for CPU stages
