@@ -48,6 +48,7 @@ SUSPECT_MODULES = {"builtins": "imports builtins", "importlib": "imports importl
                    "gc": "imports gc (object surgery)", "ctypes": "imports ctypes", "inspect": "imports inspect",
                    "autograder": "imports the grader", "IPython": "imports IPython internals"}
 EVENTS = {"pre_run_cell", "post_run_cell", "pre_execute", "post_execute"}
+RUNTIME = "uses the engine's own executor (gpipe_core.runtime), which 05 asks learners to write"
 
 
 def _blocked(assignment: str) -> tuple[str, ...]:
@@ -93,12 +94,16 @@ def suspicious(tree: ast.Module, graded_names: set[str]) -> list[str]:
                     found[SUSPECT_MODULES[root]] = None
                 if name.startswith("gpipe_core.grading") or name == "torch.testing":
                     found[f"imports {name}"] = None
+                if name.startswith("gpipe_core.runtime"):
+                    found[RUNTIME] = None
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gpipe_core"):
                 for alias in node.names:
                     if alias.name.startswith("_"):
                         found[f"imports gpipe_core's private {alias.name}"] = None
                     if alias.name in graded_names:
                         found[f"uses gpipe_core's own {alias.name}"] = None
+                    if alias.name in ("Runtime", "runtime"):
+                        found[RUNTIME] = None
         elif isinstance(node, ast.Attribute):
             dotted = _dotted(node)
             reason = SUSPECT_ATTRIBUTES.get(node.attr)

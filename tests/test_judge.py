@@ -232,3 +232,15 @@ def test_forged_replies_score_zero_without_crashing_the_grader() -> None:
     result = grade_submission("01_microbatching", solution("01_microbatching"), forger, seed=8)
     assert result.total == 0
     assert any("unexpected shape" in f for f in result.flags)
+
+
+def test_the_audit_flags_the_engines_own_executor() -> None:
+    """05 asks for a tick-by-tick executor; running the table on gpipe_core's Runtime is flagged for review."""
+    import ast
+
+    from autograder.audit import RUNTIME, suspicious
+
+    for code in ("from gpipe_core.runtime import Runtime", "import gpipe_core.runtime as r",
+                 "from gpipe_core import runtime"):
+        assert RUNTIME in suspicious(ast.parse(code), set()), code
+    assert RUNTIME not in suspicious(ast.parse("from gpipe_core.stage import Stage"), set())
