@@ -17,8 +17,6 @@ from typing import Any
 
 import torch
 
-from gpipe_core.experiments import interleaved_times
-
 
 @dataclass
 class Timing:
@@ -33,9 +31,41 @@ def timeit(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> Timing:
 
 def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1,
                 clock: Callable[[], float] = time.perf_counter) -> dict[str, Timing]:
-    """Time several candidates round-robin (a, b, a, b, ...) so drift hits them alike."""
-    runs = interleaved_times(fns, repeats, warmup, clock)
+    """Time several candidates in rounds, the order reversed every other round (a b, b a, a b, ...).
+
+    Drift in the machine's load hits every candidate alike, and whatever one
+    candidate leaves behind for the next (freed memory, warm caches, gradients
+    to accumulate into) favours each side equally often. ``runs[k][r]`` is
+    candidate k's time in round r, so two candidates' runs pair up by round.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    runs: dict[str, list[float]] = {k: [] for k in fns}
+    names = list(fns)
+    for r in range(repeats):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            start = clock()
+            fns[name]()
+            runs[name].append(clock() - start)
     return {k: Timing(statistics.median(v), max(v) - min(v), v) for k, v in runs.items()}
+
+
+def attainable_speedup(ideal: float, ceiling: float, K: int = 2) -> float:
+    """The speedup a perfect K-stage engine could reach on this machine, not on ideal hardware.
+
+    ``ceiling`` is how much faster K threads run the stages' work than one
+    thread does with no dependencies at all (K on perfect hardware). Every
+    overlapped action is slowed by K / ceiling, so the ideal overlap shrinks by
+    that factor; below 1 the engine does best to run the stages one after the
+    other, which a single-worker executor does.
+    """
+    return max(1.0, ideal * ceiling / K)
+
+
+def paired(a: Timing, b: Timing) -> list[float]:
+    """a/b round by round: each ratio compares two runs made back to back, so slow phases cancel."""
+    return [x / y for x, y in zip(a.runs, b.runs)]
 
 
 def ratio_spread(a: Timing, b: Timing) -> float:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from benchmarks import gpu_notebooks
-from benchmarks.common import Row, median_ci
+from benchmarks.common import Row, attainable_speedup, interleaved, median_ci, paired
 from benchmarks.runtime_overhead import Scale, StageClock, _plain_loop, measure, stages_of
 from gpipe_core import GPipe
 
@@ -48,6 +48,25 @@ def test_estimate_row_spread_covers_its_interval() -> None:
     assert row.value == 4.0 and (row.low, row.high) == (1.0, 10.0)
     assert row.spread == 6.0 and row.met is True
     assert row.as_json()["low"] == 1.0
+
+
+def test_interleaved_reverses_the_order_every_other_round_and_pairs_by_round() -> None:
+    """No candidate always runs first (what one leaves behind favours each side equally often)."""
+    calls: list[str] = []
+    ticks = iter(range(1000))
+    t = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=4, warmup=1,
+                    clock=lambda: float(next(ticks)))
+    assert calls == ["a", "b"] + ["a", "b", "b", "a", "a", "b", "b", "a"]  # warm-ups, then a b / b a rounds
+    assert len(t["a"].runs) == len(t["b"].runs) == 4 and all(v == 1.0 for v in t["a"].runs)
+    slow = type(t["a"])(0.0, 0.0, [2.0, 4.0, 6.0])
+    fast = type(t["a"])(0.0, 0.0, [1.0, 2.0, 2.0])
+    assert paired(slow, fast) == [2.0, 2.0, 3.0]
+
+
+def test_attainable_speedup_scales_the_ideal_by_the_machine_and_never_drops_below_serial() -> None:
+    assert attainable_speedup(1.78, 2.0) == pytest.approx(1.78)  # perfect hardware: the ideal itself
+    assert attainable_speedup(1.78, 1.8) == pytest.approx(1.602)
+    assert attainable_speedup(1.94, 0.9) == 1.0  # two threads slower than one: run the stages in turn
 
 
 def test_stage_clock_counts_every_call_and_comes_off_cleanly() -> None:
