@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from gpipe_core.experiments import interleaved_times
+
 
 @dataclass
 class Timing:
@@ -31,23 +33,8 @@ def timeit(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> Timing:
 
 def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1,
                 clock: Callable[[], float] = time.perf_counter) -> dict[str, Timing]:
-    """Time several candidates in rounds, the order reversed every other round (a b, b a, a b, ...).
-
-    Drift in the machine's load hits every candidate alike, and whatever one
-    candidate leaves behind for the next (freed memory, warm caches, gradients
-    to accumulate into) favours each side equally often. ``runs[k][r]`` is
-    candidate k's time in round r, so two candidates' runs pair up by round.
-    """
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    runs: dict[str, list[float]] = {k: [] for k in fns}
-    names = list(fns)
-    for r in range(repeats):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            start = clock()
-            fns[name]()
-            runs[name].append(clock() - start)
+    """:func:`gpipe_core.experiments.interleaved_times` (alternating order, paired by round), as Timings."""
+    runs = interleaved_times(fns, repeats, warmup, clock)
     return {k: Timing(statistics.median(v), max(v) - min(v), v) for k, v in runs.items()}
 
 

@@ -29,19 +29,24 @@ def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> 
 
 def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int = 3, warmup: int = 1,
                       clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
-    """Time candidates round-robin (a, b, a, b, ...) so drift on a shared machine hits them alike.
+    """Time candidates in rounds, the order reversed every other round (a b, b a, a b, ...).
 
-    ``clock`` is wall time by default; ``time.process_time`` measures the CPU time
-    of this process instead (all its threads), which other tenants disturb less.
+    Drift on a shared machine hits every candidate alike, and whatever one
+    leaves behind for the next (freed memory, warm caches) favours each side
+    equally often. ``runs[k][r]`` is candidate k's time in round r, so two
+    candidates pair up by round. ``clock`` is wall time by default;
+    ``time.process_time`` measures the CPU time of this process instead (all
+    its threads), which other tenants disturb less.
     """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     runs: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    names = list(fns)
+    for r in range(repeats):
+        for name in (names if r % 2 == 0 else names[::-1]):
             start = clock()
-            fn()
+            fns[name]()
             runs[name].append(clock() - start)
     return runs
 

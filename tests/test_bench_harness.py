@@ -19,7 +19,7 @@ from torch import nn
 
 from benchmarks import gpu_notebooks
 from benchmarks.common import Row, attainable_speedup, interleaved, median_ci, paired
-from benchmarks.runtime_overhead import Scale, StageClock, _plain_loop, measure, stages_of
+from benchmarks.runtime_overhead import Scale, StageClock, _plain_loop, _two_thread_loop, measure, stages_of
 from gpipe_core import GPipe
 
 
@@ -67,6 +67,27 @@ def test_attainable_speedup_scales_the_ideal_by_the_machine_and_never_drops_belo
     assert attainable_speedup(1.78, 2.0) == pytest.approx(1.78)  # perfect hardware: the ideal itself
     assert attainable_speedup(1.78, 1.8) == pytest.approx(1.602)
     assert attainable_speedup(1.94, 0.9) == 1.0  # two threads slower than one: run the stages in turn
+
+
+def test_hand_written_two_thread_loop_makes_the_plain_loops_calls() -> None:
+    """The threads row's reference does the same work as the plain loop: the same gradients.
+
+    Its backwards run in reverse micro-batch order, so the sums are added in
+    another order: equal up to float rounding, not to the bit.
+    """
+    M = 8
+    model = nn.Sequential(Scale(), Scale())
+    with torch.no_grad():
+        model[0].w.fill_(0.5), model[1].w.fill_(-2.0)
+    x, y = torch.randn(M, 1), torch.randn(M, 1)
+    grads = []
+    for loop in (_plain_loop, _two_thread_loop):
+        model.zero_grad(set_to_none=True)
+        loop(model, x, y, M)
+        grads.append([p.grad.clone() for p in model.parameters()])
+    assert all(g is not None and g.abs().sum() > 0 for g in grads[0])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=0)
 
 
 def test_stage_clock_counts_every_call_and_comes_off_cleanly() -> None:
