@@ -11,11 +11,11 @@ thread. Either way, a worker executes one action at a time through the same
 body, :meth:`Runtime._execute`, and a message to a stage of the same worker
 never touches a queue.
 
-Stages talk through messages keyed by kind, micro-batch and receiving stage:
-a forward output goes to the next stage, an input gradient to the previous
-one. On CUDA a message carries an event recorded after the tensor was
-produced (and copied to the receiver's device); the receiver's stream waits
-on it, so the host never blocks on the GPU.
+Stages talk through messages (:mod:`gpipe_core.mailbox`). The walker times
+each action, and the shortest time each stage and kind has taken tells the
+mailbox when waking another worker would cost more than the action it
+enables (stages of microseconds): then a wake-up waits a little and serves
+several messages.
 
 Failure is first-class: the first exception in any worker stops every worker
 (blocked ones are woken by an abort message) and reaches the caller as a
@@ -26,7 +26,6 @@ KeyboardInterrupt or a timeout in the caller stops the workers the same way.
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
 from collections.abc import Sequence
@@ -35,13 +34,12 @@ from typing import Any
 
 import torch
 
-from . import tensors
 from .common import Loss, StageError, default_threads
+from .mailbox import Aborted, Post
 from .memory import MemoryMeter
 from .schedule import Action, Schedule
 from .stage import Stage
 
-_ABORT = object()
 EXECUTORS = ("threads", "inline")
 
 
@@ -52,10 +50,6 @@ class StepResult:
     outputs: dict[int, Any]
     stamps: list[tuple[int, torch.device, list[tuple[int, str, Any, Any]]]]
     memory: list[int] | None  # peak activation bytes per device, when measured
-
-
-class _Aborted(Exception):
-    pass
 
 
 def worker_of_ranks(devices: Sequence[torch.device], placement: Sequence[int], executor: str) -> list[int]:
@@ -92,6 +86,8 @@ class Runtime:
         self._training = self._split(table)
         self._inference: dict[int, list[list[Action]]] = {}
         self.current: list[Action | None] = [None] * self.workers
+        # the shortest wall time of each (stage, kind) in the last step: what the mailbox expects of the next
+        self.shortest: dict[tuple[int, str], float] = {}
 
     def _split(self, table: Schedule) -> list[list[Action]]:
         """Each worker's actions in tick order."""
@@ -118,8 +114,8 @@ class Runtime:
             last = stage.index == len(self.stages) - 1
             stage.begin_step(len(inputs), seed, loss if last else None, meters.get(self.placement[stage.index]))
         orders = self._training if grad else self._forward_only(len(inputs))
-        self._inbox = [queue.SimpleQueue() for _ in range(self.workers)]
-        self._stash: list[dict[tuple[str, int, int], Any]] = [{} for _ in range(self.workers)]
+        self._post = Post(self.worker_of_stage, self.workers)
+        self._seen: dict[tuple[int, str], float] = {}
         self._abort = threading.Event()
         self._error: BaseException | None = None
         self._lock = threading.Lock()
@@ -130,6 +126,7 @@ class Runtime:
                 self._run_here(orders[0], inputs)
             else:
                 self._run_threads(orders, inputs, grad)
+                self.shortest = self._seen  # a step that raised leaves the estimate as it was
         for stage in self.stages:
             if stage.stream is not None:
                 stage.stream.synchronize()
@@ -200,22 +197,31 @@ class Runtime:
 
     def _walk(self, w: int, order: Sequence[Action], inputs: Sequence[Any], grad: bool) -> None:
         torch.set_num_threads(self.threads)
+        outbox, clock, never = self._post.outbox[w], time.perf_counter, float("inf")
+        shortest, seen = self.shortest, self._seen  # last step's times are read; this step's are written
+        keys = [(a.stage, a.kind) for a in order] + [None]  # the cost table's keys, looked up on the hot path
         with torch.set_grad_enabled(grad):
-            for action in order:
+            for k, action in enumerate(order):
                 if self._abort.is_set():
                     return
                 stage = self.stages[action.stage]
+                outbox.next_cost = shortest.get(keys[k + 1], never)  # after the last action: never, so it rings
+                start = clock()
                 try:
                     if stage.stream is None:
                         self._execute(w, action, inputs)
                     else:
                         with _on_stream(stage):
                             self._execute(w, action, inputs)
-                except _Aborted:
+                except Aborted:
                     return
                 except BaseException as exc:  # noqa: BLE001 - every failure must reach the caller
                     self._fail(action, exc)
                     return
+                end = clock()
+                if end - start < seen.get(keys[k], never):
+                    seen[keys[k]] = end - start
+                outbox.tick(end)
 
     # -- one action, shared by every worker ---------------------------------------------------------
 
@@ -224,47 +230,19 @@ class Runtime:
         stage, last = self.stages[s], s == len(self.stages) - 1
         self.current[w] = action
         if kind == "F":
-            out = stage.forward(i, inputs[i] if s == 0 else self._recv(w, stage, "F", i))
+            out = stage.forward(i, inputs[i] if s == 0 else self._post.recv(w, stage, "F", i))
             if last:
                 self._outputs[i] = out
             else:
-                self._send(stage, self.stages[s + 1], "F", i, out)
+                self._post.send(stage, self.stages[s + 1], "F", i, out)
         elif kind == "W":
             stage.backward_weight(i)
         else:
-            grad = None if last else self._recv(w, stage, "G", i)
+            grad = None if last else self._post.recv(w, stage, "G", i)
             grad_in = stage.backward(i, grad) if kind == "B" else stage.backward_input(i, grad)
             if s > 0:
-                self._send(stage, self.stages[s - 1], "G", i, grad_in)
+                self._post.send(stage, self.stages[s - 1], "G", i, grad_in)
         self.current[w] = None
-
-    def _send(self, src: Stage, dst: Stage, kind: str, i: int, value: Any) -> None:
-        event = None
-        if value is not None and dst.device != src.device:
-            value = tensors.to(value, dst.device, non_blocking=src.stream is not None and dst.stream is not None)
-        if src.stream is not None:
-            event = torch.cuda.Event()
-            event.record(src.stream)
-        w = self.worker_of_stage[dst.index]
-        if w == self.worker_of_stage[src.index]:
-            self._stash[w][kind, i, dst.index] = (value, event)
-        else:
-            self._inbox[w].put((kind, i, dst.index, value, event))
-
-    def _recv(self, w: int, stage: Stage, kind: str, i: int) -> Any:
-        stash, key = self._stash[w], (kind, i, stage.index)
-        while key not in stash:  # only a worker among several ever waits here
-            message = self._inbox[w].get()
-            if message is _ABORT:
-                raise _Aborted
-            stash[message[:3]] = message[3:]
-        value, event = stash.pop(key)
-        if event is not None and stage.stream is not None:
-            stage.stream.wait_event(event)
-            for t in tensors.as_tuple(value):
-                if isinstance(t, torch.Tensor) and t.device.type == "cuda":
-                    t.record_stream(stage.stream)
-        return value
 
     # -- stopping ---------------------------------------------------------------------------------
 
@@ -288,8 +266,7 @@ class Runtime:
     def _stop(self) -> None:
         """Ask every worker to stop and wake the ones blocked on an inbox."""
         self._abort.set()
-        for box in self._inbox:
-            box.put(_ABORT)
+        self._post.abort()
 
     def _fail(self, action: Action, exc: BaseException) -> None:
         with self._lock:

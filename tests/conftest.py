@@ -1,4 +1,4 @@
-"""Shared fixtures: a small model (helpers live in the helpers package) and a guard on process-wide signal state.
+"""Shared fixtures: a small model, the book's site and browser (helpers.book), and a guard on signal state.
 
 Every test must leave SIGINT's handler as it found it. A library that runs an
 asyncio loop in-process (``loop.add_signal_handler``) and never removes the
@@ -13,6 +13,7 @@ import signal
 from collections.abc import Iterator
 
 import pytest
+from helpers.book import browser, page, phone, server, site  # noqa: F401 - fixtures of tests/test_book.py
 from helpers.engine import small_model
 from torch import nn
 

@@ -18,30 +18,32 @@ missing browser fails these tests instead of skipping them.
 
 from __future__ import annotations
 
-import functools
 import html
-import http.server
 import importlib.util
 import re
-import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from book_helpers import explorer_state, leaks, normal, pick, set_control, site_text, solution_fragments
+
+# the book's fixtures (site, server, browser, page, phone) live in helpers.book and come through conftest.py
+from helpers.book import (
+    PHONE,
+    TEXT_SUFFIXES,
+    explorer_state,
+    leaks,
+    normal,
+    open_page,
+    pick,
+    set_control,
+    site_text,
+    solution_fragments,
+)
 
 from gpipe_core.theory import bubble_fraction
 
 ROOT = Path(__file__).resolve().parents[1]
-SITE = ROOT / "_build" / "html"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-TEXT_SUFFIXES = {".html", ".txt", ".ipynb", ".md", ".js", ".json", ".py"}
-PHONE = {"width": 375, "height": 740}
 
 
 def _load(name: str, path: Path) -> object:
@@ -67,69 +69,6 @@ def toc_entries() -> list[str]:
 
 def learner_notebooks() -> list[str]:
     return [e for e in toc_entries() if e.startswith("notebooks/")]
-
-
-@pytest.fixture(scope="module")
-def site() -> Path:
-    result = subprocess.run([sys.executable, str(ROOT / "book" / "build.py")], cwd=ROOT,
-                            capture_output=True, text=True, timeout=1400)
-    assert result.returncode == 0, (
-        f"book/build.py failed (exit {result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}")
-    assert (SITE / "index.html").is_file()
-    return SITE
-
-
-@pytest.fixture(scope="module")
-def server(site: Path) -> Iterator[str]:
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    thread.join(timeout=10)
-    httpd.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install it with `apt-get install -y chromium` (Debian/Ubuntu)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
-
-
-def _open(browser: object, server: str, offline: bool = True, **options: object) -> object:
-    """A page in a fresh context; with ``offline`` every request that is not to the local server fails."""
-    context = browser.new_context(**options)
-    if offline:
-        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server)
-                      else route.abort())
-    page = context.new_page()
-    page.js_errors = []
-    page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
-    return page
-
-
-@pytest.fixture
-def page(browser: object, server: str) -> Iterator[object]:
-    page = _open(browser, server, viewport={"width": 1280, "height": 900})
-    yield page
-    page.context.close()
-
-
-@pytest.fixture
-def phone(browser: object, server: str) -> Iterator[object]:
-    page = _open(browser, server, viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
-    yield page
-    page.context.close()
 
 
 # ---------------------------------------------------------------- pages and navigation
@@ -197,7 +136,7 @@ def test_formulas_render_without_network(site: Path, server: str, page: object) 
 
 def test_every_figure_is_sharp_and_captioned(site: Path, server: str, browser: object) -> None:
     pages = [e for e in launch.executed_pages(toc_entries()) if e.startswith("book/")]
-    page = _open(browser, server, viewport={"width": 1280, "height": 900}, device_scale_factor=2)
+    page = open_page(browser, server, viewport={"width": 1280, "height": 900}, device_scale_factor=2)
     problems, seen = [], 0
     for entry in pages:
         page.goto(f"{server}/{entry}.html")

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from helpers.ranks import assert_matches, run_bounded, save_steps, torchrun
 from torch import nn
 
 from gpipe_core import GPipe, sequential_step
@@ -29,7 +28,6 @@ from gpipe_core.cli import build_parser
 from gpipe_core.distributed import DistributedPipe, default_device, init, one_process, torchrun_command, worker_argv
 from gpipe_core.models import mlp
 
-ROOT = Path(__file__).resolve().parents[1]
 LOSS = nn.functional.cross_entropy
 N, M, SEEDS = 8, 4, (11, 12)  # batch, micro-batches, the seeds of two steps whose gradients accumulate
 BALANCES = {1: [6], 2: [4, 2], 4: [1, 2, 2, 1]}  # uneven on purpose
@@ -59,32 +57,7 @@ def references(K: int, schedule: str, checkpoint: str, dropout: float) -> dict[s
             "engine": (eng_losses, [p.grad for p in eng.parameters()])}
 
 
-def assert_matches(got: tuple[list[float], list], want: tuple[list[float], list], what: str) -> None:
-    torch.testing.assert_close(torch.tensor(got[0]), torch.tensor(want[0]), rtol=1e-5, atol=1e-7,
-                               msg=lambda m: f"losses differ from the {what}: {m}")
-    assert len(got[1]) == len(want[1])
-    for j, (a, b) in enumerate(zip(got[1], want[1])):
-        assert a is not None, f"parameter {j} has no gradient"
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=lambda m, j=j: f"grad {j} vs {what}: {m}")
-
-
 # ---------------------------------------------------------------- launching torchrun, bounded in time
-
-
-def torchrun(nprocs: int, args: list[str], timeout: float = 90) -> tuple[int, str, str, float]:
-    """Run ``torchrun --standalone`` (a free localhost port) in its own session; kill the session on timeout."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nprocs}", "--standalone", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"torchrun did not finish in {timeout}s:\n{out}\n{err}")
-    return proc.returncode, out, err, time.monotonic() - start
 
 
 def processes_mentioning(token: str) -> list[int]:
@@ -133,14 +106,8 @@ def test_gpipe_train_distributed_reports_like_gpipe_train(tmp_path: Path) -> Non
     cmd = [sys.executable, "-m", "gpipe_core.cli", "train", "--distributed", "-K", "2", "-M", "4", "--layers", "6",
            "--hidden-dim", "32", "--batch-size", "64", "--steps", "6", "--lr", "3e-3", "--schedule", "1f1b",
            "--quiet", "--gantt", str(gantt)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("gpipe train --distributed did not finish in 120 s")
-    assert proc.returncode == 0, f"{out}\n{err}"
+    code, out, err, _ = run_bounded(cmd, 120, "gpipe train --distributed")
+    assert code == 0, f"{out}\n{err}"
     assert "on 2 processes (gloo, cpu)" in out and "Schedule1F1B" in out
     losses = [float(v) for v in re.search(r"loss per step: (.*)", out).group(1).split()]
     assert len(losses) == 6 and losses[-1] < 0.9 * losses[0]
@@ -265,18 +232,10 @@ class _Boom(nn.Module):
 
 def worker_equivalence(out: str) -> None:
     init("cpu")
-    K, results = dist.get_world_size(), []
-    for schedule, checkpoint, dropout in CONFIGS:
-        x, y = make_batch()
-        pipe = DistributedPipe(make_model(dropout), balance=BALANCES[K], chunks=M, schedule=schedule,
-                               checkpoint=checkpoint, device="cpu")
-        losses = [pipe.step(x, y, LOSS, seed=s).item() for s in SEEDS]  # no zero_grad: the two steps accumulate
-        whole = pipe.gather_model()
-        if whole is not None:
-            results.append((losses, [p.grad for p in whole.parameters()]))
-    if dist.get_rank() == 0:
-        torch.save(results, out)
-    dist.destroy_process_group()
+    K = dist.get_world_size()
+    pipes = [lambda s=s, c=c, d=d: DistributedPipe(make_model(d), balance=BALANCES[K], chunks=M, schedule=s,
+                                                   checkpoint=c, device="cpu") for s, c, d in CONFIGS]
+    save_steps(out, pipes, make_batch, LOSS, SEEDS)
 
 
 def worker_fail(_token: str) -> None:

@@ -8,22 +8,19 @@ Every launch is bounded by a timeout that kills its whole process group.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
+from helpers.ranks import assert_matches, save_steps, torchrun
 from torch import nn
 
 from gpipe_core import GPipe, sequential_step
 from gpipe_core.models import mlp
 from gpipe_core.zoo import BUILTINS
 
-ROOT = Path(__file__).resolve().parents[1]
 LOSS = nn.functional.cross_entropy
 N, M, SEEDS = 16, 4, (11, 12)  # batch, micro-batches, two steps whose gradients accumulate
 CONFIGS = {2: [("zb-h1", "never", 0.2), ("interleaved", "except_last", 0.2), ("zb-h2", "always", 0.0)],
@@ -58,32 +55,11 @@ def references(K: int, name: str, checkpoint: str, dropout: float) -> dict[str, 
             "engine": (eng_losses, [p.grad for p in eng.parameters()])}
 
 
-def assert_matches(got: tuple[list[float], list], want: tuple[list[float], list], what: str) -> None:
-    torch.testing.assert_close(torch.tensor(got[0]), torch.tensor(want[0]), rtol=1e-5, atol=1e-7,
-                               msg=lambda m: f"losses differ from the {what}: {m}")
-    for j, (a, b) in enumerate(zip(got[1], want[1], strict=True)):
-        assert a is not None, f"parameter {j} has no gradient ({what})"
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=lambda m, j=j: f"grad {j} vs {what}: {m}")
-
-
-def torchrun(nprocs: int, args: list[str], timeout: float) -> tuple[int, str, str]:
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nprocs}", "--standalone", *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"torchrun did not finish in {timeout}s:\n{out}\n{err}")
-    return proc.returncode, out, err
-
-
 @pytest.mark.parametrize("K", [2, 4])
 @pytest.mark.timeout(240)
 def test_our_tables_on_torchs_runtime_match_engine_and_sequential(K: int, tmp_path: Path) -> None:
     out = tmp_path / "results.pt"
-    code, stdout, stderr = torchrun(K, [__file__, str(out)], timeout=200)
+    code, stdout, stderr, _ = torchrun(K, [__file__, str(out)], timeout=200)
     assert code == 0, f"torchrun failed:\n{stdout}\n{stderr}"
     results = torch.load(out)
     assert len(results) == len(CONFIGS[K])
@@ -99,19 +75,14 @@ def worker(out: str) -> None:
     from gpipe_core.distributed.export import TablePipe
 
     init("cpu")
-    K, results = dist.get_world_size(), []
-    for name, checkpoint, dropout in CONFIGS[K]:
-        x, y = make_batch()
+    K = dist.get_world_size()
+
+    def table_pipe(name: str, checkpoint: str, dropout: float) -> TablePipe:
         V = BUILTINS[name].virtual
-        pipe = TablePipe(make_model(dropout), balance=balance(K, V), chunks=M, schedule=name, virtual=V,
+        return TablePipe(make_model(dropout), balance=balance(K, V), chunks=M, schedule=name, virtual=V,
                          checkpoint=checkpoint, device="cpu")
-        losses = [pipe.step(x, y, LOSS, seed=s).item() for s in SEEDS]  # no zero_grad: the two steps accumulate
-        whole = pipe.gather_model()
-        if whole is not None:
-            results.append((losses, [p.grad for p in whole.parameters()]))
-    if dist.get_rank() == 0:
-        torch.save(results, out)
-    dist.destroy_process_group()
+
+    save_steps(out, [lambda c=c: table_pipe(*c) for c in CONFIGS[K]], make_batch, LOSS, SEEDS)
 
 
 if __name__ == "__main__":

@@ -58,12 +58,12 @@ def package_copy() -> Path:
 
 def probe_runner(assignment: str, limits: Limits, isolate: bool = True) -> Any:
     """``run_probe`` for :func:`autograder.judge.grade_submission`, sandboxed (``isolate=False``: --no-sandbox)."""
-    from ..judge import PROBE_SCRIPT, read_probe_output
+    from ..judge import install_probe, read_probe_output
 
     def run_probe(module_path: Path, request: dict) -> dict:
         with tempfile.TemporaryDirectory(prefix="gpipe-probe-") as tmp:
             scratch = Path(tmp)
-            shutil.copyfile(PROBE_SCRIPT, scratch / "probe.py")
+            install_probe(scratch)
             shutil.copyfile(module_path, scratch / "learner.py")
             result = run_sandboxed([sys.executable, "probe.py", "learner.py"], scratch=scratch,
                                    limits=replace(limits, output_bytes_notebook=PROBE_BYTES),

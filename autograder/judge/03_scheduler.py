@@ -10,31 +10,18 @@ included.
 
 from __future__ import annotations
 
-import copy
 import random
 
 import torch
-from torch import nn
 
-from autograder.judge.base import Checks, Failed, close, expect, number, same_grads
-from autograder.judge.probe import Foreign, build
-from gpipe_core import ScheduleError, gpipe_schedule, one_f_one_b_schedule, render, sequential_step, validate
+from autograder.judge.base import Checks, expect, number
+from autograder.judge.probe_harness import build
+from autograder.judge.tables import learner_table, matches_sequential
+from gpipe_core import gpipe_schedule, one_f_one_b_schedule, render
 from gpipe_core.partition import balance_by_count
 from gpipe_core.schedule import Action
 
 CHECKS = Checks()
-
-
-def _table(got: object, M: int, K: int, what: str) -> list[list[Action]]:
-    expect(type(got) is list and all(type(t) is list for t in got),
-           f"{what}: a schedule is a list of ticks, each tick a list of Action(kind, microbatch, stage); "
-           f"got {type(got).__name__}")
-    bad = [a for t in got for a in t if type(a) is not Action or isinstance(a, Foreign)]
-    expect(not bad, f"{what}: a tick holds {bad[:1]!r}, not an Action")
-    try:
-        return validate(got, M, K)
-    except ScheduleError as exc:
-        raise Failed(f"{what}: your table cannot run: {exc}") from None
 
 
 def _sizes(rng: random.Random, count: int, top: int = 9) -> list[tuple[int, int]]:
@@ -54,7 +41,7 @@ def fill_drain(ask, rng: random.Random):
 
     def verify() -> None:
         for (M, K), reply in zip(cases, replies):
-            table = _table(reply.value(f"fill_drain_schedule({M}, {K})"), M, K, f"M={M}, K={K}")
+            table = learner_table(reply.value(f"fill_drain_schedule({M}, {K})"), M, K, None, f"M={M}, K={K}")
             orders = [[a.microbatch for t in table for a in t if a.kind == "B" and a.stage == j] for j in range(K)]
             expect(all(o == list(range(M - 1, -1, -1)) for o in orders),
                    f"M={M}, K={K}: each stage must run its backwards from micro-batch {M - 1} down to 0 (GPipe's "
@@ -116,14 +103,7 @@ def engine_run(ask, rng: random.Random):
             where = f"your M={M}, K={K} table on the engine"
             got = reply.value(where)
             ref = build(_blocks(seed))
-            want = sequential_step(copy.deepcopy(ref), x, y, nn.functional.cross_entropy,
-                                   balance=balance_by_count(len(ref), K), chunks=M, seed=seed)
-            model = build(_blocks(seed))
-            sequential_step(model, x, y, nn.functional.cross_entropy, balance=balance_by_count(len(model), K),
-                            chunks=M, seed=seed)
-            close(got["loss"], want, f"{where}: the loss (against the sequential model's)", rtol=1e-5, atol=0)
-            same_grads(got["grads"], [p.grad for p in model.parameters()], [n for n, _ in model.named_parameters()],
-                       where)
+            matches_sequential(got["loss"], got["grads"], ref, x, y, balance_by_count(len(ref), K), M, seed, where)
 
     return verify
 
@@ -135,7 +115,7 @@ def one_f_one_b(ask, rng: random.Random):
 
     def verify() -> None:
         for (M, K), reply in zip(cases, replies):
-            table = _table(reply.value(f"one_f_one_b({M}, {K})"), M, K, f"1F1B, M={M}, K={K}")
+            table = learner_table(reply.value(f"one_f_one_b({M}, {K})"), M, K, None, f"1F1B, M={M}, K={K}")
             expect(len(table) == 2 * (M + K - 1),
                    f"M={M}, K={K}: 1F1B takes 2(M+K-1) = {2 * (M + K - 1)} ticks, yours {len(table)}: place every "
                    f"action at the earliest tick its stage and its dependencies allow\n{render(table, K)}")

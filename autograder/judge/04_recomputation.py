@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from autograder.judge.base import Checks, Failed, close, expect, same_grads
-from autograder.judge.probe import build, loss_function, run_isolated
+from autograder.judge.probe_harness import build, loss_function, run_isolated
 from gpipe_core import GPipe, sequential_step
 from gpipe_core.checkpoint import StoreActivations
 from gpipe_core.report import memory_law_bytes

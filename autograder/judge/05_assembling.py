@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from autograder.judge.base import Checks, Failed, as_tensor, close, expect, number, same_grads
-from autograder.judge.probe import build, make_optimizer
+from autograder.judge.probe_harness import build, make_optimizer
 from gpipe_core import ScheduleError, gpipe_schedule, render, sequential_step, theory, validate
 from gpipe_core.experiments import plain_step
 from gpipe_core.models import teacher_task

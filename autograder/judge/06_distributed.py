@@ -14,7 +14,7 @@ import random
 import torch
 
 from autograder.judge.base import Checks, as_tensor, expect
-from autograder.judge.probe import build, loss_function
+from autograder.judge.probe_harness import build, loss_function
 
 CHECKS = Checks()
 

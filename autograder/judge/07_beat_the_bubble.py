@@ -13,32 +13,20 @@ cap, obey the puzzle rules, and run on the engine with exact gradients.
 
 from __future__ import annotations
 
-import copy
 import random
 
 import torch
 from torch import nn
 
-from autograder.judge.base import Checks, Failed, close, expect, same_grads
-from autograder.judge.probe import Foreign, build
-from gpipe_core import GPipe, ScheduleError, render, sequential_step, validate
+from autograder.judge.base import Checks, Failed, expect
+from autograder.judge.probe_harness import build
+from autograder.judge.tables import learner_table, matches_sequential
+from gpipe_core import GPipe, ScheduleError, render
 from gpipe_core.puzzles import LADDER, Puzzle, evaluate, target
 from gpipe_core.schedule import Action, loop_placement
 from gpipe_core.simulate import UNIT, peak_memory, times
 
 CHECKS = Checks()
-
-
-def _table(got: object, M: int, K: int, placement: list[int] | None, what: str) -> list[list[Action]]:
-    expect(type(got) is list and all(type(t) is list for t in got),
-           f"{what}: a schedule is a list of ticks, each tick a list of Action(kind, microbatch, stage); "
-           f"got {type(got).__name__}")
-    bad = [a for t in got for a in t if type(a) is not Action or isinstance(a, Foreign)]
-    expect(not bad, f"{what}: a tick holds {bad[:1]!r}, not an Action")
-    try:
-        return validate(got, M, K, placement)
-    except ScheduleError as exc:
-        raise Failed(f"{what}: your table cannot run: {exc}") from None
 
 
 def _step(table: list[list[Action]], K: int, placement: list[int] | None) -> int:
@@ -72,12 +60,7 @@ def _engine_equal(table: list[list[Action]], M: int, K: int, placement: list[int
         loss = pipe.step(x, y, nn.functional.cross_entropy, seed=seed)
     except (ScheduleError, ValueError) as exc:
         raise Failed(f"{where}: the engine rejects your table: {exc}") from None
-    want = sequential_step(copy.deepcopy(ref), x, y, nn.functional.cross_entropy, balance=pipe.balance,
-                           chunks=M, seed=seed)
-    sequential_step(ref, x, y, nn.functional.cross_entropy, balance=pipe.balance, chunks=M, seed=seed)
-    close(loss, want, f"{where}: the loss (against the sequential model's)", rtol=1e-5, atol=0)
-    same_grads([p.grad for p in model.parameters()], [p.grad for p in ref.parameters()],
-               [n for n, _ in model.named_parameters()], where)
+    matches_sequential(loss, [p.grad for p in model.parameters()], ref, x, y, pipe.balance, M, seed, where)
 
 
 def _zb_sizes(rng: random.Random, count: int) -> list[tuple[int, int]]:
@@ -129,7 +112,7 @@ def zb_h1(ask, rng: random.Random):
     def verify() -> None:
         for (M, K), reply in zip(cases, replies):
             where = f"ZB-H1, M={M}, K={K}"
-            _check_zb_h1(_table(reply.value(f"zb_h1({M}, {K})"), M, K, None, where), M, K, where)
+            _check_zb_h1(learner_table(reply.value(f"zb_h1({M}, {K})"), M, K, None, where), M, K, where)
 
     return verify
 
@@ -142,7 +125,7 @@ def interleaved(ask, rng: random.Random):
     def verify() -> None:
         for (M, K), reply in zip(cases, replies):
             where = f"interleaved 1F1B, M={M}, K={K}"
-            table = _table(reply.value(f"interleaved({M}, {K})"), M, K, loop_placement(K, 2), where)
+            table = learner_table(reply.value(f"interleaved({M}, {K})"), M, K, loop_placement(K, 2), where)
             _check_interleaved(table, M, K, where)
 
     return verify
@@ -159,7 +142,7 @@ def engine_run(ask, rng: random.Random):
         for name, M, K, reply, seed in jobs:
             place = None if name == "zb_h1" else loop_placement(K, 2)
             where = f"your {name}({M}, {K}) table on the engine"
-            table = _table(reply.value(f"{name}({M}, {K})"), M, K, place, where)
+            table = learner_table(reply.value(f"{name}({M}, {K})"), M, K, place, where)
             _engine_equal(table, M, K, place, seed, where)
 
     return verify
@@ -172,7 +155,7 @@ def _puzzle_check(n: int, p: Puzzle):
 
         def verify() -> None:
             where = f"puzzle {n} ({p.name})"
-            table = _table(reply.value(f"puzzle_{n}()"), p.M, p.K, p.placement, where)
+            table = learner_table(reply.value(f"puzzle_{n}()"), p.M, p.K, p.placement, where)
             try:
                 got = evaluate(p, table)
             except ValueError as exc:

@@ -23,8 +23,9 @@ The interface with the sandbox side (``autograder/sandbox.py``)::
     result.messages["test_partition_optimal"]   # ["costs [...], K=3: your balance ... the best reaches ..."]
     result.flags                                # ["dropped from the probe: a top-level statement ..."]
 
-``run_probe(module_path, request) -> response`` is the sandbox's: it runs
-``python PROBE_SCRIPT module_path`` in a sandbox whose ``PYTHONPATH`` starts
+``run_probe(module_path, request) -> response`` is the sandbox's: it copies
+the probe beside the module (``install_probe``), runs ``python probe.py
+module_path`` in a sandbox whose ``PYTHONPATH`` starts
 with ``build_view(assignment, dest)``, writes ``json.dumps(request)`` to its
 stdin and returns ``read_probe_output(stdout, returncode, timed_out, stderr)``.
 ``run_probe_locally`` (``local.py``) does the same without a sandbox (tests,
@@ -65,7 +66,7 @@ must keep running whatever the checks run learner code in.
 ``ask.call(name, *args)`` calls the learner's function ``name``;
 ``ask.task(name, **params)`` runs one of the probe's scenarios (a learner's
 policy inside the engine, gradients after a training step: see ``TASKS`` in
-``probe.py``). Arguments and replies are plain data (``probe.encode``):
+``probe.py``). Arguments and replies are plain data (``probe_codec.encode``):
 tensors come back as real ``torch.Tensor`` built by the judge, an int subclass
 or numpy integer as a plain ``int``, anything unknown as ``Foreign`` (which
 equals nothing). A check with no ``Failed`` earns the cell's points (those of
@@ -79,7 +80,7 @@ from pathlib import Path
 
 from .base import Checks, Failed, Foreign, expect
 from .grade import JudgeResult, RunProbe, grade_submission, judge_module, points
-from .probe_io import PROBE_SCRIPT, read_probe_output
+from .probe_io import PROBE_SCRIPT, install_probe, read_probe_output
 from .view import GRADED, build_view
 
 
@@ -92,5 +93,5 @@ def audit(assignment: str, notebook: Path, classmates: Mapping[str, Path] | None
 
 __all__ = [
     "GRADED", "PROBE_SCRIPT", "Checks", "Failed", "Foreign", "JudgeResult", "RunProbe", "audit", "build_view",
-    "expect", "grade_submission", "judge_module", "points", "read_probe_output",
+    "expect", "grade_submission", "install_probe", "judge_module", "points", "read_probe_output",
 ]

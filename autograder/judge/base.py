@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .probe import Foreign, decode, encode
+from .probe_codec import Foreign, decode, encode
 
 Verify = Callable[[], None]
 CheckFn = Callable[["Ask", Any], Verify]

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .probe_io import PROBE_SCRIPT, read_probe_output
+from .probe_io import install_probe, read_probe_output
 from .view import build_view
 
 
@@ -27,12 +27,12 @@ def run_probe_locally(module_path: Path, request: dict[str, Any], timeout: float
         view = build_view(request["assignment"], tmp_path / "view")
         run = tmp_path / "run"
         run.mkdir()
-        shutil.copy(PROBE_SCRIPT, run / "probe.py")
+        script = install_probe(run)
         shutil.copy(module_path, run / "learner.py")
         env = {**os.environ, "PYTHONPATH": str(view), "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg",
                "PYTHONDONTWRITEBYTECODE": "1"}
         try:
-            done = subprocess.run([sys.executable, str(run / "probe.py"), str(run / "learner.py")], cwd=run,
+            done = subprocess.run([sys.executable, str(script), str(run / "learner.py")], cwd=run,
                                   input=json.dumps(request).encode(), capture_output=True, timeout=timeout, env=env)
             return read_probe_output(done.stdout, done.returncode, False, done.stderr)
         except subprocess.TimeoutExpired as exc:

@@ -11,10 +11,19 @@ reply and the response says so (the judge fails it and flags the submission).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 PROBE_SCRIPT = Path(__file__).with_name("probe.py")
+PROBE_FILES = ("probe.py", "probe_codec.py", "probe_harness.py")  # the script and the two modules it imports
+
+
+def install_probe(folder: Path) -> Path:
+    """Copy the probe and its helpers into ``folder`` (the sandbox's scratch); return the script's path there."""
+    for name in PROBE_FILES:
+        shutil.copyfile(PROBE_SCRIPT.with_name(name), folder / name)
+    return folder / "probe.py"
 
 
 def read_probe_output(stdout: bytes, returncode: int | None, timed_out: bool, stderr: bytes = b"") -> dict[str, Any]:

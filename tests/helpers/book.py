@@ -1,18 +1,101 @@
-"""Helpers of tests/test_book.py: reading the explorer's state in a page, and finding solutions in text.
+"""The book as the tests meet it: a strict build, a local server, Chromium pages, and text searches.
 
-Kept apart so the test module reads as the list of what a reader is promised.
+Fixtures (``site``, ``server``, ``browser``, ``page``, ``phone``) and helpers
+of ``tests/test_book.py``, kept apart so the test module reads as the list of
+what a reader is promised. The site is built once per test module by
+``book/build.py`` (warnings are errors), served over HTTP and opened in
+headless Chromium at a desktop width and at a phone's 375 px on a 2x screen;
+``offline`` pages refuse every request outside the site. Chromium comes from
+the system (Debian: ``apt-get install -y chromium``); a missing browser fails
+the tests instead of skipping them.
 """
 
 from __future__ import annotations
 
+import functools
 import html
+import http.server
 import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
+import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+SITE = ROOT / "_build" / "html"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+TEXT_SUFFIXES = {".html", ".txt", ".ipynb", ".md", ".js", ".json", ".py"}
+PHONE = {"width": 375, "height": 740}
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+
+
+@pytest.fixture(scope="module")
+def site() -> Path:
+    result = subprocess.run([sys.executable, str(ROOT / "book" / "build.py")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=1400)
+    assert result.returncode == 0, (
+        f"book/build.py failed (exit {result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}")
+    assert (SITE / "index.html").is_file()
+    return SITE
+
+
+@pytest.fixture(scope="module")
+def server(site: Path) -> Iterator[str]:
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    thread.join(timeout=10)
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install it with `apt-get install -y chromium` (Debian/Ubuntu)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def open_page(browser: object, server: str, offline: bool = True, **options: object) -> object:
+    """A page in a fresh context; with ``offline`` every request that is not to the local server fails."""
+    context = browser.new_context(**options)
+    if offline:
+        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server)
+                      else route.abort())
+    page = context.new_page()
+    page.js_errors = []
+    page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
+    return page
+
+
+@pytest.fixture
+def page(browser: object, server: str) -> Iterator[object]:
+    page = open_page(browser, server, viewport={"width": 1280, "height": 900})
+    yield page
+    page.context.close()
+
+
+@pytest.fixture
+def phone(browser: object, server: str) -> Iterator[object]:
+    page = open_page(browser, server, viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    yield page
+    page.context.close()
 
 
 def explorer_state(page: object) -> dict:
