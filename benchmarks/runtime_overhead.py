@@ -34,13 +34,14 @@ import queue
 import resource
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 
-from gpipe_core import GPipe
+from gpipe_core import GPipe, mailbox
 
 from .common import Row, interleaved, paired
 
@@ -189,33 +190,46 @@ def _voluntary_switches() -> int:
 
 
 def run(Ks: tuple[int, ...] = (1, 2, 4), M: int = 256, repeats: int = 15) -> list[Row]:
-    rows = []
     floor_us = instrument_floor() * 2 * 1e6  # two stage calls (F and B) per micro-batch per stage
-    x, y = torch.randn(M, 1), torch.randn(M, 1)
     targets = {("inline", K): "<= 10" for K in Ks} | {("threads", 2): "<= 15", ("threads", 4): "<= 30"}
-    for executor in ("inline", "threads"):
-        for K in Ks:
-            model = nn.Sequential(*[Scale() for _ in range(K)])
-            pipe = GPipe(model, partitions=K, chunks=M, checkpoint="never", threads_per_stage=1, executor=executor)
-            t = measure(pipe, lambda m=model: _plain_loop(m, x, y, M),
-                        lambda p=pipe: p.step(x, y, nn.functional.mse_loss, seed=0), repeats, 2 * M * K)
-            per = [s / (M * K) * 1e6 for s in t["own"]]
-            switches = sorted(t["switches"])[repeats // 2] / (M * K)
-            rows.append(Row.estimate(
-                "4 runtime", f"runtime's own CPU work per micro-batch per stage, {executor}, K={K}, M={M}", per,
-                unit="us", target=targets.get((executor, K), ""),
-                detail=f"median of {repeats} steps, spread = 95% interval of the median; {switches:.2f} "
-                       f"thread hand-offs (voluntary context switches) per micro-batch per stage; the "
-                       f"stage-call wrappers add about {floor_us:.1f} us"))
-            ratios = [e / p for e, p in zip(t["engine"], t["plain"])]
-            rows.append(Row.estimate(
-                "4 runtime", f"wall time: step / the same calls in a plain loop, {executor}, K={K}, M={M}", ratios,
-                detail=f"engine {_ms(t['engine'])}, plain loop {_ms(t['plain'])}: medians of {repeats} "
-                       "paired repeats; the row is the median of the pairs' ratios"))
-            if hasattr(pipe, "close"):
-                pipe.close()
-    rows += against_hand_written(M, repeats)
-    return rows
+    rows = [row for executor in ("inline", "threads") for K in Ks
+            for row in configuration(executor, K, M, repeats, targets.get((executor, K), ""), floor_us)]
+    if 2 in Ks:  # the mailbox's part in the threaded figure: the same run with a wake-up for every message
+        with every_wake_at_once():
+            rows += configuration("threads", 2, M, repeats, "", floor_us, note=", every wake-up at once")
+    return rows + against_hand_written(M, repeats)
+
+
+def configuration(executor: str, K: int, M: int, repeats: int, target: str, floor_us: float,
+                  note: str = "") -> list[Row]:
+    """Two rows for K empty stages under ``executor``: the runtime's own CPU, and wall time against a plain loop."""
+    x, y = torch.randn(M, 1), torch.randn(M, 1)
+    model = nn.Sequential(*[Scale() for _ in range(K)])
+    with GPipe(model, partitions=K, chunks=M, checkpoint="never", threads_per_stage=1, executor=executor) as pipe:
+        t = measure(pipe, lambda: _plain_loop(model, x, y, M), lambda: pipe.step(x, y, nn.functional.mse_loss, seed=0),
+                    repeats, 2 * M * K)
+    switches = sorted(t["switches"])[repeats // 2] / (M * K)
+    where = f"{executor}, K={K}, M={M}{note}"
+    return [Row.estimate("4 runtime", f"runtime's own CPU work per micro-batch per stage, {where}",
+                         [s / (M * K) * 1e6 for s in t["own"]], unit="us", target=target,
+                         detail=f"median of {repeats} steps, spread = 95% interval of the median; {switches:.2f} "
+                                f"thread hand-offs (voluntary context switches) per micro-batch per stage; the "
+                                f"stage-call wrappers add about {floor_us:.1f} us"),
+            Row.estimate("4 runtime", f"wall time: step / the same calls in a plain loop, {where}",
+                         [e / p for e, p in zip(t["engine"], t["plain"])],
+                         detail=f"engine {_ms(t['engine'])}, plain loop {_ms(t['plain'])}: medians of {repeats} "
+                                "paired repeats; the row is the median of the pairs' ratios")]
+
+
+@contextmanager
+def every_wake_at_once() -> Iterator[None]:
+    """Pipes built inside wake a receiver for every message, as before the mailbox held wake-ups back."""
+    short = mailbox.SHORT_ACTION
+    mailbox.SHORT_ACTION = 0.0
+    try:
+        yield
+    finally:
+        mailbox.SHORT_ACTION = short
 
 
 def _two_thread_loop(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, M: int) -> None:

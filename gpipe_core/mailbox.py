@@ -87,8 +87,10 @@ class Inbox:
 class Outbox:
     """One worker's sending side: delivers at once, rings now or a little later."""
 
-    def __init__(self, boxes: Sequence[Inbox], short: float = SHORT_ACTION, budget: float = HOLD_BUDGET) -> None:
-        self.boxes, self.short, self.budget = boxes, short, budget
+    def __init__(self, boxes: Sequence[Inbox], short: float | None = None, budget: float | None = None) -> None:
+        self.boxes = boxes
+        self.short = SHORT_ACTION if short is None else short  # read when built: a benchmark may set it to 0
+        self.budget = HOLD_BUDGET if budget is None else budget
         self.held: set[int] = set()
         self.since = 0.0
         self.next_cost = float("inf")  # expected seconds of this worker's next action; set by the walker
@@ -127,29 +129,39 @@ class Post:
     def send(self, src: Any, dst: Any, kind: str, i: int, value: Any) -> None:
         """Stage ``src`` sends ``value`` (kind ``"F"`` or ``"G"``, micro-batch ``i``) to stage ``dst``."""
         event = None
-        if value is not None and dst.device != src.device:
-            value = tensors.to(value, dst.device, non_blocking=src.stream is not None and dst.stream is not None)
-        if src.stream is not None:
-            event = torch.cuda.Event()
-            event.record(src.stream)
+        if src.stream is None and dst.stream is None:  # CPU to CPU: the common case, nothing to copy or record
+            if dst.device != src.device:
+                value = tensors.to(value, dst.device)
+        else:
+            if value is not None and dst.device != src.device:
+                value = tensors.to(value, dst.device, non_blocking=src.stream is not None and dst.stream is not None)
+            if src.stream is not None:
+                event = torch.cuda.Event()
+                event.record(src.stream)
         w, mine = self.worker_of_stage[dst.index], self.worker_of_stage[src.index]
         if w == mine:
             self.stash[w][kind, i, dst.index] = (value, event)
         else:
-            self.outbox[mine].send(w, (kind, i, dst.index, value, event),
+            self.outbox[mine].send(w, ((kind, i, dst.index), value, event),
                                    may_hold=src.stream is None and dst.stream is None)
 
     def recv(self, w: int, stage: Any, kind: str, i: int) -> Any:
         """The message for ``stage`` on worker ``w``, waiting for it if needed; :class:`Aborted` if stopped."""
         stash, key = self.stash[w], (kind, i, stage.index)
-        if key not in stash:  # only a worker among several ever waits here; first it rings what it held back
-            self.outbox[w].flush()
-        while key not in stash:
-            message = self.inbox[w].get()
-            if message is _ABORT:
-                raise Aborted
-            stash[message[:3]] = message[3:]
-        value, event = stash.pop(key)
+        if key in stash:
+            value, event = stash.pop(key)
+        else:
+            inbox, outbox = self.inbox[w], self.outbox[w]  # only a worker among several ever gets here
+            while True:
+                if outbox.held and not inbox.items:
+                    outbox.flush()  # about to sleep: first ring what this worker held back
+                message = inbox.get()
+                if message is _ABORT:
+                    raise Aborted
+                if message[0] == key:  # messages mostly come in the order they are wanted: no stash round trip
+                    _, value, event = message
+                    break
+                stash[message[0]] = message[1:]
         if event is not None and stage.stream is not None:
             stage.stream.wait_event(event)
             for t in tensors.as_tuple(value):

@@ -197,15 +197,15 @@ class Runtime:
 
     def _walk(self, w: int, order: Sequence[Action], inputs: Sequence[Any], grad: bool) -> None:
         torch.set_num_threads(self.threads)
-        outbox, clock, never = self._post.outbox[w], time.perf_counter, float("inf")
-        shortest, seen = self.shortest, self._seen  # last step's times are read; this step's are written
-        keys = [(a.stage, a.kind) for a in order] + [None]  # the cost table's keys, looked up on the hot path
+        outbox, clock, never, seen = self._post.outbox[w], time.perf_counter, float("inf"), self._seen
+        keys = [(a.stage, a.kind) for a in order]
+        # what the mailbox expects each next action to cost, from the last step; after the last action: never
+        upcoming = [self.shortest.get(k, never) for k in keys[1:]] + [never]
         with torch.set_grad_enabled(grad):
-            for k, action in enumerate(order):
+            for action, key, next_cost in zip(order, keys, upcoming):
                 if self._abort.is_set():
                     return
-                stage = self.stages[action.stage]
-                outbox.next_cost = shortest.get(keys[k + 1], never)  # after the last action: never, so it rings
+                stage, outbox.next_cost = self.stages[action.stage], next_cost
                 start = clock()
                 try:
                     if stage.stream is None:
@@ -219,8 +219,8 @@ class Runtime:
                     self._fail(action, exc)
                     return
                 end = clock()
-                if end - start < seen.get(keys[k], never):
-                    seen[keys[k]] = end - start
+                if end - start < seen.get(key, never):
+                    seen[key] = end - start
                 outbox.tick(end)
 
     # -- one action, shared by every worker ---------------------------------------------------------

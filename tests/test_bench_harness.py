@@ -2,7 +2,8 @@
 
 No timing is asserted here (timings belong in ``make bench``); these tests
 check what the numbers are built from: the confidence interval's order
-statistics, that every stage call is counted (I and W included), and that a
+statistics, that every stage call is counted (I and W included), that the
+before-and-after switch of the mailbox holds only inside its block, and that a
 notebook's graded cells are reported pass / fail / not run correctly.
 """
 
@@ -19,8 +20,16 @@ from torch import nn
 
 from benchmarks import gpu_notebooks
 from benchmarks.common import Row, attainable_speedup, interleaved, median_ci, paired
-from benchmarks.runtime_overhead import Scale, StageClock, _plain_loop, _two_thread_loop, measure, stages_of
-from gpipe_core import GPipe
+from benchmarks.runtime_overhead import (
+    Scale,
+    StageClock,
+    _plain_loop,
+    _two_thread_loop,
+    every_wake_at_once,
+    measure,
+    stages_of,
+)
+from gpipe_core import GPipe, mailbox
 
 
 def _binomial_below(n: int, k: int) -> float:
@@ -88,6 +97,14 @@ def test_hand_written_two_thread_loop_makes_the_plain_loops_calls() -> None:
     assert all(g is not None and g.abs().sum() > 0 for g in grads[0])
     for a, b in zip(*grads):
         torch.testing.assert_close(b, a, rtol=1e-6, atol=0)
+
+
+def test_every_wake_at_once_turns_holding_off_for_pipes_stepped_inside_only() -> None:
+    """The benchmark's before-and-after row: inside the block no action counts as short; after it, as before."""
+    before = mailbox.SHORT_ACTION
+    with every_wake_at_once():
+        assert mailbox.Outbox([]).short == 0.0
+    assert mailbox.SHORT_ACTION == before > 0 and mailbox.Outbox([]).short == before
 
 
 def test_stage_clock_counts_every_call_and_comes_off_cleanly() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from helpers.fakes import FakeStage
 
+from gpipe_core import mailbox
 from gpipe_core.mailbox import Aborted, Inbox, Outbox, Post
 from gpipe_core.runtime import Runtime
 from gpipe_core.schedule import gpipe_schedule, one_f_one_b_schedule
@@ -121,7 +122,8 @@ def test_a_message_to_a_stage_of_the_same_worker_stays_in_its_stash() -> None:
 @pytest.fixture
 def every_wake_held(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every action counts as short and the budget never runs out: only the flushes deliver wake-ups."""
-    monkeypatch.setattr(Outbox.__init__, "__defaults__", (float("inf"), float("inf")))
+    monkeypatch.setattr(mailbox, "SHORT_ACTION", float("inf"))
+    monkeypatch.setattr(mailbox, "HOLD_BUDGET", float("inf"))
 
 
 @pytest.mark.parametrize("schedule", [gpipe_schedule, one_f_one_b_schedule])
