@@ -1,31 +1,27 @@
 """Metric 4: the runtime's own cost per micro-batch and stage, measured directly.
 
 Stages of one scalar multiply do (almost) no arithmetic, so what is left of a
-step is bookkeeping. Subtracting a plain loop's time from the engine's time
-would estimate it, but that difference of two noisy timings goes below zero
-when the true cost is a few microseconds. Instead this benchmark measures the
-runtime's work itself, in CPU time, within one step:
+step is bookkeeping. A plain loop's time subtracted from the engine's would
+estimate it, but that difference of two noisy timings goes below zero when
+the true cost is a few microseconds. So this benchmark measures the runtime's
+work itself, in CPU time, within one step:
 
     own = CPU time of the whole process during ``pipe.step``
           - CPU time each thread spent inside the stages' own calls
 
-Every call the runtime makes into a stage (forward, backward, and the split
+Every call the runtime makes into a stage (forward, backward, the split
 backward's halves) is wrapped to read its thread's CPU clock before and after.
-Those intervals are disjoint parts of the process's CPU time, so ``own`` can
-never be negative. It is what the runtime does between stage calls: starting
-and joining workers, passing tensors between inboxes, waking threads, walking
-the table, splitting the batch and gathering losses. What a stage does inside
-its call (policies, RNG, the loss) is the stage's cost, measured by metric 1.
-The wrappers' own cost falls into ``own``: the rows report it (measured on an
-empty call) so a reader knows the instrument's floor.
+Those intervals are disjoint parts of the process's CPU time, so ``own`` is
+never negative: it is starting and joining workers, passing messages, waking
+threads, walking the table, splitting the batch and gathering losses. What a
+stage does inside its call (policies, RNG, the loss) is metric 1's. The
+wrappers' own cost falls into ``own``; the rows report it (an empty call).
 
-CPU time sees work, not waiting: a thread that sleeps until the GIL or a
-message arrives costs nothing here, and the cost of waking it lands in
-whichever call it was in. So each row also counts the hand-offs themselves
-(voluntary context switches: a thread going to sleep for the GIL, a message
-or a join) per micro-batch per stage, and the second row per configuration
-shows the wall-clock side: the step time over the same calls in a plain
-loop, from paired repeats (engine and loop back to back, alternating order).
+CPU time sees work, not waiting: a thread asleep until the GIL or a message
+comes costs nothing here, and waking it lands in whichever call it was in. So
+each row also counts the hand-offs (voluntary context switches) per
+micro-batch per stage, and a second row per configuration gives the wall
+clock: the step over the same calls in a plain loop, from paired repeats.
 """
 
 from __future__ import annotations
