@@ -1,4 +1,8 @@
-"""Reading what a probe wrote, whatever state it ended in.
+"""Putting the probe in place, and reading what it wrote, whatever state it ended in.
+
+The probe is three files (the script, its codec, the harnesses it shares with
+the judge); ``install_probe`` copies them side by side into the scratch
+folder where the learner's module goes.
 
 The probe writes one JSON line per finished call. A probe that was killed
 (time, memory) or whose learner code wrote into the judge's channel still
