@@ -222,6 +222,25 @@ def test_planted_mistakes_lose_exactly_their_cells(assignment: str) -> None:
             assert mistake["message"] in said, (mistake["name"], said)
 
 
+def test_one_over_m_fails_even_when_every_drawn_size_divides_evenly() -> None:
+    """At seed 205 all four drawn cases of 06's micro_batch_loss split evenly; the fixed uneven case still catches
+    a weight of 1/M recovered from sizes (it once scored full marks on such draws, about one grading in 140)."""
+    import random
+
+    rng, sizes = random.Random("205:06_distributed:test_micro_batch_loss"), []
+    for _ in range(4):  # the judge's own draws, in its order
+        N = rng.randint(5, 14)
+        sizes.append((N, rng.randint(2, N)))
+        rng.randint(1, 3), rng.choice(["cross_entropy", "mse_loss"])
+    assert all(N % M == 0 for N, M in sizes), f"seed 205 no longer draws only even splits {sizes}: pick another"
+    mistake = next(m for m in planted("06_distributed") if m["name"] == "one_over_M_from_sizes")
+    nb = replace_cell(nbformat.read(solution("06_distributed"), as_version=4), mistake["cell"], mistake["source"])
+    result = grade_submission("06_distributed", solution("06_distributed"),
+                              in_process(learner_from("06_distributed", nb)), seed=205)
+    assert result.scores["test_micro_batch_loss"] == 0, result.messages
+    assert "N=10 samples in M=4" in " ".join(result.messages["test_micro_batch_loss"])
+
+
 def test_forged_replies_score_zero_without_crashing_the_grader() -> None:
     forged = {"t": "tensor", "dtype": "load", "shape": [1], "data": "AAAA"}
 
