@@ -11,6 +11,7 @@ Run it from the repository root. Subcommands (details in autograder/README.md):
     all      FOLDER [--out grades.csv]   collect, autograde, feedback and export in one go
     fake-class FOLDER                    write a class of made-up submissions with known grades (to try the grader)
     hostile-class FOLDER                 write a class of cheating and sabotaging submissions (to try the sandbox)
+    draws    [ASSIGNMENT ...] [--seeds N] every planted mistake loses its tests at N grading seeds (judge authors)
 
 Learners' code runs only in a bubblewrap sandbox (`make bubblewrap`); `--no-sandbox`
 grades without isolation where bubblewrap cannot run (README.md says what is lost).
@@ -117,6 +118,15 @@ def _hostile_class(args: argparse.Namespace) -> int:
     return 0
 
 
+def _draws(args: argparse.Namespace) -> int:
+    from .cycle import resolve
+    from .draws import audit
+
+    if args.seeds < 1:
+        raise SystemExit("--seeds must be 1 or more")
+    return audit(resolve(args.assignments), args.seeds, args.first)
+
+
 def _all(args: argparse.Namespace) -> int:
     from . import cycle
 
@@ -175,6 +185,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("folder", type=Path)
     p.add_argument("--assignment", default="02_partitioner", help="the assignment they attack")
     p.set_defaults(func=_hostile_class)
+    p = sub.add_parser("draws", help="check that each planted mistake loses its tests at many grading seeds")
+    p.add_argument("assignments", nargs="*")
+    p.add_argument("--seeds", type=int, default=100, help="seeds per planted mistake (default 100)")
+    p.add_argument("--first", type=int, default=0, help="the first seed (default 0)")
+    p.set_defaults(func=_draws)
     p = sub.add_parser("_worker", help=argparse.SUPPRESS)  # used by autograde: grades submissions named on stdin
     p.set_defaults(func=_step("worker"))
     p = sub.add_parser("all", help="collect, autograde, feedback, export")

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from autograder import course_root
+from autograder.draws import escapes
 from autograder.fakeclass import planted, replace_cell
 from autograder.judge import Foreign, grade_submission, read_probe_output
 from autograder.judge.extract import extract
@@ -239,6 +240,27 @@ def test_one_over_m_fails_even_when_every_drawn_size_divides_evenly() -> None:
                               in_process(learner_from("06_distributed", nb)), seed=205)
     assert result.scores["test_micro_batch_loss"] == 0, result.messages
     assert "N=10 samples in M=4" in " ".join(result.messages["test_micro_batch_loss"])
+
+
+SEVEN_IS_SPECIAL = {  # right on every fixed case; wrong only for 7 micro-batches, which only some draws ask for
+    "name": "one_over_m_for_seven", "cell": "microbatch_weights", "loses": ["test_weights"],
+    "source": "def microbatch_weights(chunks):\n"
+              "    total = sum(c.shape[0] for c in chunks)\n"
+              "    return [1 / 7] * 7 if len(chunks) == 7 else [c.shape[0] / total for c in chunks]\n"}
+
+
+def test_the_draw_audit_names_the_seeds_where_a_mistake_escapes() -> None:
+    """A mistake that only some draws expose escapes at exactly the seeds whose draws miss it (real probe, view)."""
+    import random
+
+    def draws_seven(seed: int) -> bool:  # the judge's draws of test_weights, in its order
+        rng = random.Random(f"{seed}:01_microbatching:test_weights")
+        return any(len([rng.randint(1, 9) for _ in range(rng.randint(1, 7))]) == 7 for _ in range(5))
+
+    found = escapes("01_microbatching", SEVEN_IS_SPECIAL, range(12))
+    assert {seed for seed, _ in found} == {seed for seed in range(12) if not draws_seven(seed)}
+    assert 0 < len(found) < 12, "seeds 0-11 should both catch and miss this mistake: pick other seeds"
+    assert all(test == "test_weights" for _, test in found)
 
 
 def test_forged_replies_score_zero_without_crashing_the_grader() -> None:
