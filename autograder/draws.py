@@ -18,19 +18,15 @@ code. ``python -m autograder draws`` runs it.
 
 from __future__ import annotations
 
-import random
-import tempfile
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import nbformat
 
 from . import course_root, notebook_names
 from .fakeclass import planted, replace_cell
-from .judge.base import Ask
 from .judge.extract import extract
-from .judge.grade import RunProbe, judge_module
+from .judge.grade import RunProbe, ask_for, draws, judge_module, probe
 from .judge.local import run_probe_locally
 
 
@@ -39,21 +35,17 @@ def escapes(assignment: str, mistake: dict[str, Any], seeds: Iterable[int],
     """(seed, test) for every seed at which a test that ``mistake`` must lose passed.
 
     Only the checks of the tests it must lose run, each with the random draws
-    a grading at that seed makes (the same ``seed:assignment:test`` key).
+    a grading at that seed makes (:func:`~autograder.judge.grade.draws`).
     """
     solution = course_root() / "solutions" / assignment / f"{notebook_names(assignment)[0]}.ipynb"
     nb = replace_cell(nbformat.read(solution, as_version=4), mistake["cell"], mistake["source"])
     extracted, checks = extract(assignment, nb), judge_module(assignment).CHECKS
-    source = "\n\n".join(extracted.cells.values())
     graded = []  # (seed, the seed's Ask, its verifies)
     for seed in seeds:
-        ask = Ask(source)
-        graded.append((seed, ask, {test: checks[test](ask, random.Random(f"{seed}:{assignment}:{test}"))
-                                   for test in mistake["loses"]}))
-    with tempfile.TemporaryDirectory(prefix="draws-") as tmp:
-        path = Path(tmp) / "learner.py"
-        path.write_text(extracted.source)
-        response = run_probe(path, {"assignment": assignment, "calls": [c for _, a, _ in graded for c in a.calls]})
+        ask = ask_for(extracted)
+        graded.append((seed, ask, {t: checks[t](ask, draws(seed, assignment, t)) for t in mistake["loses"]}))
+    response = probe(extracted, {"assignment": assignment, "calls": [c for _, a, _ in graded for c in a.calls]},
+                     run_probe)
     replies, first, found = response.get("replies", {}), 0, []
     for seed, ask, verifies in graded:
         mine = range(first, first + len(ask.calls))

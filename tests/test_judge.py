@@ -22,6 +22,7 @@ from autograder.draws import escapes
 from autograder.fakeclass import planted, replace_cell
 from autograder.judge import Foreign, grade_submission, read_probe_output
 from autograder.judge.extract import extract
+from autograder.judge.grade import draws
 from autograder.judge.probe import TASKS
 from autograder.judge.probe_codec import decode, encode
 from gpipe_core import gpipe_schedule, one_f_one_b_schedule
@@ -226,9 +227,7 @@ def test_planted_mistakes_lose_exactly_their_cells(assignment: str) -> None:
 def test_one_over_m_fails_even_when_every_drawn_size_divides_evenly() -> None:
     """At seed 205 all four drawn cases of 06's micro_batch_loss split evenly; the fixed uneven case still catches
     a weight of 1/M recovered from sizes (it once scored full marks on such draws, about one grading in 140)."""
-    import random
-
-    rng, sizes = random.Random("205:06_distributed:test_micro_batch_loss"), []
+    rng, sizes = draws(205, "06_distributed", "test_micro_batch_loss"), []
     for _ in range(4):  # the judge's own draws, in its order
         N = rng.randint(5, 14)
         sizes.append((N, rng.randint(2, N)))
@@ -251,10 +250,8 @@ SEVEN_IS_SPECIAL = {  # right on every fixed case; wrong only for 7 micro-batche
 
 def test_the_draw_audit_names_the_seeds_where_a_mistake_escapes() -> None:
     """A mistake that only some draws expose escapes at exactly the seeds whose draws miss it (real probe, view)."""
-    import random
-
     def draws_seven(seed: int) -> bool:  # the judge's draws of test_weights, in its order
-        rng = random.Random(f"{seed}:01_microbatching:test_weights")
+        rng = draws(seed, "01_microbatching", "test_weights")
         return any(len([rng.randint(1, 9) for _ in range(rng.randint(1, 7))]) == 7 for _ in range(5))
 
     found = escapes("01_microbatching", SEVEN_IS_SPECIAL, range(12))

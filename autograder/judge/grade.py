@@ -75,15 +75,11 @@ def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed:
     from ..audit import audit
 
     flags = [f"dropped from the probe: {d}" for d in extracted.dropped] + audit(assignment, notebook)
-    ask = Ask("\n\n".join(extracted.cells.values()))
+    ask = ask_for(extracted)
     verifies: dict[str, Verify] = {}
     for grade_id, check in module.CHECKS.items():
-        verifies[grade_id] = check(ask, random.Random(f"{seed}:{assignment}:{grade_id}"))
-    request = {"assignment": assignment, "calls": ask.calls}
-    with tempfile.TemporaryDirectory(prefix="judge-") as tmp:
-        path = Path(tmp) / "learner.py"
-        path.write_text(extracted.source)
-        response = run_probe(path, request)
+        verifies[grade_id] = check(ask, draws(seed, assignment, grade_id))
+    response = probe(extracted, {"assignment": assignment, "calls": ask.calls}, run_probe)
     _check_header(assignment, response)
     if response.get("tampered"):
         flags.append(f"probe output tampered with (calls {response['tampered']})")
@@ -99,6 +95,24 @@ def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed:
     finally:
         torch.set_num_threads(threads)
     return JudgeResult(scores, max_scores, messages, flags)
+
+
+def draws(seed: int, assignment: str, grade_id: str) -> random.Random:
+    """The random cases of one check at one grading: the same seed gives the same cases."""
+    return random.Random(f"{seed}:{assignment}:{grade_id}")
+
+
+def ask_for(extracted: Any) -> Ask:
+    """An empty set of probe calls, knowing the learner's solution cells (for messages that name a cause)."""
+    return Ask("\n\n".join(extracted.cells.values()))
+
+
+def probe(extracted: Any, request: dict[str, Any], run_probe: RunProbe) -> dict[str, Any]:
+    """Run the probe once on the extracted module for ``request``; its response."""
+    with tempfile.TemporaryDirectory(prefix="judge-") as tmp:
+        path = Path(tmp) / "learner.py"
+        path.write_text(extracted.source)
+        return run_probe(path, request)
 
 
 def _verify_all(verifies: dict[str, Verify], max_scores: dict[str, float], scores: dict[str, float],
