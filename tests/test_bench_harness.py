@@ -26,6 +26,7 @@ from benchmarks.runtime_overhead import (
     _plain_loop,
     _two_thread_loop,
     every_wake_at_once,
+    every_wake_held,
     measure,
     stages_of,
 )
@@ -105,6 +106,17 @@ def test_every_wake_at_once_turns_holding_off_for_pipes_stepped_inside_only() ->
     with every_wake_at_once():
         assert mailbox.Outbox([]).short == 0.0
     assert mailbox.SHORT_ACTION == before > 0 and mailbox.Outbox([]).short == before
+
+
+def test_every_wake_held_holds_without_limit_inside_and_restores_the_shipped_settings() -> None:
+    """The floor row: every action short, no budget; afterwards the shipped settings, even after an error."""
+    shipped = mailbox.SHORT_ACTION, mailbox.HOLD_BUDGET
+    with pytest.raises(RuntimeError, match="inside"), every_wake_held():
+        box = mailbox.Outbox([])
+        assert (box.short, box.budget) == (float("inf"), float("inf"))
+        raise RuntimeError("inside")
+    assert (mailbox.SHORT_ACTION, mailbox.HOLD_BUDGET) == shipped
+    assert (mailbox.Outbox([]).short, mailbox.Outbox([]).budget) == shipped and shipped[1] < float("inf")
 
 
 def test_stage_clock_counts_every_call_and_comes_off_cleanly() -> None:
