@@ -22,14 +22,13 @@ from benchmarks import gpu_notebooks
 from benchmarks.common import Row, attainable_speedup, interleaved, median_ci, paired
 from benchmarks.runtime_overhead import (
     Scale,
-    StageClock,
     _plain_loop,
     _two_thread_loop,
     every_wake_at_once,
     every_wake_held,
     measure,
-    stages_of,
 )
+from benchmarks.stage_clock import StageClock, stages_of
 from gpipe_core import GPipe, mailbox
 
 
