@@ -39,6 +39,8 @@ def _limit_flags(p: argparse.ArgumentParser) -> None:
                    help="grade N notebooks at once (each sandbox may use up to the memory limit); default 1")
     p.add_argument("--no-sandbox", action="store_true",
                    help="run learners' code without isolation (limits only); see README.md before using it")
+    p.add_argument("--run-notebooks", action="store_true",
+                   help="run each notebook again in a sandbox for its feedback (slower; gives no score)")
 
 
 def _apply_limits(args: argparse.Namespace) -> None:
@@ -53,6 +55,10 @@ def _apply_limits(args: argparse.Namespace) -> None:
         from .cycle.grade import NO_SANDBOX
 
         os.environ[NO_SANDBOX] = "1"
+    if args.run_notebooks:
+        from .cycle.judging import RUN_NOTEBOOKS
+
+        os.environ[RUN_NOTEBOOKS] = "1"
 
 
 def _grade(args: argparse.Namespace) -> int:

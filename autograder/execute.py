@@ -67,11 +67,32 @@ def execute(notebook: Path, limits: Limits, view: Path | None, isolate: bool = T
         why = f"{type(exc).__name__}: {str(exc)[:120]}; {tail[0][:160]}"
         events.append(("NOT_RUN", f"the notebook run gave no readable result ({why})"))
         return Executed(_mark_not_run(submitted, why), None, events)
+    events += keep_plain(submitted, ran.cells, limits)
+    seconds = ran.metadata.get("autograder", {}).get("seconds")
+    return Executed(submitted, seconds if isinstance(seconds, (int, float)) else None, events)
+
+
+def as_submitted(notebook: Path, limits: Limits) -> Executed:
+    """The notebook with the outputs the learner saved, reduced as a run's are; nothing is run (the default).
+
+    The score never came from the feedback run, so grading shows the learner's own outputs (plain kinds
+    only, cut to the same limits) under the judge's verdicts; ``--run-notebooks`` runs them again instead.
+    """
+    submitted = nbformat.read(notebook, as_version=4)
+    keep_plain(submitted, list(submitted.cells), limits)  # events the learner saved are not the grader's: none
+    return Executed(submitted, None, [])
+
+
+def keep_plain(submitted: Any, cells: list[Any], limits: Limits) -> list[tuple[str, str]]:
+    """Give each code cell of ``submitted`` the plain, capped outputs of its partner in ``cells``; the events."""
+    events: list[tuple[str, str]] = []
     budget = limits.output_bytes_notebook
-    for index, (cell, out) in enumerate(zip(submitted.cells, ran.cells)):
+    for index, (cell, out) in enumerate(zip(submitted.cells, cells)):
         if cell.cell_type != "code" or out.get("cell_type") != "code":
             continue
-        cell.outputs = [o for o in (_plain(o) for o in out.get("outputs", [])) if o is not None]
+        outputs = out.get("outputs", [])
+        cell.outputs = [o for o in (_plain(o) for o in (outputs if isinstance(outputs, list) else [])
+                                    if isinstance(o, dict)) if o is not None]
         cap_outputs(cell, min(limits.output_bytes_cell, max(budget, 0)))
         budget -= len(json.dumps(cell.outputs).encode())
         for o in cell.outputs:
@@ -80,8 +101,7 @@ def execute(notebook: Path, limits: Limits, view: Path | None, isolate: bool = T
             elif o.get("output_type") == "error" and ("MemoryError" in o.get("ename", "")
                                                        or "can't allocate memory" in str(o.get("evalue", ""))):
                 events.append(("MEMORY", f"in {_cell_name(cell, index)}: an allocation hit the memory limit"))
-    seconds = ran.metadata.get("autograder", {}).get("seconds")
-    return Executed(submitted, seconds if isinstance(seconds, (int, float)) else None, events)
+    return events
 
 
 def _plain(output: Any) -> Any | None:

@@ -42,6 +42,7 @@ class Case:
     same_as: str | None = None  # must score exactly like this student on the same assignment
     at_least: frozenset[str] = frozenset()  # test cells that must be among the lost ones
     codes: frozenset[str] = frozenset()  # problem codes the student's log line must contain
+    run_codes: frozenset[str] = frozenset()  # codes only a notebook run (--run-notebooks) can give
     layout: str = "nested"  # nested: <student>/<assignment>/<nb>.ipynb, flat: <student>/<nb>.ipynb
 
 
@@ -70,6 +71,21 @@ def solved(assignment: str, notebook: str, released: Path) -> Any:
     for cell in nb.cells:
         if grade_id(cell) in answers:
             cell.source = answers[grade_id(cell)]
+    return nb
+
+
+SAVED = "output the learner saved"
+
+
+def with_saved_outputs(nb: Any) -> Any:
+    """``nb`` with outputs saved in its first code cell, as a learner's Jupyter leaves them: a stream, a
+    plain result and an HTML display holding a script (the feedback keeps the first two, never the third)."""
+    nb = copy.deepcopy(nb)
+    cell = next(c for c in nb.cells if c.cell_type == "code")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=SAVED + "\n"),
+                    nbformat.v4.new_output("display_data", data={"text/html": "<script>window.pwned=1</script>",
+                                                                 "text/plain": "<display>"}),
+                    nbformat.v4.new_output("execute_result", data={"text/plain": "42"}, execution_count=1)]
     return nb
 
 
@@ -115,7 +131,7 @@ def build(folder: Path, released: Path, assignments: list[str], small: str) -> l
         correct = solved(a, nb_name, released)
         stub = nbformat.read(released / a / file, as_version=4)
         everything = frozenset(tests_of(stub))
-        put(Case("correct", a, "every exercise solved"), correct, file)
+        put(Case("correct", a, "every exercise solved"), with_saved_outputs(correct), file)
         put(Case("untouched", a, "the released notebook as is", lost=everything, zero=True), stub, file)
         for i, mistake in enumerate(planted(a), 1):
             put(Case(f"mistake{i}", a, f"planted mistake {mistake['name']}: {mistake['description']}",
@@ -132,20 +148,21 @@ def build(folder: Path, released: Path, assignments: list[str], small: str) -> l
         put(Case(BLANK, a, f"exercise {cell} left as released", lost=None, at_least=loses),
             replace_cell(correct, cell, blank_source), file)
         put(Case("endless-loop", a, f"{first['name']} plus an endless loop after it", lost=loses,
-                 codes=frozenset({"TIMEOUT"})),
+                 run_codes=frozenset({"TIMEOUT"})),
             replace_cell(correct, cell, first["source"] + "\nwhile True:\n    pass\n"), file)
         put(Case("stubborn-loop", a, f"{first['name']} behind a loop that ignores the interrupt", lost=loses,
-                 codes=frozenset({"TIMEOUT"})),
+                 run_codes=frozenset({"TIMEOUT"})),
             replace_cell(correct, cell, STUBBORN_LOOP + first["source"]), file)
         put(Case("raises", a, f"{first['name']} behind a raise", lost=loses),
             replace_cell(correct, cell, 'raise RuntimeError("learner bug")\n' + first["source"]), file)
-        put(Case("exits", a, f"{first['name']} behind os._exit", lost=loses, codes=frozenset({"KERNEL_DIED"})),
+        put(Case("exits", a, f"{first['name']} behind os._exit", lost=loses,
+                 run_codes=frozenset({"KERNEL_DIED"})),
             replace_cell(correct, cell, "import os\nos._exit(3)\n" + first["source"]), file)
         put(Case("kills-parent", a, f"{first['name']} behind a kill of the kernel's parent", lost=loses,
-                 codes=frozenset({"NOT_RUN"})),
+                 run_codes=frozenset({"NOT_RUN"})),
             replace_cell(correct, cell, KILL_PARENT + first["source"]), file)
         put(Case("memory-hog", a, f"{first['name']} behind an 8 GB allocation", lost=loses,
-                 codes=frozenset({"MEMORY"})),
+                 run_codes=frozenset({"MEMORY"})),
             replace_cell(correct, cell, MEMORY_HOG + first["source"]), file)
         deleted = copy.deepcopy(correct)
         gone = tests_of(deleted)[0]

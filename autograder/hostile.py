@@ -9,7 +9,8 @@ assumed to have read the whole public repository). Two kinds:
   engine's own reference, forging the probe's output, hard-coding the visible
   answers. They sit on blank work, so they must score 0 (copying the engine's
   source may instead earn its points *and* be flagged for review);
-* attacks on the *grader*: reading ``solutions/``, a classmate's submission or
+* attacks on the *grader* (run both in a cell of their own and inside the
+  unsolved exercise's body, where the probe runs them): reading ``solutions/``, a classmate's submission or
   the gradebook, giving itself or taking from others points, rewriting the
   repository, killing kernels and the grader, detached processes, memory,
   process, disk and output floods, the network, symlinks, forged timestamps,
@@ -182,7 +183,7 @@ def build(folder: Path, released: Path, assignment: str = ASSIGNMENT) -> list[At
     for attack, cells in _cheats(repo):
         put(attack, _with_cells(stub, cells))
     for attack, code in _sabotage(repo, instructor):
-        put(attack, _insert(honest, code))
+        put(attack, _insert(_with_cells(honest, {"partition_optimal": _in_body(code)}), code))
     put(Attack("symlink-solutions", "the notebook is a symlink to the solutions", frozenset(),
                codes=frozenset({"NOT_COLLECTED", "MISSING_NOTEBOOK"})), None)
     (folder / "symlink-solutions" / assignment / name).symlink_to(repo / "solutions" / assignment / name)
@@ -213,6 +214,14 @@ def _with_cells(nb: Any, sources: dict[str, str]) -> Any:
         if grade_id(cell) in sources:
             cell.source = sources[grade_id(cell)]
     return nb
+
+
+def _in_body(code: str) -> str:
+    """``code`` run once inside the unsolved exercise, so the probe's children run it too (not only a
+    notebook run, which grading no longer makes by default)."""
+    body = "".join(f"        {line}\n" for line in code.splitlines())
+    return ("_DONE = []\n\n\ndef partition_optimal(costs, K):\n    if not _DONE:\n        _DONE.append(1)\n"
+            f"{body}    raise NotImplementedError()\n")
 
 
 def _insert(nb: Any, code: str) -> Any:

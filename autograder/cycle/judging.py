@@ -1,4 +1,4 @@
-"""Grade one collected submission: run it sandboxed for feedback, score it with the judge, write the results.
+"""Grade one collected submission: clean it, score it with the judge, write the results.
 
 Runs in a grading worker (trusted). For each notebook of the submission:
 
@@ -6,37 +6,42 @@ Runs in a grading worker (trusted). For each notebook of the submission:
    course's source notebook does not have lose their nbgrader metadata (log:
    UNKNOWN_CELL_DROPPED), locked cells are compared with the source the
    gradebook holds, never with the submission's own metadata (LOCKED_CELL_EDITED), deleted test cells are noted;
-2. :func:`autograder.execute.execute` runs the notebook in a sandbox, on
-   the whole gpipe_core as the learner had it: its outputs become the
-   learner's feedback, its events (TIMEOUT, KERNEL_DIED, MEMORY, SANDBOX) the
-   log line; no score comes from it;
-3. :func:`autograder.judge.grade_submission` scores every graded cell from a
+2. :func:`autograder.judge.grade_submission` scores every graded cell from a
    sandboxed probe of the learner's definitions, on a seed drawn now;
+3. the feedback notebook is the submission with the outputs the learner saved
+   (plain kinds only, cut to the limits: :func:`autograder.execute.as_submitted`);
+   with ``GPIPE_GRADE_RUN_NOTEBOOKS=1`` (``--run-notebooks``) it is run again in
+   a sandbox instead (:func:`autograder.execute.execute`), which costs a second
+   sandbox and a Jupyter kernel per submission and gives no score;
 4. only then, with every sandbox of the submission ended, the gradebook gets
-   the scores, and the graded notebook (with the judge's messages under each
-   graded cell, never a hidden test's source, seed or expected value) and a
-   ``result.json`` for the log line are written, the notebook last, so an
-   interrupted run leaves either a finished submission or a stale one.
+   the scores (0 while the submission is *held* for an instructor), and the
+   graded notebook (with the judge's messages under each graded cell, never a
+   hidden test's source, seed or expected value) and a ``result.json`` for the
+   log line are written, the notebook last, so an interrupted run leaves either
+   a finished submission or a stale one.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
 from .. import instructor_dir, notebook_names
-from ..execute import execute
+from ..execute import as_submitted, execute
 from ..limits import limits_for
 from .course import Course
 from .probes import package_copy, probe_runner
 
 RESULT = "result.json"
+RUN_NOTEBOOKS = "GPIPE_GRADE_RUN_NOTEBOOKS"  # "1": run each notebook again in a sandbox for its feedback
 
 
 def grade_one(course: Course, assignment: str, student: str, isolate: bool = True) -> None:
@@ -48,20 +53,30 @@ def grade_one(course: Course, assignment: str, student: str, isolate: bool = Tru
     problems: list[tuple[str, str]] = []
     graded: dict[str, Any] = {}
     scores: dict[str, float] = {}
+    holds: list[str] = []
+    timings: dict[str, float] = {}
     seed = secrets.randbits(32)
+    rerun = os.environ.get(RUN_NOTEBOOKS) == "1"
     with course.gradebook() as gb, tempfile.TemporaryDirectory(prefix="gpipe-grade-") as tmp:
         seconds = 0.0
         for nb_name in notebook_names(assignment):
+            clock = time.perf_counter()
             master = gb.find_notebook(nb_name, assignment)
             notebook, findings, present = clean(nbformat.read(submitted / f"{nb_name}.ipynb", as_version=4), master)
             problems += findings
             path = Path(tmp) / f"{nb_name}.ipynb"
             nbformat.write(notebook, path)
-            ran = execute(path, limits, package_copy(), isolate=isolate)
+            _add(timings, "clean", clock)
+            clock = time.perf_counter()
+            ran = execute(path, limits, package_copy(), isolate=isolate) if rerun else as_submitted(path, limits)
+            _add(timings, "notebook run" if rerun else "outputs", clock)
             problems += ran.events
-            seconds += ran.seconds or 0.0
             judged = grade_submission(assignment, path, probe_runner(assignment, limits, isolate), seed)
+            for phase, took in judged.timings.items():
+                timings[phase] = timings.get(phase, 0.0) + took
+            seconds += ran.seconds if ran.seconds is not None else judged.timings.get("probe", 0.0)
             problems += [("FLAGGED", flag) for flag in judged.flags]
+            holds += judged.holds
             for grade_id in judged.scores:
                 if grade_id not in present and grade_id in {g.name for g in master.grade_cells}:
                     judged.scores[grade_id] = 0.0
@@ -70,8 +85,16 @@ def grade_one(course: Course, assignment: str, student: str, isolate: bool = Tru
                       if judged.scores.get(g, 0) < judged.max_scores.get(g, 0)]
             problems += [("FAILED", f) for f in failed]
             scores.update(judged.scores)
-            graded[nb_name] = annotate(ran.notebook, judged.scores, judged.max_scores, judged.messages)
-    store(course, assignment, student, scores, graded, problems, seconds, seed)
+            graded[nb_name] = annotate(ran.notebook, judged.scores, judged.max_scores, judged.messages,
+                                       held=bool(holds))
+    problems += [("HELD", h) for h in holds]
+    clock = time.perf_counter()
+    store(course, assignment, student, scores, graded, problems, seconds, seed, held=bool(holds), timings=timings)
+    _add(timings, "store", clock)
+
+
+def _add(timings: dict[str, float], phase: str, since: float) -> None:
+    timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - since
 
 
 def clean(nb: Any, master: Any) -> tuple[Any, list[tuple[str, str]], set[str]]:
@@ -127,14 +150,19 @@ def released(source: str) -> str:
     return "\n".join(kept).strip()
 
 
-def annotate(nb: Any, scores: dict[str, float], tops: dict[str, float], messages: dict[str, list[str]]) -> Any:
-    """Put the judge's verdict under each graded cell: the test's name, the points and the failure messages."""
+def annotate(nb: Any, scores: dict[str, float], tops: dict[str, float], messages: dict[str, list[str]],
+             held: bool = False) -> Any:
+    """Put the judge's verdict under each graded cell: the test's name, the points and the failure messages.
+
+    A held submission's verdicts say that its points wait for the instructor's review.
+    """
     for cell in nb.cells:
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         if grade_id not in tops or cell.cell_type != "code":
             continue
         got, top = scores.get(grade_id, 0.0), tops[grade_id]
-        lines = [f"Grader: {grade_id}: {got:g} / {top:g} points"]
+        lines = [f"Grader: {grade_id}: {got:g} / {top:g} points"
+                 + (" (held: counted only after the instructor's review)" if held else "")]
         lines += [f"  - {m}" for m in messages.get(grade_id, [])]
         cell.setdefault("outputs", []).append(
             nbformat.v4.new_output("stream", name="stdout" if got >= top else "stderr", text="\n".join(lines) + "\n"))
@@ -142,8 +170,13 @@ def annotate(nb: Any, scores: dict[str, float], tops: dict[str, float], messages
 
 
 def store(course: Course, assignment: str, student: str, scores: dict[str, float], graded: dict[str, Any],
-          problems: list[tuple[str, str]], seconds: float, seed: int) -> None:
-    """Scores into the gradebook, then result.json, then the graded notebooks (last: they mark it done)."""
+          problems: list[tuple[str, str]], seconds: float, seed: int, held: bool = False,
+          timings: dict[str, float] | None = None) -> None:
+    """Scores into the gradebook, then result.json, then the graded notebooks (last: they mark it done).
+
+    A held submission's grades are 0 and need a manual grade in the gradebook; the judged scores wait in
+    result.json (``judged``) for the instructor's ``review`` decision.
+    """
     from nbgrader.utils import parse_utc
 
     submitted = instructor_dir() / "submitted" / student / assignment
@@ -154,8 +187,8 @@ def store(course: Course, assignment: str, student: str, scores: dict[str, float
         submission = gb.update_or_create_submission(assignment, student, timestamp=when)
         for nb in submission.notebooks:
             for grade in nb.grades:
-                grade.auto_score = float(scores.get(grade.name, 0.0))
-                grade.needs_manual_grade = False
+                grade.auto_score = 0.0 if held else float(scores.get(grade.name, 0.0))
+                grade.needs_manual_grade = held
         gb.db.commit()
     out = course.workspace / "autograded" / student / assignment
     out.mkdir(parents=True, exist_ok=True)
@@ -163,7 +196,9 @@ def store(course: Course, assignment: str, student: str, scores: dict[str, float
         (out / f"{name}.ipynb").unlink(missing_ok=True)
     if stamp.exists():
         shutil.copyfile(stamp, out / "timestamp.txt")
-    (out / RESULT).write_text(json.dumps({"problems": problems, "seconds": round(seconds, 1), "seed": seed}))
+    (out / RESULT).write_text(json.dumps({"problems": problems, "seconds": round(seconds, 1), "seed": seed,
+                                          "held": held, "judged": scores,
+                                          "timings": {k: round(v, 3) for k, v in (timings or {}).items()}}))
     for name, nb in graded.items():
         partial = out / f".{name}.ipynb.part"
         nbformat.write(nb, partial)

@@ -69,6 +69,7 @@ def probe_runner(assignment: str, limits: Limits, isolate: bool = True) -> Any:
                                    limits=replace(limits, output_bytes_notebook=PROBE_BYTES),
                                    view=view_for(assignment), timeout=limits.notebook_timeout_s,
                                    stdin=json.dumps(request).encode(), isolate=isolate)
-        return read_probe_output(result.stdout, result.returncode, result.timed_out, result.stderr)
+        return read_probe_output(result.stdout, result.returncode, result.timed_out, result.stderr,
+                                 key=request.get("key"))
 
     return run_probe

@@ -79,10 +79,12 @@ class Ask:
         self.calls: list[dict[str, Any]] = []
         self.replies: list[Reply] = []
         self.source = source  # the learner's solution cells as text, for messages that name a cause
+        self.group = ""  # the check now queuing calls: the probe answers one check's plain calls in one child
 
     def task(self, name: str, *, what: str | None = None, timeout: float = DEFAULT_TIMEOUT, **params: Any) -> Reply:
         """Queue the probe's task ``name`` (see ``probe.TASKS``) with ``params`` (plain data and tensors)."""
-        self.calls.append({"task": name, "timeout": timeout, "params": {k: encode(v) for k, v in params.items()}})
+        self.calls.append({"task": name, "timeout": timeout, "group": self.group,
+                           "params": {k: encode(v) for k, v in params.items()}})
         self.replies.append(Reply(what or name))
         return self.replies[-1]
 

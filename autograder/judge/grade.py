@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 import random
+import secrets
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,8 @@ class JudgeResult:
     max_scores: dict[str, float]
     messages: dict[str, list[str]]
     flags: list[str] = field(default_factory=list)
+    holds: list[str] = field(default_factory=list)  # why the score waits for an instructor (never scored silently)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: read (extract + audit), probe, judge
 
     @property
     def total(self) -> float:
@@ -69,6 +73,7 @@ def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed:
     ``flags`` lists what was left out of the probe module and the submission's own audit (no classmates:
     ``autograder.audit.audit_class`` adds those); flags never change a score.
     """
+    clock = time.perf_counter()
     max_scores = points(assignment)
     module = judge_module(assignment)
     extracted = extract(assignment, notebook)
@@ -78,11 +83,14 @@ def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed:
     ask = ask_for(extracted)
     verifies: dict[str, Verify] = {}
     for grade_id, check in module.CHECKS.items():
+        ask.group = grade_id
         verifies[grade_id] = check(ask, draws(seed, assignment, grade_id))
+    timings = {"read": time.perf_counter() - clock}
+    clock = time.perf_counter()
     response = probe(extracted, {"assignment": assignment, "calls": ask.calls}, run_probe)
+    timings["probe"], clock = time.perf_counter() - clock, time.perf_counter()
     _check_header(assignment, response)
-    if response.get("tampered"):
-        flags.append(f"probe output tampered with (calls {response['tampered']})")
+    holds = tampering(response)
     load_error = (response.get("header") or {}).get("load_error")
     if load_error:
         flags.append(f"definitions failed to load: {load_error['type']}: {load_error['message'][:200]}")
@@ -94,7 +102,19 @@ def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed:
         _verify_all(verifies, max_scores, scores, messages, flags)
     finally:
         torch.set_num_threads(threads)
-    return JudgeResult(scores, max_scores, messages, flags)
+    timings["judge"] = time.perf_counter() - clock
+    return JudgeResult(scores, max_scores, messages, flags, holds, timings)
+
+
+def tampering(response: dict[str, Any]) -> list[str]:
+    """Holds for a probe channel that something other than the harness wrote to (see ``probe_io``)."""
+    holds = []
+    if response.get("tampered"):
+        holds.append(f"the replies of probe calls {response['tampered']} were written by the learner's code, "
+                     "not by the grader's harness")
+    if response.get("forged"):
+        holds.append(f"{response['forged']} line(s) on the probe's channel did not come from the grader's harness")
+    return holds
 
 
 def draws(seed: int, assignment: str, grade_id: str) -> random.Random:
@@ -112,7 +132,7 @@ def probe(extracted: Any, request: dict[str, Any], run_probe: RunProbe) -> dict[
     with tempfile.TemporaryDirectory(prefix="judge-") as tmp:
         path = Path(tmp) / "learner.py"
         path.write_text(extracted.source)
-        return run_probe(path, request)
+        return run_probe(path, {**request, "key": secrets.token_hex(16)})
 
 
 def _verify_all(verifies: dict[str, Verify], max_scores: dict[str, float], scores: dict[str, float],

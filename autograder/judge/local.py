@@ -34,6 +34,6 @@ def run_probe_locally(module_path: Path, request: dict[str, Any], timeout: float
         try:
             done = subprocess.run([sys.executable, str(script), str(run / "learner.py")], cwd=run,
                                   input=json.dumps(request).encode(), capture_output=True, timeout=timeout, env=env)
-            return read_probe_output(done.stdout, done.returncode, False, done.stderr)
+            return read_probe_output(done.stdout, done.returncode, False, done.stderr, key=request.get("key"))
         except subprocess.TimeoutExpired as exc:
-            return read_probe_output(exc.stdout or b"", None, True, exc.stderr or b"")
+            return read_probe_output(exc.stdout or b"", None, True, exc.stderr or b"", key=request.get("key"))

@@ -20,7 +20,6 @@ import nbformat
 import pytest
 from classroom import (
     ALL,
-    CLASS_BOUND_S,
     EXPECTED,
     Graded,
     case,
@@ -34,7 +33,7 @@ from classroom import (
 
 from autograder import fakeclass, notebook_names
 
-pytestmark = pytest.mark.timeout(1800)  # the first test to need the graded class pays for grading it
+pytestmark = pytest.mark.timeout(1800)  # a watchdog: the first test to need the graded class pays for grading it
 
 
 @pytest.mark.parametrize("assignment", ALL)
@@ -47,15 +46,16 @@ def test_correct_work_scores_full_marks(assignment: str, graded: Graded) -> None
 
 
 @pytest.mark.parametrize("assignment", ALL)
-def test_correct_work_runs_without_errors_in_the_sandbox(assignment: str, env: dict[str, str], graded: Graded) -> None:
-    """The feedback run of a correct notebook: every visible test and demo works, as in the learner's Jupyter."""
+def test_feedback_keeps_the_learners_saved_outputs_in_plain_kinds(assignment: str, env: dict[str, str],
+                                                                  graded: Graded) -> None:
+    """Grading runs no notebook again by default: the graded copy shows what the learner saved, reduced."""
     present(assignment)
     folder = Path(env["GPIPE_INSTRUCTOR_DIR"]) / "autograded" / "correct" / assignment
     for nb in notebook_names(assignment):
-        cells = nbformat.read(folder / f"{nb}.ipynb", as_version=4).cells
-        errors = [(i, o.get("ename"), str(o.get("evalue", ""))[:200]) for i, c in enumerate(cells)
-                  if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
-        assert not errors, f"{assignment}/{nb}: the correct notebook's sandboxed run raised {errors}"
+        cell = next(c for c in nbformat.read(folder / f"{nb}.ipynb", as_version=4).cells if c.cell_type == "code")
+        kinds = [(o["output_type"], sorted(o.get("data", {}))) for o in cell.outputs]
+        assert kinds == [("stream", []), ("display_data", ["text/plain"]), ("execute_result", ["text/plain"])], kinds
+        assert cell.outputs[0]["text"] == fakeclass.SAVED + "\n"
 
 
 @pytest.mark.parametrize("assignment", ALL)
@@ -108,6 +108,8 @@ def test_broken_submissions_get_the_right_grade_and_a_reason(student: str, grade
         assert got == lost(graded, c.assignment, c.same_as), f"should score like {c.same_as}; {why}"
     for code in c.codes:
         assert code in line, f"the log line should say {code}; {why}"
+    for code in c.run_codes:  # only a notebook run says these; grading makes none unless --run-notebooks
+        assert code not in line, f"the log line says {code} although no notebook ran; {why}"
 
 
 def test_class_is_big_enough_and_every_submission_has_one_log_line(graded: Graded) -> None:
@@ -126,12 +128,6 @@ def test_class_is_big_enough_and_every_submission_has_one_log_line(graded: Grade
 def test_no_submission_takes_its_grader_down(graded: Graded) -> None:
     errors = sorted(s for (a, s), line in graded.lines.items() if "GRADER_ERROR" in line)
     assert errors == [] and graded.status == 0, (errors, graded.output[-3000:])
-
-
-def test_class_grading_stays_within_its_bound(graded: Graded) -> None:
-    print(f"graded {len(graded.cases)} submissions in {graded.seconds:.0f} s;",
-          *[ln for ln in graded.output.splitlines() if ln.startswith(("graded ", "all: "))])
-    assert graded.seconds < CLASS_BOUND_S, f"grading the class took {graded.seconds:.0f} s > {CLASS_BOUND_S} s"
 
 
 def test_gradebook_is_intact(env: dict[str, str], graded: Graded) -> None:

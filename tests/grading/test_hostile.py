@@ -1,7 +1,9 @@
 """The hostile class (autograder/hostile.py), graded in the same run as the honest one.
 
 Each cheat or attack scores at most what its honest work earns (copying the
-engine's source may instead earn its points with a FLAGGED line), its log line
+engine's source may instead earn its points with a FLAGGED line; code that
+reaches for what the probe's harness measures with is HELD: 0 until an
+instructor looks), its log line
 names what happened where the hostile module says so, honest classmates keep
 every point, the repository is unchanged, the gradebook and grades.csv hold
 what the grader wrote, no secret reaches a feedback page, and no sandbox
@@ -48,6 +50,10 @@ def test_each_attack_scores_at_most_what_its_work_earns(student: str, graded: Gr
     why = f"{student} ({attack.description}): {line}"
     if attack.flagged_instead and "FLAGGED" in line:
         return  # copied engine code may keep its points, but only flagged for review
+    if "HELD" in line:  # its points wait for the instructor: none counted meanwhile
+        assert graded.scores[(attack.assignment, student)][0] == 0, f"a held submission scored; {why}"
+        assert passed == set(), why
+        return
     assert passed <= attack.earns, f"passed {sorted(passed - attack.earns)} it did not earn; {why}"
     if attack.keeps:
         assert passed == attack.earns, f"lost honest points {sorted(attack.earns - passed)}; {why}"
