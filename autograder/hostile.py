@@ -47,6 +47,7 @@ class Attack:
     keeps: bool = True  # it must pass exactly ``earns`` (False: at most, e.g. when its run is sabotaged)
     codes: frozenset[str] = frozenset()  # problem codes its log line must contain
     flagged_instead: bool = False  # full marks allowed only with a FLAGGED code (copied engine source)
+    held: bool = False  # its tampering is detected: it must be HELD (scored 0 until an instructor looks)
     assignment: str = ASSIGNMENT
 
 

@@ -23,8 +23,8 @@ from autograder.fakeclass import planted, replace_cell
 from autograder.judge import Foreign, grade_submission, read_probe_output
 from autograder.judge.extract import extract
 from autograder.judge.grade import draws
-from autograder.judge.probe import TASKS
 from autograder.judge.probe_codec import decode, encode
+from autograder.judge.probe_tasks import TASKS
 from gpipe_core import gpipe_schedule, one_f_one_b_schedule
 from gpipe_core.partition import balance_by_cost, balance_by_count
 

@@ -48,8 +48,11 @@ def _brute(costs: Sequence[float], K: int) -> float:
 @CHECKS("test_partition_by_count")
 def by_count(ask, rng: random.Random):
     cases = [(10, 4), (8, 4), (5, 1)] + [(L, K) for L in range(1, 21) for K in range(1, L + 1)]
+    drawn = [rng.randint(21, 2000) for _ in range(16)]  # beyond any table a learner could paste
+    cases += [(L, rng.randint(1, L)) for L in drawn] + [(L, rng.randint(2, 9)) for L in drawn[:4]]
     replies = [ask.call("partition_by_count", L, K) for L, K in cases]
-    bad = [(4, 5), (3, 4), (1, 2), (7, 0), (12, 13), (6, -2)]
+    big = rng.randint(21, 500)
+    bad = [(4, 5), (3, 4), (1, 2), (7, 0), (12, 13), (6, -2), (big, big + rng.randint(1, 9))]
     bad_replies = [ask.call("partition_by_count", L, K) for L, K in bad]
 
     def verify() -> None:
@@ -78,10 +81,15 @@ def measure(ask, rng: random.Random):
     sample = torch.randn(64, 256, generator=torch.Generator().manual_seed(rng.randrange(2**31)))
     replies = [ask.task("measure_costs", model={"seed": 0, "layers": spec}, sample=sample, repeats=3)
                for spec, _ in cases]
+    # What it claims to measure is time: a stack of 48 GELUs has no parameter and takes about 12x as long as a
+    # 256x256 Linear (forward + backward, batch 64, one thread), so parameter counts or sizes order them wrongly.
+    slow, cheap = ["Seq", [["GELU"]] * 48], ["Linear", 256, 256]
+    pair = [["Tanh"], slow, cheap, ["ReLU"]] if rng.random() < 0.5 else [["Tanh"], cheap, slow, ["ReLU"]]
+    pair_reply = ask.task("measure_costs", model={"seed": 0, "layers": pair}, sample=sample, repeats=3)
 
     def verify() -> None:
         for (spec, heavy), reply in zip(cases, replies):
-            names = [s[0] if s[0] != "Seq" else "Linear-ReLU-Linear (256x2048)" for s in spec]
+            names = [_name(s) for s in spec]
             got = reply.value(f"measure_layer_costs on layers {names}")
             costs = got["costs"]
             expect(type(costs) in (list, tuple) and len(costs) == len(spec),
@@ -92,8 +100,21 @@ def measure(ask, rng: random.Random):
                    f"layers {names}: layer {heavy} (two 256x2048 matrix products) is by far the most expensive, but "
                    f"the costs are {[f'{c:.2g}' for c in costs]}: time forward + backward of each layer on its input")
             expect(not got["grads_left"], "leave no gradients behind: zero_grad(set_to_none=True)")
+        costs = pair_reply.value(f"measure_layer_costs on layers {[_name(s) for s in pair]}")["costs"]
+        at_slow, at_cheap = pair.index(slow), pair.index(cheap)
+        expect(type(costs) in (list, tuple) and len(costs) == 4 and all(type(c) in (int, float) for c in costs)
+               and costs[at_slow] > costs[at_cheap],
+               f"layers {[_name(s) for s in pair]}: 48 GELUs (no parameters) take about 12x as long as one 256x256 "
+               f"Linear, but your costs are {costs!r:.120}: a cost is the time a layer takes, forward + backward, "
+               "not its parameters or size")
 
     return verify
+
+
+def _name(spec: list) -> str:
+    if spec[0] != "Seq":
+        return spec[0] if spec[0] != "Linear" else f"Linear {spec[1]}x{spec[2]}"
+    return "Linear-ReLU-Linear (256x2048)" if spec[1][0][0] == "Linear" else f"{len(spec[1])} x {spec[1][0][0]}"
 
 
 @CHECKS("test_partition_optimal")

@@ -6,12 +6,23 @@ learner's *work* without any of that, so this module keeps, from each solution
 cell (the cells the nbgrader source marks ``solution``; their text is taken
 from the submission by grade id), only:
 
-* functions and classes, whose decorators are names or calls of names with
-  literal arguments and whose defaults are literals or names; class bodies
-  hold only methods, literal assignments and docstrings;
+* functions and classes in which nothing learner-written runs while they are
+  defined: decorators only from trusted imports (``functools``, ``torch``,
+  ``dataclasses``...) or ``staticmethod``/``classmethod``/``property``, never
+  a name the learner defines; defaults and class attributes are literals or
+  names; class bodies hold only methods, literal assignments and docstrings;
+  no metaclass, no enum base, and no class hook that runs at definition or
+  subscription (``__init_subclass__``, ``__set_name__``, ``__class_getitem__``,
+  ``__mro_entries__``, ``__prepare__``); annotations are never evaluated
+  (``from __future__ import annotations`` heads the module);
 * imports of an allow-list of modules (computation only: no ``os``, ``sys``,
   ``importlib``, ``builtins``, ``IPython``...);
-* constants (``NAME = literal``) and type aliases (``Schedule = list[list[Action]]``).
+* constants (``NAME = literal``) and type aliases (``Schedule = list[list[Action]]``)
+  that subscript no class the learner defines.
+
+A refused definition is reported with its cell and line (``dropped``, and
+``refused`` by name, so a check that misses it says why); only the exercises
+it defines lose their points.
 
 Everything else is dropped and reported. Function bodies are not restricted:
 they run in the sandboxed probe, and what they return is only data to the judge.
@@ -29,6 +40,7 @@ from typing import Any
 import nbformat
 
 from .. import course_root, notebook_names
+from .load_rules import Names, alias, bind, class_problem, function_problem, subscripts_learner
 
 ALLOWED_IMPORTS = {
     "abc", "bisect", "collections", "copy", "dataclasses", "decimal", "enum", "fractions", "functools", "heapq",
@@ -45,6 +57,7 @@ class Extracted:
     defined: list[str] = field(default_factory=list)  # names the learner's cells define
     dropped: list[str] = field(default_factory=list)  # what was left out, one line each
     cells: dict[str, str] = field(default_factory=dict)  # grade id -> the learner's cell text
+    refused: dict[str, str] = field(default_factory=dict)  # a definition left out -> why (cell and line)
 
 
 def source_notebook(assignment: str) -> Any:
@@ -53,7 +66,10 @@ def source_notebook(assignment: str) -> Any:
 
 
 def _meta(cell: Any) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+    """A cell's nbgrader metadata, or {} when a submission put anything else there."""
+    meta = cell.get("metadata") if isinstance(cell, dict) else None
+    meta = meta.get("nbgrader") if isinstance(meta, dict) else None
+    return meta if isinstance(meta, dict) else {}
 
 
 def _to_python(text: str) -> str:
@@ -70,63 +86,9 @@ def _root(module: str | None) -> str:
     return (module or "").split(".")[0]
 
 
-def _simple(node: ast.AST | None) -> bool:
-    """A name, a dotted name, a literal, a negative number or a tuple/list of those."""
-    if node is None or isinstance(node, (ast.Name, ast.Constant)):
-        return True
-    if isinstance(node, ast.Attribute):
-        return _simple(node.value)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        return isinstance(node.operand, ast.Constant)
-    if isinstance(node, (ast.Tuple, ast.List)):
-        return all(_simple(e) for e in node.elts)
-    return False
-
-
-def _alias(node: ast.AST) -> bool:
-    """A type expression such as ``list[list[Action]]`` or ``Callable[[Tensor], Tensor]``."""
-    if isinstance(node, ast.Subscript):
-        return _alias(node.value) and _alias(node.slice)
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
-        return _alias(node.left) and _alias(node.right)
-    return _simple(node)
-
-
-def _decorator_ok(node: ast.AST) -> bool:
-    if isinstance(node, ast.Call):
-        return _simple(node.func) and all(_simple(a) for a in node.args) and all(
-            _simple(k.value) for k in node.keywords)
-    return _simple(node)
-
-
-def _function_problem(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
-    if not all(_decorator_ok(d) for d in node.decorator_list):
-        return f"function {node.name}: a decorator that is more than a name"
-    args = node.args
-    if not all(_simple(d) for d in [*args.defaults, *[d for d in args.kw_defaults if d is not None]]):
-        return f"function {node.name}: a default value that is not a literal or a name"
-    return None
-
-
-def _class_problem(node: ast.ClassDef) -> str | None:
-    if node.keywords or not all(_simple(b) for b in node.bases) or not all(_decorator_ok(d) for d in
-                                                                          node.decorator_list):
-        return f"class {node.name}: bases, keywords or decorators that are more than names"
-    for item in node.body:
-        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            problem = _function_problem(item)
-            if problem:
-                return f"class {node.name}: {problem}"
-        elif isinstance(item, (ast.Assign, ast.AnnAssign)):
-            if item.value is not None and not _simple(item.value):
-                return f"class {node.name}: an attribute set to something other than a literal"
-        elif not (isinstance(item, ast.Pass) or (isinstance(item, ast.Expr) and isinstance(item.value, ast.Constant))):
-            return f"class {node.name}: a statement that is not a method, a constant or a docstring"
-    return None
-
-
-def _keep(node: ast.stmt, trusted: bool) -> tuple[bool, str | None]:
+def _keep(node: ast.stmt, trusted: bool, names: Names | None = None) -> tuple[bool, str | None]:
     """Whether ``node`` goes into the probe module, and why not."""
+    names = names or Names()
     if isinstance(node, (ast.Import, ast.ImportFrom)):
         roots = {_root(a.name) for a in node.names} if isinstance(node, ast.Import) else {_root(node.module)}
         if isinstance(node, ast.ImportFrom) and node.level:
@@ -137,14 +99,16 @@ def _keep(node: ast.stmt, trusted: bool) -> tuple[bool, str | None]:
         return (False, f"import of {', '.join(bad)} (allowed: {', '.join(sorted(ALLOWED_IMPORTS))})") if bad \
             else (True, None)
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        problem = _function_problem(node)
+        problem = function_problem(node, names)
         return problem is None, problem
     if isinstance(node, ast.ClassDef):
-        problem = _class_problem(node)
+        problem = class_problem(node, names)
         return problem is None, problem
     if isinstance(node, (ast.Assign, ast.AnnAssign)):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-        if node.value is not None and all(isinstance(t, ast.Name) for t in targets) and _alias(node.value):
+        if node.value is not None and all(isinstance(t, ast.Name) for t in targets) and alias(node.value):
+            if subscripts_learner(node.value, names):
+                return False, "a type alias that subscripts a class you define (its __class_getitem__ would run)"
             return True, None
         return False, "an assignment of something other than a constant or a type alias"
     if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
@@ -168,7 +132,7 @@ def _prelude(assignment: str) -> list[ast.stmt]:
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not meta.get("locked"):
                 continue  # demo code of unlocked cells is not part of the learner's work
-            if isinstance(node, (ast.Assign, ast.AnnAssign)) and not (before_exercises and _alias(node.value)):
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and not (before_exercises and alias(node.value)):
                 continue
             if _keep(node, trusted=True)[0]:
                 out.append(node)
@@ -186,6 +150,10 @@ def extract(assignment: str, submission: Path | Any) -> Extracted:
             found[gid] = cell.get("source", "")
     result = Extracted(source="", cells=found)
     learner: list[ast.stmt] = []
+    names = Names()
+    prelude = _prelude(assignment)
+    for node in prelude:
+        bind(node, names, learner=False)
     for gid in solution_ids:
         if gid not in found:
             result.dropped.append(f"cell {gid}: missing from the submission")
@@ -196,17 +164,20 @@ def extract(assignment: str, submission: Path | Any) -> Extracted:
             result.dropped.append(f"cell {gid}: does not parse (line {exc.lineno}: {exc.msg}), so nothing in it counts")
             continue
         for node in tree.body:
-            keep, why = _keep(node, trusted=False)
+            keep, why = _keep(node, trusted=False, names=names)
             if keep:
                 learner.append(node)
+                bind(node, names, learner=True)
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                     result.defined.append(node.name)
             elif why:
                 result.dropped.append(f"cell {gid}, line {node.lineno}: {why} is not run when grading "
                                       "(only functions, classes, allowed imports and constants are)")
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    result.refused[node.name] = f"cell {gid}, line {node.lineno}: {why}"
     header = ("# Generated by autograder.judge.extract: the course's prelude, then the learner's definitions.\n"
               "from __future__ import annotations\n\nDEVICE = 'cpu'\n")
-    nodes = [n for n in _prelude(assignment) + learner
+    nodes = [n for n in prelude + learner
              if not (isinstance(n, ast.ImportFrom) and n.module == "__future__")]
     body = ast.Module(body=nodes, type_ignores=[])
     result.source = header + ast.unparse(body) + "\n"

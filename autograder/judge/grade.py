@@ -102,8 +102,18 @@ def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed:
         _verify_all(verifies, max_scores, scores, messages, flags)
     finally:
         torch.set_num_threads(threads)
+    _name_refusals(extracted.refused, messages)
     timings["judge"] = time.perf_counter() - clock
     return JudgeResult(scores, max_scores, messages, flags, holds, timings)
+
+
+def _name_refusals(refused: dict[str, str], messages: dict[str, list[str]]) -> None:
+    """A failure that names a definition the extractor refused says why it was refused, line included."""
+    for lines in messages.values():
+        for k, line in enumerate(lines):
+            why = [f"{name} was not loaded ({reason})" for name, reason in refused.items() if f"'{name}'" in line]
+            if why:
+                lines[k] = f"{line}: {'; '.join(why)}"
 
 
 def tampering(response: dict[str, Any]) -> list[str]:

@@ -15,6 +15,7 @@ from classroom import SMALL, Graded, attacked_files, cli, parse_lines, read_grad
 
 from autograder import assignments, fakeclass, hostile
 from autograder.sandbox import UID_BASE, UID_ENV, UID_SPAN
+from autograder.selftest import hostile_two
 
 # This session's sandboxes get uids of their own, so "nothing left running" never counts another grader's.
 os.environ.setdefault(UID_ENV, str(UID_BASE + (1 + os.getpid() % 400) * UID_SPAN))  # below 2**31: bwrap maps no more
@@ -46,7 +47,8 @@ def graded(env: dict[str, str], released: Path) -> Graded:
     cases = fakeclass.build(folder, released, assignments(), small)
     os.environ["GPIPE_INSTRUCTOR_DIR"], saved = env["GPIPE_INSTRUCTOR_DIR"], os.environ.get("GPIPE_INSTRUCTOR_DIR")
     try:  # the attacks aim at this class's instructor folder
-        attacks = hostile.build(folder, released) if hostile.ASSIGNMENT in assignments() else []
+        attacks = hostile.build(folder, released) + hostile_two.build(folder, released) \
+            if hostile.ASSIGNMENT in assignments() else []
     finally:
         if saved is None:
             del os.environ["GPIPE_INSTRUCTOR_DIR"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -35,12 +36,22 @@ def attacks() -> list[str]:
             "forged-grade-cell", "forged-checksum"]
 
 
-def test_the_hostile_class_is_complete(graded: Graded) -> None:
-    assert sorted(a.student for a in graded.attacks) == sorted(attacks())
-    assert len(graded.attacks) >= 25
+def attacks_two() -> list[str]:
+    """The second hostile class (autograder/selftest/hostile_two.py)."""
+    return ["load-decorator", "load-default", "load-metaclass", "load-init-subclass", "load-class-getitem",
+            "load-enum", "padded-copy", "decoy-first", "meter-decorator-04", "meter-patch-04", "probe-tasks-04",
+            "gc-nonce", "forge-all-and-exit", "numpy-tofile", "reset-timer", "deep-return", "huge-return",
+            "spoofed-lines", "kill-harness", "parent-fds", "leftover-thread", "private-place-03",
+            "sibling-schedule-03", "store-subclass-04", "lookup-table", "parameter-counts", "encoded-exec",
+            "metadata-string", "huge-function", "scripted-page", "disk-floods"]
 
 
-@pytest.mark.parametrize("student", attacks())
+def test_the_hostile_classes_are_complete(graded: Graded) -> None:
+    assert sorted(a.student for a in graded.attacks) == sorted(attacks() + attacks_two())
+    assert len(attacks()) >= 25 and len(attacks_two()) >= 30
+
+
+@pytest.mark.parametrize("student", attacks() + attacks_two())
 def test_each_attack_scores_at_most_what_its_work_earns(student: str, graded: Graded) -> None:
     attack = next(a for a in graded.attacks if a.student == student)
     cells = graded.cells.get((attack.assignment, student))
@@ -50,6 +61,7 @@ def test_each_attack_scores_at_most_what_its_work_earns(student: str, graded: Gr
     why = f"{student} ({attack.description}): {line}"
     if attack.flagged_instead and "FLAGGED" in line:
         return  # copied engine code may keep its points, but only flagged for review
+    assert not attack.held or "HELD" in line, f"its tampering was not detected (no HELD); {why}"
     if "HELD" in line:  # its points wait for the instructor: none counted meanwhile
         assert graded.scores[(attack.assignment, student)][0] == 0, f"a held submission scored; {why}"
         assert passed == set(), why
@@ -96,6 +108,32 @@ def test_feedback_carries_no_solution_no_hidden_test_and_no_host_file(env: dict[
             assert "root:x:0:0" not in text, f"{page} shows /etc/passwd"
             assert not any(s in text for s in secret), f"{page} shows solution or hidden-test markers"
             assert page.stat().st_size < 3_000_000, f"{page} is {page.stat().st_size} bytes"
+
+
+class _Active(HTMLParser):
+    """Every tag or attribute of a page that could run script: <script>, on* handlers, script URLs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "iframe", "object", "embed", "svg", "base"):
+            self.found.append(f"<{tag}>")
+        for name, value in attrs:
+            url = (value or "").strip().lower()
+            if name.startswith("on") or url.startswith(("javascript:", "vbscript:", "data:text")):
+                self.found.append(f"<{tag} {name}={value!r:.40}>")
+
+
+def test_no_feedback_page_carries_anything_that_runs(env: dict[str, str], graded: Graded) -> None:
+    root = Path(env["GPIPE_INSTRUCTOR_DIR"]) / "feedback"
+    pages = [p for a in graded.attacks for p in (root / a.student / a.assignment).glob("*.html")]
+    assert any("scripted-page" in str(p) for p in pages)
+    for page in pages:
+        parser = _Active()
+        parser.feed(page.read_text(errors="replace"))
+        assert not parser.found, f"{page} carries {parser.found[:5]}"
 
 
 def test_forged_timestamp_and_graded_cell_change_nothing(env: dict[str, str], graded: Graded) -> None:
