@@ -9,6 +9,9 @@ Run it from the repository root. Subcommands (details in autograder/README.md):
     feedback [ASSIGNMENT ...]            HTML feedback per student in instructor/feedback/
     export   [grades.csv]                one CSV row per student and assignment from the gradebook
     all      FOLDER [--out grades.csv]   collect, autograde, feedback and export in one go
+    jobs     [ASSIGNMENT ...] [--out F]  the grading jobs still to run, one "assignment student" per line
+    job      LIST INDEX                  grade line INDEX of LIST (a Slurm array task, an Indexed Job pod)
+    merge    [ASSIGNMENT ...]            every stored result into the gradebook, log lines and review CSVs
     fake-class FOLDER                    write a class of made-up submissions with known grades (to try the grader)
     hostile-class FOLDER                 write a class of cheating and sabotaging submissions (to try the sandbox)
     draws    [ASSIGNMENT ...] [--seeds N] every planted mistake loses its tests at N grading seeds (judge authors)
@@ -133,6 +136,34 @@ def _draws(args: argparse.Namespace) -> int:
     return audit(resolve(args.assignments), args.seeds, args.first)
 
 
+def _jobs(args: argparse.Namespace) -> int:
+    from .cycle import job_lines
+
+    lines = job_lines(args.assignments, args.force)
+    (args.out.write_text if args.out else lambda t: print(t, end=""))("".join(f"{ln}\n" for ln in lines))
+    return 0
+
+
+def _job(args: argparse.Namespace) -> int:
+    """Run line ``index`` of a job list (0-based, as SLURM_ARRAY_TASK_ID and JOB_COMPLETION_INDEX count)."""
+    from .cycle import run_job
+
+    _apply_limits(args)
+    lines = args.list.read_text().splitlines()
+    if not 0 <= args.index < len(lines):
+        raise SystemExit(f"job {args.index}: {args.list} has {len(lines)} lines (0 to {len(lines) - 1})")
+    assignment, student = lines[args.index].split()
+    run_job(assignment, student)
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from .cycle import merge
+
+    results = merge(args.assignments)
+    return 2 if any(code == "GRADER_ERROR" for r in results for code, _ in r.problems) else 0
+
+
 def _all(args: argparse.Namespace) -> int:
     from . import cycle
 
@@ -183,6 +214,19 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="grades to CSV")
     p.add_argument("csv", nargs="?", type=Path, default=Path("grades.csv"))
     p.set_defaults(func=_step("export", "csv"))
+    p = sub.add_parser("jobs", help="list the grading jobs still to run, one 'assignment student' per line")
+    p.add_argument("assignments", nargs="*")
+    p.add_argument("--force", action="store_true", help="list graded submissions too")
+    p.add_argument("--out", type=Path, help="write the list to this file (for `job`)")
+    p.set_defaults(func=_jobs)
+    p = sub.add_parser("job", help="grade line INDEX of a job list (one task of a Slurm array or Indexed Job)")
+    p.add_argument("list", type=Path)
+    p.add_argument("index", type=int)
+    _limit_flags(p)
+    p.set_defaults(func=_job)
+    p = sub.add_parser("merge", help="stored results into the gradebook, log lines and review CSVs")
+    p.add_argument("assignments", nargs="*")
+    p.set_defaults(func=_merge)
     p = sub.add_parser("fake-class", help="write made-up submissions with known right grades into FOLDER")
     p.add_argument("folder", type=Path)
     p.add_argument("--small", default="02_partitioner", help="assignment that gets the broken submissions")

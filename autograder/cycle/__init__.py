@@ -8,10 +8,10 @@ possibly hostile, learners cannot change a grade but by their work
 * ``collect`` copies only the notebooks an assignment consists of from a plain
   folder: regular files only, size-capped, stamped with the instructor's time;
 * ``autograde`` screens every submission (missing or unreadable notebooks
-  score 0 with a reason), then grades each in a worker process: the notebook
-  runs in a bubblewrap sandbox for the learner's feedback, and the judge
-  scores the learner's definitions through a sandboxed probe
-  (``judging.py``, ``probes.py``); only the trusted worker writes the gradebook;
+  score 0 with a reason), then grades each as an independent job in a worker
+  process: the judge scores the learner's definitions through a sandboxed
+  probe (``judging.py``, ``probes.py``) and the job stores files only; the
+  merge (``jobs.py``) writes the gradebook;
 * one log line per student and assignment says the score and everything that
   went wrong or was flagged for review, read back from what was stored, so
   the same lines come out again when nothing changed and an interrupted run
@@ -20,8 +20,9 @@ possibly hostile, learners cannot change a grade but by their work
 
 from .collect import collect
 from .course import Course, Result, release, resolve
-from .grade import autograde, screen, submissions, worker
+from .grade import screen, submissions, worker
+from .jobs import autograde, job_lines, merge, plan, run_job
 from .publish import export, feedback
 
-__all__ = ["Course", "Result", "autograde", "collect", "export", "feedback", "release", "resolve", "screen",
-           "submissions", "worker"]
+__all__ = ["Course", "Result", "autograde", "collect", "export", "feedback", "job_lines", "merge", "plan", "release",
+           "resolve", "run_job", "screen", "submissions", "worker"]

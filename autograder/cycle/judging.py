@@ -13,12 +13,12 @@ Runs in a grading worker (trusted). For each notebook of the submission:
    with ``GPIPE_GRADE_RUN_NOTEBOOKS=1`` (``--run-notebooks``) it is run again in
    a sandbox instead (:func:`autograder.execute.execute`), which costs a second
    sandbox and a Jupyter kernel per submission and gives no score;
-4. only then, with every sandbox of the submission ended, the gradebook gets
-   the scores (0 while the submission is *held* for an instructor), and the
-   graded notebook (with the judge's messages under each graded cell, never a
-   hidden test's source, seed or expected value) and a ``result.json`` for the
-   log line are written, the notebook last, so an interrupted run leaves either
-   a finished submission or a stale one.
+4. only then, with every sandbox of the submission ended, a ``result.json``
+   (scores, findings, seed, timings) and the graded notebook (with the judge's
+   messages under each graded cell, never a hidden test's source, seed or
+   expected value) are written, the notebook last, so an interrupted run leaves
+   either a finished submission or a stale one. The job writes nothing else:
+   the merge (:func:`autograder.cycle.grade.merge`) fills the gradebook.
 """
 
 from __future__ import annotations
@@ -172,24 +172,15 @@ def annotate(nb: Any, scores: dict[str, float], tops: dict[str, float], messages
 def store(course: Course, assignment: str, student: str, scores: dict[str, float], graded: dict[str, Any],
           problems: list[tuple[str, str]], seconds: float, seed: int, held: bool = False,
           timings: dict[str, float] | None = None) -> None:
-    """Scores into the gradebook, then result.json, then the graded notebooks (last: they mark it done).
+    """result.json, then the graded notebooks (last: they mark the job done). Files only, no gradebook.
 
-    A held submission's grades are 0 and need a manual grade in the gradebook; the judged scores wait in
-    result.json (``judged``) for the instructor's ``review`` decision.
+    A grading job writes nothing shared: the merge (``cycle.grade.merge``) puts every stored result into
+    the gradebook, so jobs can run anywhere and in any order, and a job run twice leaves the same files
+    (but for its draws' seed and timings). A held submission's scores wait in ``judged``; the merge
+    gives it 0 and marks it for a manual grade.
     """
-    from nbgrader.utils import parse_utc
-
     submitted = instructor_dir() / "submitted" / student / assignment
     stamp = submitted / "timestamp.txt"
-    with course.gradebook() as gb:
-        gb.update_or_create_student(student)
-        when = parse_utc(stamp.read_text().strip()) if stamp.exists() else None
-        submission = gb.update_or_create_submission(assignment, student, timestamp=when)
-        for nb in submission.notebooks:
-            for grade in nb.grades:
-                grade.auto_score = 0.0 if held else float(scores.get(grade.name, 0.0))
-                grade.needs_manual_grade = held
-        gb.db.commit()
     out = course.workspace / "autograded" / student / assignment
     out.mkdir(parents=True, exist_ok=True)
     for name in notebook_names(assignment):
