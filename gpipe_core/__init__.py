@@ -16,14 +16,14 @@ from .common import StageError
 from .partition import balance_by_cost, balance_by_count, balance_by_size, balance_by_time, split_module
 from .pipe import GPipe
 from .reference import sequential_step
-from .schedule import Action, ScheduleError, gpipe_schedule, one_f_one_b_schedule
+from .schedule import Action, Overlap, ScheduleError, gpipe_schedule, one_f_one_b_schedule
 from .simulate import Costs, simulate
 from .theory import bubble_fraction, ideal_speedup
 from .trace import Event, Trace
 from .validation import render, validate
 
 __all__ = [
-    "Action", "Costs", "Event", "GPipe", "Recompute", "ScheduleError", "StageError", "StoreActivations",
+    "Action", "Costs", "Event", "GPipe", "Overlap", "Recompute", "ScheduleError", "StageError", "StoreActivations",
     "Trace", "balance_by_cost", "balance_by_count", "balance_by_size", "balance_by_time",
     "bubble_fraction", "gpipe_schedule", "ideal_speedup", "is_recomputing", "one_f_one_b_schedule", "render",
     "sequential_step", "simulate", "split_module", "validate",

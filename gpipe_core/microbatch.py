@@ -72,6 +72,20 @@ def weights(chunks: list[Any]) -> list[float]:
     return [n / total for n in sizes]
 
 
+def loss_weights(chunks: list[Any], reduction: str) -> list[float]:
+    """What each micro-batch's loss is multiplied by: n_i / N for a mean loss, 1 for a sum loss.
+
+    A loss that sums over the batch (``reduction="sum"``) already adds up across
+    micro-batches; scaling it by n_i / N would shrink the gradients by the batch share.
+    """
+    if reduction == "mean":
+        return weights(chunks)
+    if reduction == "sum":
+        return [1.0] * len(chunks)
+    raise ValueError(f"reduction must be 'mean' (the loss averages over the batch, PyTorch's default) or "
+                     f"'sum' (it adds over the batch, e.g. reduction='sum' in the loss); got {reduction!r}")
+
+
 def join(outputs: list[Any]) -> Any:
     """Concatenate micro-batch outputs (tensors or tuples of them) back into one batch, in order."""
     if not outputs:

@@ -127,11 +127,12 @@ class GPipe(nn.Module):
         return microbatch.join([result.outputs[i] for i in range(len(xs))])
 
     def step(self, x: Any, target: Tensor, loss_fn: LossFn, seed: int | None = None,
-             measure_memory: bool = False) -> Tensor:
+             measure_memory: bool = False, reduction: str = "mean") -> Tensor:
         """One training step through the schedule; gradients accumulate into ``.grad``.
 
-        ``loss_fn(output, target)`` must average over the batch (the PyTorch
-        default); micro-batch losses are weighted by their share of the batch,
+        ``loss_fn(output, target)`` averages over the batch (``reduction="mean"``,
+        the PyTorch default: micro-batch losses are weighted by their share of the
+        batch) or adds over it (``reduction="sum"``: they are added as they are),
         so the gradients equal the full-batch ones. Returns the full-batch loss.
         """
         xs = self._split(x)
@@ -139,7 +140,8 @@ class GPipe(nn.Module):
         if not isinstance(target, Tensor) or target.shape[:1] != (n,):
             raise ValueError(f"target must be a tensor with the batch's {n} samples in dimension 0")
         targets = [t.to(self.devices[-1]) for t in torch.tensor_split(target, len(xs), dim=0)]
-        loss = Loss(_finite(loss_fn) if self.check_finite else loss_fn, targets, microbatch.weights(xs))
+        loss = Loss(_finite(loss_fn) if self.check_finite else loss_fn, targets,
+                    microbatch.loss_weights(xs, reduction))
         result = self._run(xs, loss, draw_base_seed() if seed is None else seed, measure_memory)
         if measure_memory:
             self.memory = result.memory

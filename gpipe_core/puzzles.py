@@ -92,6 +92,8 @@ def check_rules(p: Puzzle, orders: Orders) -> None:
     seen: dict[tuple[str, int], int] = {}
     for order in orders:
         for a in order:
+            if not isinstance(a, Action):
+                raise ValueError(f"{a}: puzzle {p.name!r} takes single actions, not an overlapped F&B")
             if a.kind in "IW" and not p.split:
                 raise ValueError(f"{a}: puzzle {p.name!r} allows only F and B (no split backward)")
             kind = "I" if a.kind == "B" else a.kind

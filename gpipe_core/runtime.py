@@ -37,7 +37,7 @@ import torch
 from .common import Loss, StageError, default_threads
 from .mailbox import Aborted, Post
 from .memory import MemoryMeter
-from .schedule import Action, Schedule
+from .schedule import Action, Schedule, flatten
 from .stage import Stage
 
 EXECUTORS = ("threads", "inline")
@@ -90,11 +90,11 @@ class Runtime:
         self.shortest: dict[tuple[int, str], float] = {}
 
     def _split(self, table: Schedule) -> list[list[Action]]:
-        """Each worker's actions in tick order."""
+        """Each worker's actions in tick order; an overlapped F&B issues its forward, then its backward
+        (on CUDA each stage has its own stream, so the two overlap; on a CPU worker they take turns)."""
         orders: list[list[Action]] = [[] for _ in range(self.workers)]
-        for tick in table:
-            for action in tick:
-                orders[self.worker_of_stage[action.stage]].append(action)
+        for action in flatten(table):
+            orders[self.worker_of_stage[action.stage]].append(action)
         return orders
 
     def _forward_only(self, M: int) -> list[list[Action]]:

@@ -12,7 +12,9 @@ Action kinds: ``F`` (forward), ``B`` (whole backward), and the split backward
 of the zero-bubble schedules: ``I`` (the gradient with respect to the stage's
 input, which the stage upstream waits for) and ``W`` (the weight gradients,
 which nobody waits for and so can fill a bubble). ``B`` is ``I`` and ``W``
-together.
+together. A cell may also be an overlapped F&B (:class:`~gpipe_core.actions.Overlap`,
+DualPipe's): a forward and a backward of one device issued together, one cell
+of the table (see :mod:`gpipe_core.actions`).
 
 Stages and devices: a model cut into S stages runs on K devices. Usually
 S = K and stage s lives on device s. With virtual stages (interleaved 1F1B,
@@ -31,27 +33,11 @@ two classic schedules. Validation and text rendering live in
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal
 
-Kind = Literal["F", "B", "I", "W"]
-KINDS = ("F", "B", "I", "W")
+from .actions import KINDS, Action, Cell, Kind, Overlap, actions_of, flatten
 
-
-@dataclass(frozen=True, order=True)
-class Action:
-    """One cell of the table: ``kind`` (F, B, I or W) of micro-batch ``microbatch`` on stage ``stage``."""
-
-    kind: Kind
-    microbatch: int
-    stage: int
-
-    def __str__(self) -> str:
-        return f"{self.kind}{self.microbatch}@stage{self.stage}"
-
-
-Schedule = list[list[Action]]
-ScheduleLike = str | Sequence[Sequence[Action]]
+Schedule = list[list[Cell]]
+ScheduleLike = str | Sequence[Sequence[Cell]]
 
 
 class ScheduleError(ValueError):
@@ -126,60 +112,62 @@ def dependency_map(actions: Iterable[Action], S: int) -> dict[Action, tuple[Acti
 
 # -- orders and the walker --------------------------------------------------------------------
 
-def stage_orders(schedule: Sequence[Sequence[Action]], S: int) -> list[list[Action]]:
-    """Each stage's actions in tick order."""
+def stage_orders(schedule: Sequence[Sequence[Cell]], S: int) -> list[list[Action]]:
+    """Each stage's actions in tick order (an overlapped F&B gives one action to each of its stages)."""
     orders: list[list[Action]] = [[] for _ in range(S)]
-    for tick in schedule:
-        for action in tick:
-            orders[action.stage].append(action)
+    for action in flatten(schedule):
+        orders[action.stage].append(action)
     return orders
 
 
-def device_orders(schedule: Sequence[Sequence[Action]], placement: Sequence[int]) -> list[list[Action]]:
-    """Each device's actions in tick order: what one device's worker executes."""
-    orders: list[list[Action]] = [[] for _ in range(max(placement) + 1)]
+def device_orders(schedule: Sequence[Sequence[Cell]], placement: Sequence[int]) -> list[list[Cell]]:
+    """Each device's cells in tick order: what one device's worker executes."""
+    orders: list[list[Cell]] = [[] for _ in range(max(placement) + 1)]
     for tick in schedule:
-        for action in tick:
-            orders[placement[action.stage]].append(action)
+        for cell in tick:
+            orders[placement[cell.stage]].append(cell)
     return orders
 
 
-def walk(orders: Sequence[Sequence[Action]], deps: dict[Action, tuple[Action, ...]],
-         duration: Callable[[Action], float], handoff: Callable[[Action, Action], float] | None = None,
+def walk(orders: Sequence[Sequence[Cell]], deps: dict[Action, tuple[Action, ...]],
+         duration: Callable[[Cell], float], handoff: Callable[[Action, Action], float] | None = None,
          ) -> dict[Action, tuple[float, float]]:
     """Start and end of every action when each device runs its ``orders[d]`` in order.
 
     An action starts when its device is free and each dependency has ended
-    (plus ``handoff(dep, action)``, e.g. a transfer between devices). Raises
-    :class:`ScheduleError` naming what each stuck device waits for when the
-    orders deadlock.
+    (plus ``handoff(dep, action)``, e.g. a transfer between devices). An
+    overlapped F&B starts when both halves could and ends, for both, after
+    ``duration`` of the cell. Raises :class:`ScheduleError` naming what each
+    stuck device waits for when the orders deadlock.
     """
     times: dict[Action, tuple[float, float]] = {}
     heads, free = [0] * len(orders), [0.0] * len(orders)
-    total = sum(len(o) for o in orders)
+    total = sum(len(actions_of(c)) for o in orders for c in o)
     while len(times) < total:
         progressed = False
         for d, order in enumerate(orders):
             while heads[d] < len(order):
-                action = order[heads[d]]
-                waits = deps.get(action, ())
-                if any(w not in times for w in waits):
+                cell = order[heads[d]]
+                waits = [(w, a) for a in actions_of(cell) for w in deps.get(a, ())]
+                if any(w not in times for w, _ in waits):
                     break
-                start = max([free[d]] + [times[w][1] + (handoff(w, action) if handoff else 0.0) for w in waits])
-                end = start + duration(action)
-                times[action], free[d] = (start, end), end
+                start = max([free[d]] + [times[w][1] + (handoff(w, a) if handoff else 0.0) for w, a in waits])
+                end = start + duration(cell)
+                for a in actions_of(cell):
+                    times[a] = (start, end)
+                free[d] = end
                 heads[d] += 1
                 progressed = True
         if not progressed:
             stuck = [order[heads[d]] for d, order in enumerate(orders) if heads[d] < len(order)]
-            detail = "; ".join(
-                f"{a} waits for {', '.join(str(w) for w in deps.get(a, ()) if w not in times)}" for a in stuck)
+            missing = {c: [str(w) for a in actions_of(c) for w in deps.get(a, ()) if w not in times] for c in stuck}
+            detail = "; ".join(f"{c} waits for {', '.join(ws)}" for c, ws in missing.items())
             raise ScheduleError(f"deadlock: no device can make progress ({detail}). Reorder the actions so "
                                 "that every action comes after the ones it depends on")
     return times
 
 
-def ticks_from_orders(orders: Sequence[Sequence[Action]], placement: Sequence[int] | None = None) -> Schedule:
+def ticks_from_orders(orders: Sequence[Sequence[Cell]], placement: Sequence[int] | None = None) -> Schedule:
     """Place per-device orders on the earliest ticks their dependencies allow (one tick per action).
 
     ``orders[d]`` is device d's list of actions; without a placement, device d
@@ -189,18 +177,18 @@ def ticks_from_orders(orders: Sequence[Sequence[Action]], placement: Sequence[in
     return _place(orders, placement)
 
 
-def _place(orders: Sequence[Sequence[Action]], placement: Sequence[int] | None = None) -> Schedule:
+def _place(orders: Sequence[Sequence[Cell]], placement: Sequence[int] | None = None) -> Schedule:
     """The body of :func:`ticks_from_orders`, which the engine itself calls."""
-    actions = [a for order in orders for a in order]
+    actions = list(flatten(orders))
     S = 1 + max((a.stage for a in actions), default=-1)
     if placement is not None:
         S = max(S, len(placement))
-    times = walk(orders, dependency_map(actions, S), lambda a: 1.0)
+    times = walk(orders, dependency_map(actions, S), lambda c: 1.0)
     table: Schedule = [[] for _ in range(int(max((end for _, end in times.values()), default=0)))]
-    for action, (start, _) in times.items():
-        table[int(start)].append(action)
+    for cell in (c for order in orders for c in order):
+        table[int(times[actions_of(cell)[0]][0])].append(cell)
     for tick in table:
-        tick.sort(key=lambda a: a.stage)
+        tick.sort(key=lambda c: c.stage)
     return table
 
 
@@ -257,7 +245,7 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'gpipe_core.schedule' has no attribute {name!r}")
 
 __all__ = [
-    "KINDS", "Action", "Schedule", "ScheduleError", "ScheduleLike", "SCHEDULES", "check_placement",
-    "dependencies", "dependency_map", "device_orders", "gpipe_schedule", "loop_placement",
-    "one_f_one_b_schedule", "stage_orders", "ticks_from_orders", "v_placement", "walk",
+    "KINDS", "Action", "Cell", "Kind", "Overlap", "Schedule", "ScheduleError", "ScheduleLike", "SCHEDULES",
+    "actions_of", "check_placement", "dependencies", "dependency_map", "device_orders", "flatten", "gpipe_schedule",
+    "loop_placement", "one_f_one_b_schedule", "stage_orders", "ticks_from_orders", "v_placement", "walk",
 ]

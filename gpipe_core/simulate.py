@@ -6,7 +6,11 @@ device's actions in table order with the schedule module's one walker
 (:func:`gpipe_core.schedule.walk`): an action starts when its device is free
 and what it depends on has ended, plus a hand-off when that ran on another
 device. It returns a :class:`~gpipe_core.trace.Trace` of the same shape the
-runtime measures, so prediction and measurement draw side by side.
+runtime measures, so prediction and measurement draw side by side. An
+overlapped F&B cell (DualPipe's) takes ``Costs.overlap`` when given, else
+its forward and backward added (what a CPU worker, which runs them one after
+the other, takes); its two actions are drawn end to end inside the cell, in
+proportion to their own costs.
 
 :func:`peak_memory` sizes the same timeline. What we model, per stage s and
 micro-batch (``Sizes``, in bytes or in the memory law's units):
@@ -39,6 +43,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .actions import Cell, Overlap, actions_of, flatten
 from .schedule import Action, check_placement, dependency_map, device_orders, walk
 from .trace import Trace
 
@@ -50,7 +55,9 @@ PerStage = Sequence[Number] | Number
 class Costs:
     """Per-stage durations in seconds (or ticks): lists with one entry per stage, or one number for all.
 
-    ``input_grad`` (I) and ``weight_grad`` (W) default to half of ``backward`` each.
+    ``input_grad`` (I) and ``weight_grad`` (W) default to half of ``backward`` each. ``overlap``
+    is DualPipe's F&B, the time of an overlapped forward-and-backward cell (per stage of its
+    forward); None means no overlap is gained: the forward's and the backward's times added.
     """
 
     forward: PerStage = 1.0
@@ -59,6 +66,7 @@ class Costs:
     handoff: float = 0.0
     input_grad: PerStage | None = None
     weight_grad: PerStage | None = None
+    overlap: PerStage | None = None
 
     def of(self, field: PerStage, stage: int) -> float:
         return _per_stage(field, stage)
@@ -72,7 +80,7 @@ class Costs:
 
 
 UNIT = Costs(forward=1, backward=2, input_grad=1, weight_grad=1)
-"""The unit costs of :mod:`gpipe_core.zoo`'s closed forms: F = I = W = 1, B = 2."""
+"""The unit costs of :mod:`gpipe_core.zoo`'s closed forms: F = I = W = 1, B = 2 (and F&B = F + B = 3)."""
 
 
 def _stages(K: int, placement: Sequence[int] | None) -> tuple[int, list[int]]:
@@ -82,25 +90,41 @@ def _stages(K: int, placement: Sequence[int] | None) -> tuple[int, list[int]]:
     return len(placement), placement
 
 
-def times(schedule: Sequence[Sequence[Action]], K: int, costs: Costs | None = None,
+def times(schedule: Sequence[Sequence[Cell]], K: int, costs: Costs | None = None,
           recompute: Sequence[bool] | bool = False, placement: Sequence[int] | None = None,
           ) -> dict[Action, tuple[float, float]]:
-    """Start and end of every action (a recomputation runs inside its B or I, at the start)."""
+    """Start and end of every action (a recomputation runs inside its B or I, at the start).
+
+    The two actions of an overlapped F&B cell share its time end to end, the
+    forward first, in proportion to what each costs alone.
+    """
     costs = costs or Costs()
     S, placement = _stages(K, placement)
-    actions = [a for tick in schedule for a in tick]
+    orders = device_orders(schedule, placement)
 
-    def duration(a: Action) -> float:
-        extra = costs.duration("R", a.stage) if a.kind in ("B", "I") and _recomputes(recompute, a.microbatch) else 0
-        return costs.duration(a.kind, a.stage) + extra
+    def extra(a: Action) -> float:
+        return costs.duration("R", a.stage) if a.kind in ("B", "I") and _recomputes(recompute, a.microbatch) else 0
+
+    def alone(a: Action) -> float:
+        return costs.duration(a.kind, a.stage) + extra(a)
+
+    def duration(c: Cell) -> float:
+        if isinstance(c, Overlap) and costs.overlap is not None:
+            return costs.of(costs.overlap, c.stage) + extra(c.backward)
+        return sum(alone(a) for a in actions_of(c))
 
     def handoff(dep: Action, a: Action) -> float:
         return costs.handoff if placement[dep.stage] != placement[a.stage] else 0.0
 
-    return walk(device_orders(schedule, placement), dependency_map(actions, S), duration, handoff)
+    when = walk(orders, dependency_map(flatten(schedule), S), duration, handoff)
+    for cell in (c for order in orders for c in order if isinstance(c, Overlap)):
+        (start, end), f, b = when[cell.forward], alone(cell.forward), alone(cell.backward)
+        split = start + (end - start) * (f / (f + b) if f + b > 0 else 0.5)
+        when[cell.forward], when[cell.backward] = (start, split), (split, end)
+    return when
 
 
-def simulate(schedule: Sequence[Sequence[Action]], K: int, costs: Costs | None = None,
+def simulate(schedule: Sequence[Sequence[Cell]], K: int, costs: Costs | None = None,
              recompute: Sequence[bool] | bool = False, M: int | None = None,
              placement: Sequence[int] | None = None) -> Trace:
     """Event-driven timeline of ``schedule`` under ``costs``, as a Trace (rows: devices).
@@ -141,7 +165,7 @@ def _per_stage(field: PerStage, stage: int) -> float:
     return float(field if isinstance(field, (int, float)) else field[stage])
 
 
-def peak_memory(schedule: Sequence[Sequence[Action]], K: int, sizes: Sizes | None = None,
+def peak_memory(schedule: Sequence[Sequence[Cell]], K: int, sizes: Sizes | None = None,
                 costs: Costs | None = None, recompute: Sequence[bool] | bool = False,
                 placement: Sequence[int] | None = None) -> list[float]:
     """Each device's peak activation memory over the timeline ``costs`` give (see the module docstring).

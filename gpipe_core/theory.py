@@ -75,23 +75,44 @@ def memory_units_cheatsheet(N: int, L: int, M: int, K: int) -> float:
 # Derivations are in gpipe_core.zoo's docstring; tests/test_zoo.py checks each
 # against the simulated table.
 
-_STEP_RANGE = {"gpipe": "M >= 1", "1f1b": "M >= 1", "zb-h1": "M >= K", "zb-h2": "M >= K",
-               "interleaved": "M a multiple of K", "zbv": "M >= 2K"}
+_RANGE = {"zb-h1": "M >= K", "zb-h2": "M >= K", "interleaved": "M a multiple of K", "zbv": "M >= 2K",
+          "dualpipev": "M >= 2K", "v-min": "M >= K", "v-half": "M >= K"}
+
+
+def _holds(schedule: str, M: int, K: int, forms: dict, always: tuple[str, ...] = ()) -> None:
+    """Refuse a name without a closed form, or sizes where the form does not hold, naming the condition."""
+    if schedule not in forms:
+        raise ValueError(f"no closed form for {schedule!r}: use one of {sorted(forms)}")
+    holds = {"zb-h1": M >= K, "zb-h2": M >= K, "interleaved": M % K == 0, "zbv": M >= 2 * K,
+             "dualpipev": M >= 2 * K, "v-min": M >= K, "v-half": M >= K}.get(schedule, True) or schedule in always
+    if not holds:
+        raise ValueError(f"the closed form of {schedule} holds for {_RANGE[schedule]} (got M={M}, K={K}): "
+                         "simulate the table (gpipe_core.simulate) for other sizes")
+
+
+def v_min_idle(K: int) -> int:
+    """Units each device idles in V-Min (gpipe_core.vshape), M >= K: 4(K-1) - 1, + 2 when 3 divides K."""
+    return 0 if K == 1 else 4 * (K - 1) + (1 if K % 3 == 0 else -1)
+
+
+def v_half_idle(K: int) -> int:
+    """Units each device idles in V-Half (gpipe_core.vshape), M >= K: (7(K-1) + 3 [K even]) / 2."""
+    return (7 * (K - 1) + (3 if K % 2 == 0 and K > 1 else 0)) // 2
 
 
 def step_units(schedule: str, M: int, K: int, V: int = 2) -> int:
     """Step time under unit costs: 3(M+K-1) for GPipe and 1F1B, 3M+K-1 for ZB-H1 and ZB-H2,
-    3VM+3(K-1) for interleaved 1F1B, 6M+K-1 for ZBV (in chunk units; V = 2)."""
+    3VM+3(K-1) for interleaved 1F1B; in chunk units (V = 2 unless said): 6M+K-1 for ZBV,
+    3VM+3(K-1)+3(V-1)max(0, K-M) for looped BFS, 6M+2(K-1) for DualPipeV (F&B = F + B),
+    6M + v_min_idle(K) and 6M + v_half_idle(K) for V-Min and V-Half."""
     _check(M, K)
-    holds = {"gpipe": True, "1f1b": True, "zb-h1": M >= K, "zb-h2": M >= K, "interleaved": M % K == 0,
-             "zbv": M >= 2 * K}
-    if schedule not in holds:
-        raise ValueError(f"no closed form for {schedule!r}: use one of {sorted(holds)}")
-    if not holds[schedule]:
-        raise ValueError(f"the closed form of {schedule} holds for {_STEP_RANGE[schedule]} (got M={M}, K={K}): "
-                         "simulate the table (gpipe_core.simulate) for other sizes")
-    return {"gpipe": 3 * (M + K - 1), "1f1b": 3 * (M + K - 1), "zb-h1": 3 * M + K - 1, "zb-h2": 3 * M + K - 1,
-            "interleaved": 3 * V * M + 3 * (K - 1), "zbv": 6 * M + K - 1}[schedule]
+    forms = {"gpipe": lambda: 3 * (M + K - 1), "1f1b": lambda: 3 * (M + K - 1), "zb-h1": lambda: 3 * M + K - 1,
+             "zb-h2": lambda: 3 * M + K - 1, "interleaved": lambda: 3 * V * M + 3 * (K - 1),
+             "zbv": lambda: 6 * M + K - 1, "looped-bfs": lambda: 3 * V * M + 3 * (K - 1) + 3 * (V - 1) * max(0, K - M),
+             "dualpipev": lambda: 6 * M + 2 * (K - 1), "v-min": lambda: 6 * M + v_min_idle(K),
+             "v-half": lambda: 6 * M + v_half_idle(K)}
+    _holds(schedule, M, K, forms)
+    return forms[schedule]()
 
 
 def zb_h1_bubble(M: int, K: int) -> float:
@@ -107,19 +128,33 @@ def interleaved_bubble(M: int, K: int, V: int) -> float:
     return (K - 1) / (V * M)
 
 
+def dualpipe_bubble(K: int, f: float = 1, b: float = 2, w: float = 1, fb: float | None = None) -> float:
+    """DeepSeek-V3's DualPipe(V) bubble (PP/2-1)(F&B + B - 3W) with PP = 2K stages: each device's idle time.
+
+    Unit costs by default, F&B = F + B (no overlap gained): 2(K-1), which the DualPipeV table meets exactly.
+    """
+    if K < 1:
+        raise ValueError(f"K must be at least 1 (got K={K})")
+    return (K - 1) * ((f + b if fb is None else fb) + b - 3 * w)
+
+
 def peak_held(schedule: str, M: int, K: int, V: int = 2) -> list[int]:
     """Peak (micro-batch, stage) activations each device holds under unit costs (chunks when V > 1).
 
     GPipe M; 1F1B K-d on device d; interleaved 2(K-1-d)+(V-1)K+1; ZB-H1 K (M >= K); ZB-H2 2K-1
-    (M >= 2K-1); ZBV 2K (M >= 2K), i.e. K whole micro-batches.
+    (M >= 2K-1); ZBV 2K (M >= 2K), i.e. K whole micro-batches; looped BFS VM; DualPipeV 2K+1 (DeepSeek's
+    PP+1); V-Min 2 floor((K+4)/3), 2 less on devices d = 0 mod 3 when K = 2 mod 3 (M >= K); V-Half
+    2 floor((K+2)/2) (M >= K+1).
     """
     _check(M, K)
     forms = {"gpipe": lambda d: M, "1f1b": lambda d: min(K - d, M),
              "interleaved": lambda d: min(V * M, 2 * (K - 1 - d) + (V - 1) * K + 1),
-             "zb-h1": lambda d: K, "zb-h2": lambda d: 2 * K - 1, "zbv": lambda d: 2 * K}
-    needs = {"zb-h1": M >= K, "zb-h2": M >= 2 * K - 1, "zbv": M >= 2 * K}
-    if schedule not in forms:
-        raise ValueError(f"no closed form for {schedule!r}: use one of {sorted(forms)}")
-    if not needs.get(schedule, True):
-        raise ValueError(f"the closed form of {schedule}'s memory needs more micro-batches (got M={M}, K={K})")
+             "zb-h1": lambda d: K, "zb-h2": lambda d: 2 * K - 1, "zbv": lambda d: 2 * K,
+             "looped-bfs": lambda d: V * M, "dualpipev": lambda d: 2 * K + 1,
+             "v-min": lambda d: 2 * ((K + 4) // 3) - (2 if K % 3 == 2 and d % 3 == 0 else 0),
+             "v-half": lambda d: 2 * ((K + 2) // 2)}
+    more = {"zb-h2": (M >= 2 * K - 1, "M >= 2K-1"), "v-half": (M > K, "M >= K+1")}.get(schedule, (True, ""))
+    if not more[0]:
+        raise ValueError(f"the closed form of {schedule}'s memory holds for {more[1]} (got M={M}, K={K})")
+    _holds(schedule, M, K, forms, always=("interleaved",))
     return [forms[schedule](d) for d in range(K)]

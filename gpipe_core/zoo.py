@@ -56,6 +56,12 @@ finished backward for (its last W or its B), summed over the device's stages.
   which is K whole micro-batches, 1F1B's peak. For M >= 2K each device is busy
   without a gap over its window and the step is 6M + K - 1 chunk units, i.e.
   3M + (K-1)/2 in whole-stage units: half of ZB-H1's bubble.
+
+The frontier, each in a module of its own with its derivation and closed
+forms: **looped BFS** (:mod:`gpipe_core.breadth_first`, torch's
+ScheduleLoopedBFS), **DualPipeV** (:mod:`gpipe_core.dualpipe`, torch's
+ScheduleDualPipeV, with overlapped F&B cells; needs M >= 2K), and the
+controllable-memory **V-Min** and **V-Half** (:mod:`gpipe_core.vshape`).
 """
 
 from __future__ import annotations
@@ -63,6 +69,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .breadth_first import looped_bfs_schedule
+from .dualpipe import dualpipev_schedule
 from .schedule import (
     Action,
     Schedule,
@@ -75,6 +83,7 @@ from .schedule import (
     ticks_from_orders,
     v_placement,
 )
+from .vshape import v_half_schedule, v_min_schedule
 
 Chooser = Callable[[int, Callable[[Action], bool], "_Counts"], "Action | None"]
 
@@ -259,5 +268,9 @@ BUILTINS: dict[str, Builtin] = {
         Builtin("zb-h1", zb_h1_schedule, 1, _one_per_device),
         Builtin("zb-h2", zb_h2_schedule, 1, _one_per_device),
         Builtin("zbv", zbv_schedule, 2, v_placement),
+        Builtin("looped-bfs", looped_bfs_schedule, 2, lambda K: loop_placement(K, 2)),
+        Builtin("dualpipev", dualpipev_schedule, 2, v_placement),
+        Builtin("v-min", v_min_schedule, 2, v_placement),
+        Builtin("v-half", v_half_schedule, 2, v_placement),
     )
 }

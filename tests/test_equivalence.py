@@ -1,4 +1,4 @@
-"""The pipeline's loss and gradients equal the sequential model's (float32, rtol 1e-5)."""
+"""The pipeline's loss and gradients equal the sequential model's (float32, rtol 1e-5), named cases included."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from helpers.engine import assert_grads_close, batch, small_model
 from torch import nn
 
 from gpipe_core import GPipe, sequential_step
+from gpipe_core.zoo import BUILTINS
 
 CE = nn.functional.cross_entropy
 GRID = list(itertools.product([1, 2, 3, 4], [1, 2, 3, 8], ["always", "except_last", "never"], ["gpipe", "1f1b"]))
@@ -137,3 +138,84 @@ def test_inline_executor_matches_sequential(K: int, M: int, schedule: str) -> No
     torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=0)
     assert_grads_close(model, ref)
     assert len(pipe.trace.events) >= 2 * K * M
+
+
+# -- exactness where other engines broke --------------------------------------------------------------------------
+# For every built-in schedule, against the plain model's own backward (no dropout: nothing of the engine's seeding
+# is needed) and, for one-sample micro-batches with dropout, against sequential_step: gradients accumulated over
+# steps scaled wrongly (pytorch/torchtitan #1733, #2972), scaled again at every stage (deepspeedai/DeepSpeed #8152),
+# M < K hanging (torchtitan #775), micro-batches of one sample.
+
+ALL = sorted(BUILTINS)
+
+
+def fits(schedule: str, M: int, K: int) -> bool:
+    """False where the schedule itself refuses the sizes (DualPipeV needs M >= 2K); the tests then expect the error."""
+    return schedule != "dualpipev" or M >= 2 * K
+
+
+@pytest.mark.parametrize("schedule", ALL)
+def test_gradients_accumulated_over_two_steps_without_clearing(schedule: str) -> None:
+    model = small_model(layers=8)
+    ref = copy.deepcopy(model)
+    pipe = GPipe(model, partitions=2, chunks=4, schedule=schedule, timeout=60)
+    for step in range(2):  # no zero_grad in between: .grad must hold the sum of both full-batch gradients
+        x, y = batch(n=10, seed=step)
+        loss = pipe.step(x, y, CE)
+        ref_loss = CE(ref(x), y)
+        ref_loss.backward()
+        torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-5, atol=1e-7)
+    assert_grads_close(model, ref)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("schedule", ALL)
+def test_mean_and_sum_losses(schedule: str, reduction: str) -> None:
+    def loss_fn(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return CE(out, target, reduction=reduction)
+
+    model = small_model(layers=8)
+    ref = copy.deepcopy(model)
+    x, y = batch(n=10)  # 3 + 3 + 2 + 2: uneven micro-batches, where a wrong weight shows
+    loss = GPipe(model, partitions=2, chunks=4, schedule=schedule, timeout=60).step(x, y, loss_fn, reduction=reduction)
+    ref_loss = loss_fn(ref(x), y)
+    ref_loss.backward()
+    torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-5, atol=1e-6)
+    assert_grads_close(model, ref)
+
+
+def test_an_unknown_reduction_names_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"reduction must be 'mean' .* or 'sum'"):
+        GPipe(small_model(), partitions=2, chunks=2).step(*batch(), CE, reduction="none")
+
+
+@pytest.mark.parametrize("M", [1, 2])
+@pytest.mark.parametrize("schedule", ALL)
+def test_fewer_micro_batches_than_devices(schedule: str, M: int) -> None:
+    K = 3
+    model = small_model(layers=8)
+    ref = copy.deepcopy(model)
+    x, y = batch(n=7)
+    if not fits(schedule, M, K):
+        with pytest.raises(ValueError, match=rf"needs M >= 2K .*got M={M}, K={K}"):
+            GPipe(model, partitions=K, chunks=M, schedule=schedule)
+        return
+    pipe = GPipe(model, partitions=K, chunks=M, schedule=schedule, timeout=60)  # a hang fails, it does not stall
+    loss = pipe.step(x, y, CE)
+    ref_loss = CE(ref(x), y)
+    ref_loss.backward()
+    torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-5, atol=1e-7)
+    assert_grads_close(model, ref)
+
+
+@pytest.mark.parametrize("schedule", ALL)
+def test_micro_batches_of_one_sample(schedule: str) -> None:
+    model = small_model(layers=8, dropout=0.3)
+    ref = copy.deepcopy(model)
+    x, y = batch(n=5)
+    pipe = GPipe(model, partitions=2, chunks=5, schedule=schedule, timeout=60)
+    loss = pipe.step(x, y, CE, seed=4)
+    ref_loss = sequential_step(ref, x, y, CE, balance=pipe.balance, chunks=5, seed=4)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-7)
+    assert_grads_close(model, ref)
+    assert {e.microbatch for e in pipe.trace.events} == set(range(5))

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from gpipe_core.distributed import torch_ir
-from gpipe_core.schedule import Action, ScheduleError, device_orders, loop_placement, v_placement
+from gpipe_core.schedule import Action, Overlap, ScheduleError, device_orders, flatten, loop_placement, v_placement
 from gpipe_core.theory import step_units
 from gpipe_core.zoo import BUILTINS, interleaved_schedule, zbv_schedule
 
@@ -44,7 +44,7 @@ def test_survey_pinned_for_torch_2_13(K: int, M: int) -> None:
         "ScheduleLoopedBFS": (2, 6 * M + 3 * (K - 1), [2 * M] * K),
         "ScheduleInterleavedZeroBubble": (2, 6 * M + K - 1, [2 * K] * K),
         "ScheduleZBVZeroBubble": (2, step_units("zbv", M, K), [2 * K] * K),
-        "ScheduleDualPipeV": (2, 6 * M + K - 1, [2 * K + 1] * K),
+        "ScheduleDualPipeV": (2, step_units("dualpipev", M, K), [2 * K + 1] * K),  # its F&B cells cost F + B
     }
     for name, (V, step, held) in expected.items():
         r = rows[name]
@@ -62,11 +62,13 @@ def test_our_interleaved_is_torchs_and_our_zbv_matches_its_step() -> None:
         assert len(zbv.table) == len(zbv_schedule(M, K)) == step_units("zbv", M, K)
 
 
-def test_dualpipev_overlap_becomes_forward_then_backward() -> None:
+def test_dualpipev_overlap_becomes_an_overlap_cell() -> None:
     imported = torch_ir.import_torch("ScheduleDualPipeV", 2, 4)
     assert imported.valid
-    kinds = {a.kind for order in imported.orders for a in order}
-    assert kinds == {"F", "B", "I", "W"}  # a mixed table: whole B for some, I and W for others
+    assert {a.kind for a in flatten(imported.orders)} == {"F", "B", "I", "W"}  # whole B for some, I and W for others
+    overlaps = [c for order in imported.orders for c in order if isinstance(c, Overlap)]
+    assert overlaps and all(c.forward.kind == "F" and c.backward.kind == "B" for c in overlaps)
+    assert str(torch_ir.to_torch(imported.table, imported.placement)[0][7]) == "(0F3;3B1)OVERLAP_F_B"
 
 
 def test_bad_orders_name_the_offending_action() -> None:

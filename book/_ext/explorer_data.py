@@ -16,7 +16,9 @@ refuses that K and M:
 
 ``order[d]``
     device d's actions in the order it runs them, as tokens ``F3:5`` (kind,
-    micro-batch, stage); the order does not depend on the costs.
+    micro-batch, stage); the order does not depend on the costs. An
+    overlapped F&B cell (DualPipeV's) gives its forward, then its backward,
+    timed end to end inside the cell as the simulator draws them.
 ``start[c][d][n]``
     when the n-th action of device d starts under cost preset c, in units of
     1/UNIT forward (whole numbers keep the file small); a number in place of
@@ -38,7 +40,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from gpipe_core.schedule import device_orders
+from gpipe_core.schedule import device_orders, flatten
 from gpipe_core.simulate import Costs, peak_memory, simulate, times
 from gpipe_core.theory import bubble_fraction, memory_units_rematerialized, memory_units_stored
 from gpipe_core.trace import COLORS, LABELS
@@ -61,13 +63,15 @@ COSTS = [
 KINDS = "FBIW"
 NAMES = {"gpipe": "GPipe (fill-drain)", "1f1b": "1F1B", "interleaved": "interleaved 1F1B (V = 2)",
          "zb-h1": "ZB-H1 (zero bubble, 1F1B's memory)", "zb-h2": "ZB-H2 (zero bubble, more memory)",
-         "zbv": "ZBV (zero bubble, V-shape, V = 2)"}
+         "zbv": "ZBV (zero bubble, V-shape, V = 2)", "looped-bfs": "looped BFS (V = 2)",
+         "dualpipev": "DualPipeV (overlapped F&B, V-shape, M >= 2K)", "v-min": "V-Min (a third of 1F1B's memory)",
+         "v-half": "V-Half (half of 1F1B's memory)"}
 
 
 def schedule_entry(builtin: Builtin, K: int, M: int) -> dict[str, Any] | None:
     """One (schedule, K, M) cell of the explorer (see the module docstring); None if it cannot be built."""
     table, placement, V = builtin.build(M, K), builtin.placement(K), builtin.virtual
-    orders = device_orders(table, placement)
+    orders = [list(flatten([order])) for order in device_orders(table, placement)]
     split = any(a.kind in "IW" for order in orders for a in order)
     starts: list[Any] = []
     lengths, bubbles, memory, seen = [], [], [], {}

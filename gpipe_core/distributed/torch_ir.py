@@ -2,7 +2,8 @@
 
 PyTorch writes each schedule as one list of actions per rank: ``_Action(stage_index,
 computation_type, microbatch_index)`` with compute kinds F, B, I, W (and, for
-DualPipeV, OVERLAP_F_B: a forward and a backward run together) and, once
+DualPipeV, OVERLAP_F_B: a forward and a backward run together, our
+:class:`~gpipe_core.actions.Overlap` cell) and, once
 lowered, sends, receives and gradient reductions. That is our table read row by
 row, so the two translate:
 
@@ -29,6 +30,7 @@ from typing import Any
 
 import torch
 
+from ..actions import Cell, Overlap, actions_of, flatten
 from ..schedule import Action, Schedule, ScheduleError, check_placement, device_orders, ticks_from_orders
 from ..simulate import UNIT, peak_memory, simulate
 from ..validation import validate
@@ -77,7 +79,7 @@ class Imported:
     M: int
     V: int
     placement: list[int] = field(default_factory=list)
-    orders: list[list[Action]] = field(default_factory=list)
+    orders: list[list[Cell]] = field(default_factory=list)
     table: Schedule | None = None
     error: str | None = None
 
@@ -86,27 +88,29 @@ class Imported:
         return self.error is None and self.table is not None
 
 
-def actions_from_torch(ops: Sequence[Sequence[Any]]) -> list[list[Action]]:
-    """Each rank's compute actions as ours, in order; OVERLAP_F_B becomes its forward then its backward."""
-    orders: list[list[Action]] = []
+def actions_from_torch(ops: Sequence[Sequence[Any]]) -> list[list[Cell]]:
+    """Each rank's compute actions as our cells, in order; OVERLAP_F_B becomes an :class:`Overlap` cell."""
+    orders: list[list[Cell]] = []
     for rank_ops in ops:
-        order = []
+        order: list[Cell] = []
         for op in rank_ops:
             if op is None:
                 continue
-            for part in getattr(op, "sub_actions", None) or (op,):
-                kind = COMPUTE.get(str(part.computation_type.value))
-                if kind is not None:
-                    order.append(Action(kind, part.microbatch_index, part.stage_index))  # type: ignore[arg-type]
+            parts = [Action(COMPUTE[str(p.computation_type.value)], p.microbatch_index, p.stage_index)  # type: ignore[arg-type]
+                     for p in getattr(op, "sub_actions", None) or (op,) if str(p.computation_type.value) in COMPUTE]
+            if getattr(op, "sub_actions", None) and len(parts) == 2 and parts[0].kind == "F":
+                order.append(Overlap(parts[0], parts[1]))
+            else:
+                order.extend(parts)
         orders.append(order)
     return orders
 
 
-def placement_of(orders: Sequence[Sequence[Action]]) -> list[int]:
+def placement_of(orders: Sequence[Sequence[Cell]]) -> list[int]:
     """The device (rank) of each stage, from which rank's list runs it; a stage on two ranks is an error."""
     where: dict[int, int] = {}
     for d, order in enumerate(orders):
-        for a in order:
+        for a in flatten([order]):
             if where.setdefault(a.stage, d) != d:
                 raise ScheduleError(f"{a} appears on ranks {where[a.stage]} and {d}: a stage lives on one device")
     S = 1 + max(where, default=-1)
@@ -116,12 +120,12 @@ def placement_of(orders: Sequence[Sequence[Action]]) -> list[int]:
     return check_placement([where[s] for s in range(S)], S)
 
 
-def from_orders(name: str, orders: list[list[Action]], M: int, V: int) -> Imported:
+def from_orders(name: str, orders: list[list[Cell]], M: int, V: int) -> Imported:
     """Validate per-rank orders as a table: range, placement, deadlock (walker), then the full validator."""
     out = Imported(name, len(orders), M, V, orders=orders)
     try:
         for d, order in enumerate(orders):
-            for a in order:
+            for a in flatten([order]):
                 if not 0 <= a.microbatch < M:
                     raise ScheduleError(f"{a} on rank {d} is out of range: micro-batches are 0..{M - 1}")
         out.placement = placement_of(orders)
@@ -183,13 +187,20 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def to_torch(table: Sequence[Sequence[Action]], placement: Sequence[int]) -> dict[int, list[Any]]:
-    """Our table as torch's compute-only IR: rank -> its actions in tick order (``_Action`` tuples)."""
+def to_torch(table: Sequence[Sequence[Cell]], placement: Sequence[int]) -> dict[int, list[Any]]:
+    """Our table as torch's compute-only IR: rank -> its actions in tick order (``_Action`` tuples).
+
+    An overlapped F&B becomes ``_Action(-1, OVERLAP_F_B, None, (forward, backward))``, as torch's DualPipeV
+    writes it."""
     schedules, _ = _internals()
     kinds = {"F": schedules.FORWARD, "B": schedules.FULL_BACKWARD, "I": schedules.BACKWARD_INPUT,
              "W": schedules.BACKWARD_WEIGHT}
-    return {d: [schedules._Action(a.stage, kinds[a.kind], a.microbatch) for a in order]
-            for d, order in enumerate(device_orders(table, list(placement)))}
+
+    def one(cell: Cell) -> Any:
+        parts = tuple(schedules._Action(a.stage, kinds[a.kind], a.microbatch) for a in actions_of(cell))
+        return schedules._Action(-1, schedules.OVERLAP_F_B, None, parts) if isinstance(cell, Overlap) else parts[0]
+
+    return {d: [one(c) for c in order] for d, order in enumerate(device_orders(table, list(placement)))}
 
 
 def write_csv(table: Sequence[Sequence[Action]], placement: Sequence[int], path: str) -> None:

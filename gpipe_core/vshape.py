@@ -1,0 +1,112 @@
+"""V-Min and V-Half: the controllable-memory V schedules (Qi et al. 2024, arXiv:2405.15362).
+
+Why a building block: that paper writes a schedule as one *building block*
+(where each device runs each pass of one micro-batch) repeated every few
+units, and shows that the block's *lifespan* (from a chunk's forward to its
+last backward) decides the peak activation memory. Shorter lifespans, less
+memory; the price is paid in the fill and the drain.
+
+Layout: K devices, 2K stages in a V (:func:`~gpipe_core.schedule.v_placement`):
+device d holds the down stage d and the up stage 2K-1-d. Per micro-batch a
+device runs six unit passes: F of the down stage, F of the up stage, I of
+the up stage (its backward comes first), I of the down stage, and the two
+W's. The block is repeated every 6 units, so in the steady state a device
+is never idle. Its offsets (the time of micro-batch 0's pass on device d;
+micro-batch n's is 6n later) are the authors' (``zbv_greedy.py`` in
+sail-sg/zero-bubble-pipeline-parallelism): each hop costs one unit, so a
+micro-batch's forward reaches the tip of the V just as the next device
+finishes.
+
+* V-Min: F down at d, F up at 2K-1-d, I up at 2K+g+d, I down at 4K+g-1-d
+  (g = 2 when 3 divides K, else 0: without it two passes of device 0
+  would share a slot).
+* V-Half: F down at 2d, F up at 3K-2-d, I up at 3K+g-1+2d, I down at
+  6K+g-2-d (g = 3 when K is even, else 0); the down forwards and the up
+  input gradients move two units a hop, which doubles their lifespans.
+
+Our construction from the block, exact and short: (1) lay out each device's
+passes at their offsets, dropping the micro-batches that do not exist
+(n < 0 or n >= M); (2) walking each device's slots in time, a slot without a
+pass takes the oldest weight gradient W whose I has run (the W's fill the
+two free slots of each period, and the fill and the drain); (3) squeeze:
+each device runs its order as early as the dependencies allow (the one
+walker of :mod:`gpipe_core.schedule`). The authors then also move passes of
+the fill into earlier free slots when that does not raise the peak; we do
+not, so our drain-and-fill bubble is the block's own.
+
+Closed forms under unit costs (F = I = W = 1 per stage, a stage being
+1/(2K) of the model; 6M units of work per device), for M >= K, checked for
+K = 1..8 in tests/test_vshape.py (held counts stages; two make one
+micro-batch's worth on a device, the unit of the paper's table):
+
+* V-Min: peak held 2 floor((K+4)/3) stages, i.e. floor((p+4)/3) micro-batches
+  (the paper's figure for V-Min, about a third of 1F1B's p); devices
+  d = 0 mod 3 hold 2 less when K = 2 mod 3. Step 6M + 4(K-1) - 1 (+ 1 when
+  3 divides K; 6M for K = 1): each device idles about 4(K-1), two thirds of
+  1F1B's 6(K-1) in these units, the paper's bubble of about 2p/3m.
+* V-Half: peak held 2 floor((K+2)/2) stages on every device (M >= K+1), i.e.
+  floor((p+2)/2) micro-batches (the paper's, half of 1F1B's). Step
+  6M + (7(K-1) + 3 [K even]) / 2: idle about 3.5(K-1), 7/12 of 1F1B's; the
+  paper's reordered fill brings it to about half (its p/2m).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .actions import Action, Cell
+from .schedule import Schedule, check_sizes, ticks_from_orders, v_placement
+
+PERIOD = 6  # F down, F up, I up, I down, and two W's: one micro-batch's passes on one device
+
+
+def v_min_offsets(K: int, d: int) -> tuple[int, int, int, int]:
+    """V-Min's block on device d: when micro-batch 0's F down, F up, I up and I down run."""
+    g = 2 if K % 3 == 0 else 0
+    return d, 2 * K - 1 - d, 2 * K + g + d, 4 * K + g - 1 - d
+
+
+def v_half_offsets(K: int, d: int) -> tuple[int, int, int, int]:
+    """V-Half's block on device d: when micro-batch 0's F down, F up, I up and I down run."""
+    g = 3 if K % 2 == 0 else 0
+    return 2 * d, 3 * K - 2 - d, 3 * K + g - 1 + 2 * d, 6 * K + g - 2 - d
+
+
+def v_min_schedule(M: int, K: int) -> Schedule:
+    """V-Min: about a third of 1F1B's activation memory (see the module docstring)."""
+    return block_schedule(M, K, v_min_offsets)
+
+
+def v_half_schedule(M: int, K: int) -> Schedule:
+    """V-Half: half of 1F1B's activation memory (see the module docstring)."""
+    return block_schedule(M, K, v_half_offsets)
+
+
+def block_schedule(M: int, K: int, offsets: Callable[[int, int], tuple[int, int, int, int]]) -> Schedule:
+    """Repeat a V building block every 6 units, fill the free slots with W's, then squeeze."""
+    check_sizes(M, K)
+    return ticks_from_orders([_device_order(M, K, d, offsets(K, d)) for d in range(K)], v_placement(K))
+
+
+def _device_order(M: int, K: int, d: int, offsets: tuple[int, int, int, int]) -> list[Cell]:
+    down, up = d, 2 * K - 1 - d
+    slots: dict[int, Action] = {}
+    for (kind, stage), offset in zip((("F", down), ("F", up), ("I", up), ("I", down)), offsets):
+        for n in range(M):
+            t = offset + PERIOD * n
+            if t in slots:
+                raise AssertionError(f"the block puts {slots[t]} and {kind}{n}@stage{stage} in one slot: "
+                                     "a bug in gpipe_core.vshape's offsets")
+            slots[t] = Action(kind, n, stage)  # type: ignore[arg-type]
+    order: list[Cell] = []
+    waiting: list[Action] = []  # W's whose I has run, oldest first
+    t, last = 0, max(slots)
+    while t <= last or waiting:
+        if t in slots:
+            order.append(slots[t])
+            if slots[t].kind == "I":
+                waiting.append(Action("W", slots[t].microbatch, slots[t].stage))
+        elif waiting:
+            order.append(waiting.pop(0))
+        t += 1
+    return order
