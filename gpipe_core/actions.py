@@ -43,7 +43,8 @@ class Overlap:
 
     torch.distributed.pipelining writes it as ``_Action(-1, OVERLAP_F_B, None, (forward, backward))``.
     Our runtime issues the forward, then the backward, from the device's worker: on a CUDA device each
-    stage has its own stream, so the two really overlap; on a CPU worker they run one after the other.
+    stage has its own stream, so the GPU can run the two at once (not yet measured on a GPU); on a CPU
+    worker they run one after the other.
     """
 
     forward: Action

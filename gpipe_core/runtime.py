@@ -91,7 +91,7 @@ class Runtime:
 
     def _split(self, table: Schedule) -> list[list[Action]]:
         """Each worker's actions in tick order; an overlapped F&B issues its forward, then its backward
-        (on CUDA each stage has its own stream, so the two overlap; on a CPU worker they take turns)."""
+        (on CUDA each stage has its own stream, so the two can overlap; on a CPU worker they take turns)."""
         orders: list[list[Action]] = [[] for _ in range(self.workers)]
         for action in flatten(table):
             orders[self.worker_of_stage[action.stage]].append(action)
