@@ -9,9 +9,9 @@ classmate's kernel or leave a process behind that edits ``grades.csv`` later.
   PID, network, mount, user, IPC and UTS namespaces. It sees a read-only
   ``/usr`` and ``/etc``, the read-only Python environment, a read-only
   *grading view* of ``gpipe_core`` at ``/grading`` (``PYTHONPATH``) and a
-  small writable tmpfs ``/scratch`` (its working directory) in which only the
-  files of the host ``scratch`` folder appear. No repository, no
-  ``solutions/``, no ``instructor/``, no other submission, no network.
+  small tmpfs ``/scratch`` (its working directory) in which only the files of
+  the host ``scratch`` folder appear. No repository, no ``solutions/``, no
+  ``instructor/``, no other submission, no network.
 * It runs under its own uid (one per sandbox, outside any real account), so
   even a process that escaped the namespaces would own nothing of the grader's.
   When the grader runs as root, a small trusted helper (this file run as a
@@ -21,10 +21,11 @@ classmate's kernel or leave a process behind that edits ``grades.csv`` later.
   (:mod:`autograder.treelimits`) where the grader may create one, and always
   per process by ``RLIMIT_AS``/``RLIMIT_NPROC`` (the latter counts the
   sandbox's own uid, so the total is bounded even without cgroups), plus
-  ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` and the tmpfs size for disk, and byte caps on
-  what it prints. When the command ends or times out, everything it started
-  dies with it (``--die-with-parent``, PID namespace), and any process still
-  owned by its uid is killed and reported.
+  ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, a size on every writable place
+  (:func:`writable`; all else is read-only) and byte caps on what it prints.
+  When the command ends or times out, everything it started dies with it
+  (``--die-with-parent``, PID namespace), and any process still owned by its
+  uid is killed and reported.
 
 :func:`sandbox_available` says whether bubblewrap works here. Without it the
 grader can run with ``--no-sandbox`` (README.md, "Grading without the
@@ -113,10 +114,17 @@ def _mounts(scratch: Path, view: Path | None) -> list[tuple[str, str, str]]:
     return mounts
 
 
+def writable(limits: Limits) -> dict[str, int]:
+    """Every place in the sandbox a file can be created in, and its size in bytes: ``scratch_mb`` in all."""
+    total = limits.scratch_mb << 20  # /dev/shm: POSIX shared memory and semaphores (multiprocessing, torch)
+    return {SCRATCH: total // 2, "/tmp": total // 4, "/dev/shm": total // 4}
+
+
 def _bwrap_args(mounts: list[tuple[str, str, str]], limits: Limits) -> list[str]:
     args = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--uid", str(INNER_UID), "--gid", str(INNER_UID),
-            "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-            "--size", str(limits.scratch_mb << 20), "--tmpfs", SCRATCH, "--chdir", SCRATCH, "--clearenv"]
+            "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev"]
+    args += [a for place, size in writable(limits).items() for a in ("--size", str(size), "--tmpfs", place)]
+    args += ["--remount-ro", "/dev", "--chdir", SCRATCH, "--clearenv"]  # not recursive: /dev/shm stays writable
     for name in ("bin", "lib", "lib64", "sbin"):
         target = f"/{name}"
         if os.path.islink(target):
@@ -125,7 +133,7 @@ def _bwrap_args(mounts: list[tuple[str, str, str]], limits: Limits) -> list[str]
             args += ["--ro-bind", target, target]
     for kind, src, dest in mounts:
         args += ["--ro-bind" if kind == "ro" else "--bind", src, dest]
-    return args
+    return [*args, "--remount-ro", "/"]  # last: bwrap's own root tmpfs has no size, and it made folders in it
 
 
 def _environment(limits: Limits, extra: dict[str, str] | None) -> list[str]:
@@ -140,17 +148,15 @@ def run_sandboxed(argv: list[str], *, scratch: Path, limits: Limits, view: Path 
                   stdin: bytes | None = None, env: dict[str, str] | None = None, isolate: bool = True) -> SandboxResult:
     """Run ``argv`` in a fresh sandbox whose working directory ``/scratch`` shows the files of ``scratch``.
 
-    Only the regular files present in ``scratch`` when this is called appear in
-    the sandbox, writable (so a command can write its answer into a file the
-    caller created empty); files it creates itself live in the sandbox's tmpfs
-    and vanish with it. ``view`` (a folder holding the ``gpipe_core`` package
-    to import, or None) is mounted read-only on ``PYTHONPATH``. Returns when
-    every process of the sandbox has ended.
+    Only the regular files present in ``scratch`` when this is called appear in the sandbox, writable (so a
+    command can write its answer into a file the caller created empty; ``RLIMIT_FSIZE`` caps them); files it
+    creates itself live in the sandbox's capped tmpfs places (:func:`writable`) and vanish with it. ``view`` (a
+    folder holding the ``gpipe_core`` package to import, or None) is mounted read-only on ``PYTHONPATH``.
+    Returns when every process of the sandbox has ended.
 
-    ``isolate=False`` is the ``--no-sandbox`` fallback: the same limits,
-    environment and output caps, but no namespaces and no uid of its own; the
-    command runs in ``scratch`` itself as the grader's user (README.md says
-    what is lost).
+    ``isolate=False`` is the ``--no-sandbox`` fallback: the same limits, environment and output caps, but no
+    namespaces and no uid of its own; the command runs in ``scratch`` itself as the grader's user (README.md
+    says what is lost).
     """
     if not isolate:
         return _run_plain(argv, scratch=Path(scratch), limits=limits, view=view, timeout=timeout, stdin=stdin,
@@ -165,8 +171,7 @@ def run_sandboxed(argv: list[str], *, scratch: Path, limits: Limits, view: Path 
     for f in scratch.iterdir():  # the sandbox uid must be able to write the files it is given
         if f.is_file() and not f.is_symlink() and os.geteuid() == 0:
             os.chown(f, uid, uid)
-    spec = {"mounts": _mounts(scratch, view), "uid": uid, "limits": limits.__dict__,
-            "bwrap": None, "argv": list(argv)}
+    spec = {"mounts": _mounts(scratch, view), "uid": uid, "limits": limits.__dict__, "bwrap": None, "argv": list(argv)}
     spec["bwrap"] = _bwrap_args(spec["mounts"], limits) + _environment(limits, env)
     tree = TreeLimits.create(f"gpipe-{uid}-{time.monotonic_ns()}", limits)
     try:

@@ -7,6 +7,7 @@ threat model (autograder/README.md) it stands for.
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -17,7 +18,7 @@ import pytest
 from classroom import sandbox_processes
 
 from autograder.limits import Limits
-from autograder.sandbox import run_sandboxed, sandbox_available
+from autograder.sandbox import run_sandboxed, sandbox_available, writable
 from autograder.treelimits import TreeLimits
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,6 +150,69 @@ print('x' * 10**7)
     assert lines[0] == "file EFBIG" and lines[1].startswith("disk ENOSPC"), lines[:2]
     assert int(lines[1].split()[-1]) <= 32 // 7
     assert len(result.stdout) <= SMALL.output_bytes_notebook and "output beyond" in result.killed_reason
+
+
+@needs_sandbox
+def test_every_writable_place_is_capped_and_nothing_else_can_be_written(tmp_path: Path) -> None:
+    """Walk the sandbox's whole tree (but /proc and /sys) creating a file in every folder and opening every file."""
+    limits = replace(SMALL, scratch_mb=16, file_mb=2)
+    code = f"""
+import errno, json, multiprocessing, os, stat
+multiprocessing.Semaphore(1)  # POSIX semaphores live in /dev/shm: it must stay usable
+folders, files = [], []
+for root, dirs, names in os.walk('/'):
+    dirs[:] = [d for d in dirs if os.path.join(root, d) not in ('/proc', '/sys')]
+    try:
+        os.close(os.open(os.path.join(root, '.probe'), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.unlink(os.path.join(root, '.probe'))
+        folders.append(root)
+    except OSError:
+        pass
+    for name in names:
+        path = os.path.join(root, name)
+        try:
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+                files.append(path)
+        except OSError:
+            pass
+filled = {{}}
+for folder in folders:
+    written, why = 0, 'nothing stopped it'
+    try:
+        while written < {limits.scratch_mb + 2}:  # 1 MB files, under the file limit: only the place's size stops them
+            with open(os.path.join(folder, f'fill{{written}}'), 'wb') as fh:
+                fh.write(bytes(2**20))
+            written += 1
+    except OSError as e:
+        why = errno.errorcode[e.errno]
+    filled[folder] = [why, written, os.statvfs(folder).f_blocks * os.statvfs(folder).f_frsize]
+    for name in os.listdir(folder):
+        if name.startswith('fill'):
+            os.unlink(os.path.join(folder, name))
+handed = {{}}
+for what, act in (('write', lambda: open('answer.txt', 'wb').write(bytes({limits.file_mb + 1} * 2**20))),
+                  ('truncate', lambda: os.truncate('answer.txt', {limits.file_mb + 1} * 2**20))):
+    try:
+        act()
+        handed[what] = 'allowed'
+    except OSError as e:
+        handed[what] = errno.errorcode[e.errno]
+print(json.dumps([sorted(folders), sorted(files), filled, handed]))
+"""
+    result = run(code, tmp_path, limits=limits, timeout=120, answer_txt="")
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    folders, files, filled, handed = json.loads(result.stdout)
+    caps = writable(limits)
+    assert folders == sorted(caps), f"writable folders {folders}, only {sorted(caps)} may be"
+    assert files == ["/scratch/answer.txt"], f"writable files {files}: only the grader's output file may be"
+    assert sum(caps.values()) == limits.scratch_mb << 20
+    for place, cap in caps.items():
+        why, written_mb, size = filled[place]
+        assert why == "ENOSPC" and size == cap, (place, filled[place], cap)
+        assert cap >> 20 >= written_mb >= (cap >> 20) - 1, f"{place} took {written_mb} MB, its cap is {cap >> 20} MB"
+    assert handed == {"write": "EFBIG", "truncate": "EFBIG"}, handed
+    assert (tmp_path / "scratch" / "answer.txt").stat().st_size <= limits.file_mb << 20
 
 
 @needs_sandbox
