@@ -93,13 +93,17 @@ def run_isolated(policy: Any, model: nn.Module, x: Tensor, seed: int, grad_outpu
             "rng_sets_backward": rng.sets - forward_sets}
 
 
-def stages_for_step(net: nn.Sequential, balance: list[int], x: Tensor, y: Tensor, M: int, seed: int) -> tuple:
-    """The engine's stages over ``net``, ready for one training step of M micro-batches (notebook 05's helper)."""
+def stages_for_step(net: nn.Sequential, balance: list[int], x: Tensor, y: Tensor, M: int, seed: int,
+                    checkpoint: object = "never") -> tuple:
+    """The engine's stages over ``net``, ready for one training step of M micro-batches (notebook 05's helper).
+
+    The probe passes its own storing ``checkpoint`` policy: the grading view of 05 has none with a body.
+    """
     from gpipe_core.common import Loss
     from gpipe_core.partition import split_module
     from gpipe_core.stage import Stage
 
-    stages = [Stage(j, part, torch.device("cpu"), "never") for j, part in enumerate(split_module(net, balance))]
+    stages = [Stage(j, part, torch.device("cpu"), checkpoint) for j, part in enumerate(split_module(net, balance))]
     xs, ys = list(torch.tensor_split(x, M)), list(torch.tensor_split(y, M))
     loss = Loss(nn.functional.cross_entropy, ys, [len(t) / len(x) for t in xs])
     for stage in stages:

@@ -1,48 +1,174 @@
-"""The grading view of gpipe_core: the engine without the references of the assignment being graded.
+"""The grading view of gpipe_core: the engine without anything that would solve the assignment being graded.
 
 gpipe_core is open and holds working versions of everything learners build.
-Inside the sandbox the probe imports a copy of the package in which the
-functions an assignment asks for have no body: calling one raises
-``NotImplementedError("graded: ...")``, whatever alias or import path leads to
+Inside the sandbox the probe imports a copy of the package in which those
+functions have no body: calling one raises ``NotImplementedError("graded:
+...")``, whatever alias, module attribute, ``vars()`` or import path leads to
 it, and no in-process guard can be switched off because the code is simply
 not there. It is generated from the real package at grading time (an AST
 transform of the blocked functions only; every other file is copied as is),
 so it never drifts from the engine.
 
-The view is per assignment: the engine's own machinery (``GPipe``, the
-runtime, the validator) must keep working where a check runs learner code
-inside it, so an assignment blocks only what its learners write. What the
-engine itself needs privately (for example ``schedule._place``) stays; a
-learner reaching for private names is flagged by the audit instead.
+What is blocked is derived, not listed by hand, because a list misses what
+nobody thought of (a subclass of the storing policy passes a recomputation
+check; ``schedule._place`` is the whole body of ``ticks_from_orders``):
+
+* each exercise names the engine code that would solve it, as a
+  :class:`Family`: the functions it mirrors and rules for their siblings (every
+  checkpoint policy, every table builder of ``schedule`` and ``zoo``...), so a
+  sibling added to the engine later is blocked without anyone remembering;
+* everything those functions call or name inside gpipe_core is blocked too,
+  found on the package's call graph (:mod:`.callgraph`), except the engine's
+  own machinery in ``ALLOWED`` (the checks run learner code inside it: a
+  learner's table on the runtime, a learner's policy in the stages) and what
+  an assignment keeps on purpose (``KEEP``: what its notebook hands learners
+  as tools), each with the reason it may keep its body.
+
+``tests/test_grading_view.py`` derives the exercises from the solution
+notebooks and proves that no body is left on a path back.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import shutil
 from pathlib import Path
 
 import gpipe_core
 
+from .callgraph import Family, Graph
+
 PACKAGE = Path(gpipe_core.__file__).resolve().parent
 
-# assignment -> "module.function" or "module.Class.method" (module relative to gpipe_core)
-GRADED: dict[str, tuple[str, ...]] = {
-    "01_microbatching": ("microbatch.split", "microbatch.weights", "microbatch.join", "reference.sequential_step"),
-    "02_partitioner": ("partition.balance_by_count", "partition.balance_by_cost", "partition.balance_by_size",
-                       "partition.balance_by_time", "partition.profile_layers"),
-    "03_scheduler": ("schedule.gpipe_schedule", "schedule.one_f_one_b_schedule", "schedule.ticks_from_orders"),
-    "04_recomputation": ("checkpoint.Recompute.forward", "checkpoint.Recompute.backward"),
-    "05_assembling": ("partition.balance_by_cost", "schedule.gpipe_schedule", "checkpoint.Recompute.forward",
-                      "checkpoint.Recompute.backward", "theory.bubble_fraction", "theory.ideal_speedup",
-                      "theory.peak_held"),
-    "06_distributed": ("microbatch.weights", "reference.sequential_step", "distributed.pipe.DistributedPipe._weighted"),
-    "07_beat_the_bubble": ("zoo.zb_h1_schedule", "zoo.interleaved_schedule", "puzzle_search.solve"),
+# -- what would solve an exercise ---------------------------------------------------------------------
+
+SPLIT = Family(("microbatch.split", "microbatch.join"))
+WEIGHTS = Family(("microbatch.weights", "distributed.pipe.DistributedPipe._weighted",
+                  "distributed.export.TablePipe._weighted"))
+BALANCE = Family(("partition.balance_by_cost", "partition.balance_by_size", "partition.balance_by_time"))
+# every table builder anywhere in the package (the classic two, the zoo, DualPipe and whatever comes next; the
+# validator's checked copy is ALLOWED), and torch's schedules read as tables
+TABLES = Family(returns=("Schedule", "list[list[Action]]"),
+                names=("distributed.torch_ir.import_torch", "distributed.torch_ir.actions_from_torch",
+                       "distributed.torch_ir.from_orders", "distributed.torch_ir.survey"))
+FILL_DRAIN = TABLES.plus("schedule.gpipe_schedule")
+POLICIES = Family(("checkpoint.Recompute.forward", "checkpoint.Recompute.backward"),
+                  implements="checkpoint.CheckpointPolicy")  # StoreActivations, subclasses of either
+THEORY = Family(modules=("theory",))  # every closed form: bubble, speedup, ticks, memory
+PUZZLES = TABLES.plus("puzzle_search.solve", "puzzles.reference_orders", "puzzles.write_targets")
+
+EXERCISES: dict[str, dict[str, Family]] = {
+    "01_microbatching": {"split_batch": SPLIT, "microbatch_weights": WEIGHTS,
+                         "accumulate_gradients": Family(("reference.sequential_step",))},
+    "02_partitioner": {"partition_by_count": Family(("partition.balance_by_count",)),
+                       "measure_layer_costs": Family(("partition.profile_layers", "partition.balance_by_time")),
+                       "partition_optimal": BALANCE},
+    "03_scheduler": {"fill_drain_schedule": FILL_DRAIN,
+                     "idle_fraction": Family(why="no engine function counts a table's idle cells"),
+                     "one_f_one_b": TABLES.plus("schedule.one_f_one_b_schedule", "schedule.ticks_from_orders")},
+    "04_recomputation": {"MyRecompute": POLICIES},
+    "05_assembling": {"my_partition": BALANCE.plus("partition.balance_by_cost"), "my_schedule": FILL_DRAIN,
+                      "MyRecompute": POLICIES, "assemble": Family(why="assemble must build a GPipe"),
+                      "run_table": Family(why="the engine's executor, runtime.Runtime, runs every GPipe step: "
+                                              "the audit flags a run_table that uses it"),
+                      "train": Family(("training.run_steps", "experiments._train")),
+                      "predict_bubble": THEORY.plus("theory.bubble_fraction"),
+                      "predict_peak_held": THEORY.plus("theory.peak_held"),
+                      "predict_speedup": THEORY.plus("theory.ideal_speedup")},
+    "06_distributed": {"micro_batch_loss": WEIGHTS.plus("reference.sequential_step")},
+    "07_beat_the_bubble": {"zb_h1": TABLES.plus("zoo.zb_h1_schedule"),
+                           "interleaved": TABLES.plus("zoo.interleaved_schedule"),
+                           **{f"puzzle_{n}": PUZZLES for n in range(1, 10)}},
+}
+
+# -- what keeps its body ------------------------------------------------------------------------------
+
+_GRAMMAR = "the table's vocabulary and checks: the validator and the runtime read every table with it"
+ALLOWED: dict[str, str] = {  # a blocked function may call these; a module name covers all of it
+    "actions": _GRAMMAR, "schedule.Action": _GRAMMAR, "schedule.ScheduleError": _GRAMMAR,
+    "schedule.check_sizes": _GRAMMAR, "schedule._check": _GRAMMAR, "schedule._is_int": _GRAMMAR,
+    "schedule.dependencies": _GRAMMAR, "schedule.stage_orders": _GRAMMAR, "schedule.check_placement": _GRAMMAR,
+    "schedule.loop_placement": _GRAMMAR, "schedule.v_placement": _GRAMMAR,
+    "schedule.dependency_map": "the validator's dependency rule: it says what waits for what, not when",
+    "schedule.device_orders": "the validator and the runtime read a table's per-device order with it",
+    "schedule.walk": "the validator's deadlock check walks given orders (the engine validates every table it "
+                     "runs); it writes no order, which is each schedule exercise's content",
+    "validation": "the validator every table passes before the engine runs it",
+    "tensors": "tuple-of-tensors plumbing the stages use on every micro-batch; it computes no exercise",
+    "microbatch.positive_int": "argument checks GPipe runs", "microbatch.check_chunks": "argument checks GPipe runs",
+    "partition.split_module": "GPipe cuts the model at a given balance with it; it chooses no balance",
+    "partition.validate_balance": "GPipe checks a given balance with it", "rng": "the stages' dropout streams",
+    "puzzles.Puzzle": "the puzzle's statement (sizes, costs, cap), handed to learners",
+    "simulate": "times a given table; the notebooks hand it to learners to check their own",
+    **{m: "the engine that runs learner code in the probe's tasks" for m in (
+        "common", "devices", "memory", "mailbox", "stage", "runtime", "pipe", "trace", "split_backward")},
+}
+KEEP: dict[str, dict[str, str]] = {
+    "05_assembling": {
+        "runtime.Runtime": "GPipe runs every table through it (tasks assemble, train): a run_table that calls it "
+                           "is flagged by the audit (autograder/audit.py, RUNTIME)",
+        "pipe.GPipe": "assemble must return a GPipe"},
+    "07_beat_the_bubble": {
+        "schedule.one_f_one_b_schedule": "notebook 07 starts from 1F1B (assignment 03's exercise): its puzzles 1 "
+                                         "and 2 are 1F1B tables",
+        "schedule.ticks_from_orders": "notebook 07's tool: it places the learner's own orders on ticks",
+        "schedule._place": "the body of ticks_from_orders, notebook 07's tool",
+        "puzzles.table_from_text": "notebook 07's tool: the learner's own orders, written as text, on ticks",
+        "puzzles.table_from_orders": "notebook 07's tool: the learner's own orders on ticks"},
 }
 
 
-def _message(assignment: str, name: str) -> str:
-    return (f"graded: gpipe_core's {name} has no body while {assignment} is graded; "
+def _judge(assignment: str) -> object | None:
+    try:
+        return importlib.import_module(f"{__package__}.{assignment}")
+    except ModuleNotFoundError:
+        return None
+
+
+def exercises(assignment: str) -> dict[str, Family]:
+    """Each exercise of ``assignment`` and the engine code that would solve it (``EXERCISES``, or the judge's)."""
+    if assignment in EXERCISES:
+        return EXERCISES[assignment]
+    module = _judge(assignment)
+    if hasattr(module, "EXERCISES"):
+        return dict(module.EXERCISES)
+    if hasattr(module, "BLOCKED"):  # the older form: one family of named functions
+        return {"(all)": Family(tuple(module.BLOCKED))}
+    raise KeyError(f"no grading view for {assignment!r}: map each exercise to what would solve it in EXERCISES "
+                   f"= {{...}} in autograder/judge/{assignment}.py (e.g. {{'my_schedule': view.FILL_DRAIN}})")
+
+
+def kept(assignment: str) -> dict[str, str]:
+    """What ``assignment`` keeps on purpose, with why (``KEEP``, or the judge's ``KEEP``)."""
+    return KEEP.get(assignment) or dict(getattr(_judge(assignment), "KEEP", {}))
+
+
+def graded(assignment: str) -> tuple[str, ...]:
+    """The engine functions ``assignment``'s exercises mirror by name (the audit compares learner code with them)."""
+    return tuple(dict.fromkeys(n for family in exercises(assignment).values() for n in family.names))
+
+
+GRADED: dict[str, tuple[str, ...]] = {a: graded(a) for a in EXERCISES}
+
+
+def blocked(assignment: str, package: Path = PACKAGE) -> dict[str, str]:
+    """Every function and method with no body in ``assignment``'s view (``module.qualname``), and why."""
+    graph = Graph.of(package)
+    keep = kept(assignment)
+    roots: dict[str, str] = {}
+    for exercise, family in exercises(assignment).items():
+        for name, named in family.members(graph).items():
+            if graph.allowed(name, ALLOWED) and named:
+                raise LookupError(f"grading view of {assignment}: {name} would solve {exercise} but is in "
+                                  f"ALLOWED ({graph.allowed(name, ALLOWED)}): the engine cannot run without it")
+            if not graph.allowed(name, ALLOWED) and not graph.allowed(name, keep):
+                roots.setdefault(name, f"it would solve {exercise}")
+    return graph.closure(roots, lambda name: bool(graph.allowed(name, ALLOWED) or graph.allowed(name, keep)))
+
+
+def _message(assignment: str, name: str, why: str) -> str:
+    return (f"graded: gpipe_core's {name} has no body while {assignment} is graded ({why}); "
             "write this part yourself (your notebook's exercise)")
 
 
@@ -53,63 +179,25 @@ def _blank(node: ast.FunctionDef | ast.AsyncFunctionDef, message: str) -> None:
     node.body = ([ast.Expr(ast.Constant(doc))] if doc else []) + [raise_]
 
 
-def _find(tree: ast.Module, path: list[str]) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
-    body = tree.body
-    for depth, name in enumerate(path):
-        last = depth == len(path) - 1
-        kinds = (ast.FunctionDef, ast.AsyncFunctionDef) if last else (ast.ClassDef,)
-        found = [n for n in body if isinstance(n, kinds) and n.name == name]
-        if not found:
-            return None
-        if last:
-            return found[-1]
-        body = found[-1].body
-    return None
-
-
-def graded(assignment: str) -> tuple[str, ...]:
-    """What ``assignment``'s learners build: ``GRADED`` here, or ``BLOCKED`` in its judge module."""
-    if assignment in GRADED:
-        return GRADED[assignment]
-    import importlib
-
-    try:
-        module = importlib.import_module(f"{__package__}.{assignment}")
-    except ModuleNotFoundError:
-        module = None
-    if module is None or not hasattr(module, "BLOCKED"):
-        raise KeyError(f"no grading view for {assignment!r}: list what its learners build in BLOCKED = (...) in "
-                       f"autograder/judge/{assignment}.py (e.g. \"schedule.gpipe_schedule\")")
-    return tuple(module.BLOCKED)
-
-
 def build_view(assignment: str, dest: Path, package: Path = PACKAGE) -> Path:
     """Write the view of ``package`` for ``assignment`` into ``dest/gpipe_core``; returns ``dest`` (for PYTHONPATH)."""
-    blocked = graded(assignment)
+    graph = Graph.of(package)
     dest = Path(dest)
     target = dest / "gpipe_core"
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(package, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    by_file: dict[Path, list[list[str]]] = {}
-    for name in blocked:
-        parts = name.split(".")
-        for split in range(len(parts) - 1, 0, -1):  # the longest module path that exists
-            file = package.joinpath(*parts[:split]).with_suffix(".py")
-            if file.exists():
-                by_file.setdefault(file, []).append(parts[split:])
-                break
-        else:
-            raise FileNotFoundError(f"grading view: no module for {name!r} in {package}: update GRADED")
-    for file, paths in by_file.items():
+    by_file: dict[Path, dict[str, str]] = {}
+    for name, why in blocked(assignment, package).items():
+        by_file.setdefault(graph.file_of(name), {})[name] = why
+    for file, names in by_file.items():
         tree = ast.parse(file.read_text())
-        for path in paths:
-            node = _find(tree, path)
-            if node is None:
-                raise LookupError(f"grading view: {'.'.join(path)} not found in {file}: update GRADED")
-            _blank(node, _message(assignment, ".".join(path)))
-        out = target / file.relative_to(package)
-        out.write_text(ast.unparse(ast.fix_missing_locations(tree)) + "\n")
+        for node, name in Graph.functions(tree, graph.module_of(file)):
+            if name in names:
+                _blank(node, _message(assignment, name, names.pop(name)))
+        if names:
+            raise LookupError(f"grading view: {sorted(names)} not found in {file}")
+        (target / file.relative_to(package)).write_text(ast.unparse(ast.fix_missing_locations(tree)) + "\n")
     init = target / "__init__.py"
     init.write_text(init.read_text() + f"\n__grading_view__ = {assignment!r}\n")
     return dest
