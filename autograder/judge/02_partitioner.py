@@ -81,9 +81,10 @@ def measure(ask, rng: random.Random):
     sample = torch.randn(64, 256, generator=torch.Generator().manual_seed(rng.randrange(2**31)))
     replies = [ask.task("measure_costs", model={"seed": 0, "layers": spec}, sample=sample, repeats=3)
                for spec, _ in cases]
-    # What it claims to measure is time: a stack of 48 GELUs has no parameter and takes about 12x as long as a
-    # 256x256 Linear (forward + backward, batch 64, one thread), so parameter counts or sizes order them wrongly.
-    slow, cheap = ["Seq", [["GELU"]] * 48], ["Linear", 256, 256]
+    # What it claims to measure is time: a stack of 160 GELUs has no parameter and takes about 30x as long as a
+    # LayerNorm over 256 features (512 parameters; forward + backward, batch 64, one thread), so parameter counts
+    # or sizes order them wrongly, and no preemption on a busy grader flips a 30x gap.
+    slow, cheap = ["Seq", [["GELU"]] * 160], ["LayerNorm", 256]
     pair = [["Tanh"], slow, cheap, ["ReLU"]] if rng.random() < 0.5 else [["Tanh"], cheap, slow, ["ReLU"]]
     pair_reply = ask.task("measure_costs", model={"seed": 0, "layers": pair}, sample=sample, repeats=3)
 
@@ -104,16 +105,17 @@ def measure(ask, rng: random.Random):
         at_slow, at_cheap = pair.index(slow), pair.index(cheap)
         expect(type(costs) in (list, tuple) and len(costs) == 4 and all(type(c) in (int, float) for c in costs)
                and costs[at_slow] > costs[at_cheap],
-               f"layers {[_name(s) for s in pair]}: 48 GELUs (no parameters) take about 12x as long as one 256x256 "
-               f"Linear, but your costs are {costs!r:.120}: a cost is the time a layer takes, forward + backward, "
-               "not its parameters or size")
+               f"layers {[_name(s) for s in pair]}: 160 GELUs (no parameters) take about 30x as long as one "
+               f"LayerNorm(256), but your costs are {costs!r:.120}: a cost is the time a layer takes, forward + "
+               "backward, not its parameters or size")
 
     return verify
 
 
 def _name(spec: list) -> str:
     if spec[0] != "Seq":
-        return spec[0] if spec[0] != "Linear" else f"Linear {spec[1]}x{spec[2]}"
+        shown = {"Linear": f"Linear {spec[1:]}", "LayerNorm": f"LayerNorm{tuple(spec[1:])}"}
+        return shown.get(spec[0], spec[0]).replace(", ", "x")
     return "Linear-ReLU-Linear (256x2048)" if spec[1][0][0] == "Linear" else f"{len(spec[1])} x {spec[1][0][0]}"
 
 
