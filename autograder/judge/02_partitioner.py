@@ -114,8 +114,8 @@ def measure(ask, rng: random.Random):
 
 def _name(spec: list) -> str:
     if spec[0] != "Seq":
-        shown = {"Linear": f"Linear {spec[1:]}", "LayerNorm": f"LayerNorm{tuple(spec[1:])}"}
-        return shown.get(spec[0], spec[0]).replace(", ", "x")
+        shown = {"Linear": "Linear " + "x".join(map(str, spec[1:])), "LayerNorm": f"LayerNorm({spec[1:2]})"}
+        return shown.get(spec[0], spec[0]).replace("[", "").replace("]", "")
     return "Linear-ReLU-Linear (256x2048)" if spec[1][0][0] == "Linear" else f"{len(spec[1])} x {spec[1][0][0]}"
 
 
