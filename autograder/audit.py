@@ -1,260 +1,102 @@
-"""Flags for review: what grading cannot prevent, it lists for the instructor to read.
+"""Review: what grading cannot prevent, it lists for the instructor, as flags and holds with their evidence.
 
 The judge scores only what the learner's own definitions compute on its
-inputs, so tricks inside the notebook change no score. Two things remain that
-only a person can judge, and this audit finds them (AST and similarity, no
-execution):
+inputs, so tricks around them change no score. What remains for a person is
+found here without running anything (the parts live in ``autograder/review/``):
 
-* **touching grading machinery** anywhere in the notebook: code objects,
-  ``sys.modules``, ``builtins``, IPython's input transformers and events,
-  torch's testing functions, the old in-kernel guard, gpipe_core's private
-  names, the engine's own versions of what the assignment asks for;
-* **copied code**: a function near-identical to gpipe_core's implementation of
-  the same part (the engine is open, so copying it can only be detected), or to
-  a classmate's function (unless both are the course's published solution).
+* **holds** (:mod:`.review.capabilities`): loaded code able to tamper with
+  what the probe measures in its own process, which CPython cannot stop.
+  A held submission is scored only after an instructor has looked;
+* **copied code** (:mod:`.review.similarity`): a function whose winnowed
+  fingerprints match gpipe_core's own implementation of what the assignment
+  blocks, or a classmate's, after subtracting what the course hands out;
+* **grading machinery** touched anywhere in the notebook
+  (:mod:`.review.machinery`), a notebook bent out of shape, a grade id on two
+  cells, definitions too large to compare in full.
 
-Each flag is one line, "flagged for review: <reason>"; a flag never changes a
-score. ``review_rows`` turns them into rows for the review CSV.
+Everything reads the definitions exactly as the probe loads them
+(:mod:`.review.definitions`), is bounded in size, and never raises for one
+submission: a failure is a hold of that submission alone. Findings are
+:class:`~.review.findings.Finding` (a flag or a hold, a rule, where, the
+evidence); callers decide by their fields, never by their text.
 """
 
 from __future__ import annotations
 
-import ast
-import difflib
-import io
-import keyword
-import tokenize
 from collections.abc import Mapping
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-import nbformat
+from .judge.extract import extract
+from .review.capabilities import holds
+from .review.definitions import MAX_AUDIT_CHARS, duplicates, effective, load, solution_text, statements
+from .review.findings import Finding, flag, hold, review_rows
+from .review.machinery import RUNTIME, machinery, suspicious
+from .review.similarity import Submission, class_findings, engine_findings, fingerprint
+from .review.tokens import Tally
 
-from .judge.extract import source_notebook
-from .judge.view import PACKAGE, graded
+CLASS_RULES = frozenset({"copied-classmate"})  # what only the class audit finds (the rest comes from ``audit``)
 
-SIMILAR = 0.9  # token similarity from which two functions count as copies
-MIN_TOKENS = 40  # shorter functions look alike by necessity
-SUSPECT_ATTRIBUTES = {
-    "__code__": "replaces or reads a function's code object", "__globals__": "reaches into a function's globals",
-    "__builtins__": "touches builtins", "modules": "touches sys.modules", "_getframe": "inspects the call stack",
-    "input_transformers_cleanup": "installs an IPython input transformer",
-    "input_transformers_post": "installs an IPython input transformer", "register": None,
-    "assert_close": "touches torch.testing.assert_close", "learner_only": "touches the old grading guard",
-    "settrace": "installs a tracer", "setprofile": "installs a profiler hook",
-}
-SUSPECT_MODULES = {"builtins": "imports builtins", "importlib": "imports importlib (reload, module surgery)",
-                   "gc": "imports gc (object surgery)", "ctypes": "imports ctypes", "inspect": "imports inspect",
-                   "autograder": "imports the grader", "IPython": "imports IPython internals"}
-EVENTS = {"pre_run_cell", "post_run_cell", "pre_execute", "post_execute"}
-RUNTIME = "uses the engine's own executor (gpipe_core.runtime), which 05 asks learners to write"
+__all__ = ["CLASS_RULES", "RUNTIME", "Finding", "audit", "audit_class", "holds", "review_rows", "suspicious"]
 
 
-def _blocked(assignment: str) -> tuple[str, ...]:
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+
+
+def _review(assignment: str, notebook: Path | Any, tally: Tally) -> tuple[list[Finding], Submission | None]:
+    """One submission's findings and its fingerprints (None when they could not be made)."""
     try:
-        return graded(assignment)
-    except KeyError:
-        return ()
-
-
-def _code_cells(nb: Any) -> list[tuple[str, str]]:
-    return [(c.get("metadata", {}).get("nbgrader", {}).get("grade_id") or f"cell {i}", c.get("source", ""))
-            for i, c in enumerate(nb.cells) if c.get("cell_type") == "code"]
-
-
-def _parse(text: str) -> ast.Module | None:
+        nb, found = load(notebook)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is this submission's finding
+        return [flag("unreadable", "notebook", f"is not a readable notebook ({_why(exc)}); nothing was reviewed")], None
     try:
-        from IPython.core.inputtransformer2 import TransformerManager
+        found += duplicates(assignment, nb)
+        size = solution_text(assignment, nb)
+        if size > MAX_AUDIT_CHARS:
+            return found + [hold("too-large", "solution cells", f"{size:,} characters, over the {MAX_AUDIT_CHARS:,} "
+                                 "the review reads: look at them before scoring")], None
+        extracted = extract(assignment, nb)
+        kept = statements(assignment, extracted)
+        found += holds(assignment, extracted, kept)
+        found += machinery(assignment, nb)
+        sub = fingerprint(effective(kept), tally)
+        return found + sub.findings + engine_findings(assignment, sub), sub
+    except Exception as exc:  # noqa: BLE001 - the review's own failure stays on this submission, held
+        return found + [hold("review-failed", "notebook", f"the review could not finish ({_why(exc)}); look at the "
+                             "definitions before scoring")], None
 
-        text = TransformerManager().transform_cell(text)
-    except Exception:  # noqa: BLE001 - fall back to the raw text
-        pass
+
+def audit(assignment: str, notebook: Path | Any,
+          classmates: Mapping[str, Path | Any] | None = None) -> list[Finding]:
+    """Every reason to review this submission (a path or a notebook node); empty when nothing stands out.
+
+    With ``classmates`` (student -> notebook), its functions are also compared with theirs.
+    """
+    if classmates:
+        return audit_class(assignment, {**classmates, "\0me": notebook})["\0me"]
+    return _review(assignment, notebook, Tally())[0]
+
+
+def audit_class(assignment: str, notebooks: Mapping[str, Path | Any],
+                tally: Tally | None = None) -> dict[str, list[Finding]]:
+    """``audit`` for every student of one assignment, each also compared with all the others.
+
+    Never raises for a submission: whatever goes wrong is that student's finding. ``tally`` counts the work
+    done (tokens made, index entries visited), which stays linear in the class's size within the caps.
+    """
+    tally = tally if tally is not None else Tally()
+    found: dict[str, list[Finding]] = {}
+    subs: dict[str, Submission] = {}
+    for student, notebook in notebooks.items():
+        found[student], sub = _review(assignment, notebook, tally)
+        if sub is not None:
+            subs[student] = sub
     try:
-        return ast.parse(text)
-    except SyntaxError:
-        return None
-
-
-def _dotted(node: ast.AST) -> str:
-    if isinstance(node, ast.Attribute):
-        return f"{_dotted(node.value)}.{node.attr}"
-    return node.id if isinstance(node, ast.Name) else ""
-
-
-def suspicious(tree: ast.Module, graded_names: set[str]) -> list[str]:
-    """Reasons this code touches grading machinery (one per kind)."""
-    found: dict[str, None] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            for name in names:
-                root = name.split(".")[0]
-                if root in SUSPECT_MODULES:
-                    found[SUSPECT_MODULES[root]] = None
-                if name.startswith("gpipe_core.grading") or name == "torch.testing":
-                    found[f"imports {name}"] = None
-                if name.startswith("gpipe_core.runtime"):
-                    found[RUNTIME] = None
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gpipe_core"):
-                for alias in node.names:
-                    if alias.name.startswith("_"):
-                        found[f"imports gpipe_core's private {alias.name}"] = None
-                    if alias.name in graded_names:
-                        found[f"uses gpipe_core's own {alias.name}"] = None
-                    if alias.name in ("Runtime", "runtime"):
-                        found[RUNTIME] = None
-        elif isinstance(node, ast.Attribute):
-            dotted = _dotted(node)
-            reason = SUSPECT_ATTRIBUTES.get(node.attr)
-            if reason and not (node.attr == "modules" and not dotted.startswith("sys")):
-                found[reason] = None
-            if node.attr in graded_names and "gpipe_core" in dotted or dotted.split(".")[-1:] == ["checkpoint"] and \
-                    "torch.utils" in dotted:
-                found[f"uses {dotted}"] = None
-            if dotted.startswith("gpipe_core") and node.attr.startswith("_") and not node.attr.startswith("__"):
-                found[f"uses gpipe_core's private {dotted}"] = None
-            if dotted.startswith("torch.testing") or dotted in ("torch.equal", "torch.allclose") and isinstance(
-                    getattr(node, "ctx", None), ast.Store):
-                found[f"touches {dotted}"] = None
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in EVENTS:
-            found[f"registers an IPython {node.value} hook"] = None
-        elif isinstance(node, ast.Name) and node.id == "get_ipython":
-            found["calls get_ipython()"] = None
-        elif isinstance(node, ast.Assign):
-            for target in node.targets:
-                dotted = _dotted(target)
-                if dotted.startswith(("torch.", "builtins.", "gpipe_core.", "nn.", "F.")) and dotted.count("."):
-                    found[f"assigns {dotted} (monkeypatching)"] = None
-    return list(found)
-
-
-def _tokens(node: ast.AST) -> list[str]:
-    """The function's tokens with names, strings and docstrings normalised (renaming hides nothing)."""
-    node = ast.parse(ast.unparse(node)).body[0]  # comments and layout gone
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and ast.get_docstring(node):
-        node.body = node.body[1:] or [ast.Pass()]
-    out = []
-    for tok in tokenize.generate_tokens(io.StringIO(ast.unparse(node)).readline):
-        if tok.type == tokenize.NAME and not keyword.iskeyword(tok.string):
-            out.append("ID")
-        elif tok.type == tokenize.STRING:
-            out.append("STR")
-        elif tok.type in (tokenize.OP, tokenize.NUMBER) or keyword.iskeyword(tok.string):
-            out.append(tok.string)
-    return out
-
-
-def similarity(a: list[str], b: list[str]) -> float:
-    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
-
-
-def _functions(tree: ast.Module) -> dict[str, ast.AST]:
-    out: dict[str, ast.AST] = {}
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            out[node.name] = node
-    return out
-
-
-@cache
-def engine_functions(assignment: str) -> dict[str, list[str]]:
-    """Tokens of gpipe_core's implementations of what ``assignment`` asks for (``module.name``)."""
-    out = {}
-    for name in _blocked(assignment):
-        parts = name.split(".")
-        for split in range(len(parts) - 1, 0, -1):
-            file = PACKAGE.joinpath(*parts[:split]).with_suffix(".py")
-            if file.exists():
-                body: Any = ast.parse(file.read_text())
-                for part in parts[split:-1]:
-                    body = next(n for n in body.body if isinstance(n, ast.ClassDef) and n.name == part)
-                node = _functions(body).get(parts[-1])
-                if node is not None:
-                    out[name] = _tokens(node)
-                break
-    return out
-
-
-@cache
-def published(assignment: str) -> list[list[str]]:
-    """Tokens of the course's own solution functions (public: alike by design, not a copy of a classmate)."""
-    nb = source_notebook(assignment)
-    for cell in nb.cells:
-        cell.source = "\n".join(ln for ln in cell.source.splitlines() if "### " not in ln)
-    return list(_solution_functions(assignment, nb).values())
-
-
-def _defs(tree: ast.Module) -> dict[str, list[str]]:
-    """Tokens of each function, class and method (``Class.method``) defined at the top of ``tree``."""
-    out = {}
-    for name, node in _functions(tree).items():
-        out[name] = _tokens(node)
-        for sub in getattr(node, "body", []) if isinstance(node, ast.ClassDef) else []:
-            if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                out[f"{name}.{sub.name}"] = _tokens(sub)
-    return out
-
-
-def _solution_functions(assignment: str, nb: Any) -> dict[str, list[str]]:
-    ids = {c.metadata.get("nbgrader", {}).get("grade_id") for c in source_notebook(assignment).cells
-           if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
-    out = {}
-    for gid, text in _code_cells(nb):
-        tree = _parse(text) if gid in ids else None
-        out.update(_defs(tree) if tree else {})
-    return out
-
-
-def audit(assignment: str, notebook: Path | Any, classmates: Mapping[str, Path | Any] | None = None) -> list[str]:
-    """Every reason to review this submission, one line each; empty when nothing stands out."""
-    nb = nbformat.read(notebook, as_version=4) if isinstance(notebook, (str, Path)) else notebook
-    course = {c.source for c in source_notebook(assignment).cells}
-    graded = {n.split(".")[-1] for n in _blocked(assignment)} - {"forward", "backward"}
-    if any(n.startswith("checkpoint.Recompute") for n in _blocked(assignment)):
-        graded.add("Recompute")
-    flags: list[str] = []
-    for where, text in _code_cells(nb):
-        if text in course:
-            continue  # the course's own cell, unchanged
-        tree = _parse(text)
-        for reason in suspicious(tree, graded) if tree else []:
-            flags.append(f"flagged for review: {where} {reason}")
-    mine = _solution_functions(assignment, nb)
-    for name, tokens in mine.items():
-        if len(tokens) < MIN_TOKENS:
-            continue
-        best_published = max((similarity(tokens, p) for p in published(assignment)), default=0.0)
-        for ref, ref_tokens in engine_functions(assignment).items():
-            score = similarity(tokens, ref_tokens)
-            if score >= SIMILAR and score > best_published:
-                flags.append(f"flagged for review: {name} is near-identical to gpipe_core's {ref} "
-                             f"(similarity {score:.2f})")
-    for other, path in (classmates or {}).items():
-        theirs = _solution_functions(assignment, nbformat.read(path, as_version=4)
-                                     if isinstance(path, (str, Path)) else path)
-        for name, tokens in mine.items():
-            if name not in theirs or len(tokens) < MIN_TOKENS:
-                continue
-            score = similarity(tokens, theirs[name])
-            if score >= SIMILAR and max((similarity(tokens, p) for p in published(assignment)), default=0) < SIMILAR:
-                flags.append(f"flagged for review: {name} is near-identical to {other}'s (similarity {score:.2f})")
-    return flags
-
-
-def audit_class(assignment: str, notebooks: Mapping[str, Path]) -> dict[str, list[str]]:
-    """``audit`` for every student of one assignment, each compared with all the others."""
-    loaded = {}
-    for student, path in notebooks.items():
-        try:
-            loaded[student] = nbformat.read(path, as_version=4)
-        except Exception:  # noqa: BLE001 - an unreadable notebook is reported by collection, not here
-            continue
-    return {s: audit(assignment, nb, {o: other for o, other in loaded.items() if o != s})
-            for s, nb in loaded.items()}
-
-
-def review_rows(assignment: str, flags: Mapping[str, list[str]]) -> list[dict[str, str]]:
-    """Rows for the review CSV: student, assignment, reason."""
-    return [{"student": s, "assignment": assignment, "reason": f.removeprefix("flagged for review: ")}
-            for s, fs in sorted(flags.items()) for f in fs]
+        for student, extra in class_findings(assignment, subs, tally).items():
+            found[student] += extra
+    except Exception as exc:  # noqa: BLE001 - a bug of the comparison must not cost the class its grades
+        for student in subs:
+            found[student].append(flag("review-failed", "class", f"the comparison with classmates failed "
+                                       f"({_why(exc)}); this submission was not compared"))
+    return found

@@ -91,15 +91,19 @@ def autograde(names: Iterable[str] | None = None, force: bool = False, jobs: int
 
 
 def _classmates(assignment: str, students: list[str], unreadable: dict) -> dict[str, list[str]]:
-    """The audit's flags from comparing each submission with every classmate's (one notebook per assignment)."""
-    from ..audit import audit_class
+    """The findings only the class audit makes (a classmate's code copied), per student; never raises.
+
+    Chosen by each finding's ``rule``, never by its text (a student id may hold any words). The rest of the
+    audit (holds, the engine, machinery) comes with each submission's own grading.
+    """
+    from ..audit import CLASS_RULES, audit_class
 
     flags: dict[str, list[str]] = {}
     for nb in notebook_names(assignment):
         paths = {s: instructor_dir() / "submitted" / s / assignment / f"{nb}.ipynb"
                  for s in students if s not in unreadable}
         for student, found in audit_class(assignment, paths).items():
-            flags.setdefault(student, []).extend(f for f in found if "near-identical to" in f and "gpipe_core" not in f)
+            flags.setdefault(student, []).extend(f for f in found if f.rule in CLASS_RULES)
     return flags
 
 
