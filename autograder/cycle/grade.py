@@ -1,4 +1,4 @@
-"""autograde: screen, grade in sandboxed worker processes, one log line per student.
+"""Screening, grading workers and the log lines: what the grading jobs (``jobs.py``) are made of.
 
 Each submission is graded by :func:`autograder.cycle.judging.grade_one` in a
 worker process (``python -m autograder _worker``), ``jobs`` of them taking one
@@ -17,13 +17,13 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Iterable
+from typing import Any
 
 import nbformat
 
 from .. import REPO, instructor_dir, notebook_names
 from .collect import load_notes
-from .course import Course, Result, log, resolve
+from .course import Course, Result, log
 from .judging import stored_result
 
 NO_SANDBOX = "GPIPE_GRADE_NO_SANDBOX"  # set by --no-sandbox; the workers read it
@@ -46,48 +46,35 @@ def screen(assignment: str, student: str) -> list[tuple[str, str]]:
             problems.append(("MISSING_NOTEBOOK", f"{nb}.ipynb not submitted"))
             continue
         try:
-            notebook = nbformat.read(path, as_version=4)
-            if not isinstance(notebook.get("cells"), list):
-                raise ValueError("it has no list of cells")
+            schema_problem(nbformat.read(path, as_version=4))
         except Exception as exc:  # any unreadable file is the learner's problem, reported, never fatal
             reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
             problems.append(("INVALID_NOTEBOOK", f"{nb}.ipynb is not a readable notebook ({reason})"))
     return problems
 
 
-def autograde(names: Iterable[str] | None = None, force: bool = False, jobs: int = 1) -> list[Result]:
-    """Grade every collected submission of ``names`` (default: all); returns one Result per student.
+def schema_problem(notebook: Any) -> None:
+    """Raise ValueError naming the first way ``notebook`` is not a notebook the grader can read.
 
-    Submissions that cannot run (missing or unreadable notebooks) are scored 0
-    here; the rest are graded in ``jobs`` worker processes. Already graded
-    submissions are skipped unless ``force`` or the submission is newer.
-    Assignments nobody has submitted yet are skipped with a line saying so.
+    nbformat's own schema first (cell kinds, sources, outputs), then what nbformat leaves open and the grader
+    reads: each cell's ``metadata.nbgrader`` must be a mapping whose ``grade_id`` is a short string.
     """
-    from ..sandbox import sandbox_available
-
-    if os.environ.get(NO_SANDBOX) != "1" and not sandbox_available():
-        raise SystemExit("the grading sandbox (bubblewrap) does not work here: install it with `make bubblewrap`, "
-                         "or grade without isolation with --no-sandbox (see autograder/README.md)")
-    course = Course()
-    plan: list[tuple[str, str]] = []
-    screened: dict[str, tuple[list[str], dict[str, list[tuple[str, str]]]]] = {}
-    for a in resolve(names):
-        students = submissions(a)
-        if not students:
-            print(f"{a}: no submissions collected")
+    if not isinstance(notebook.get("cells"), list):
+        raise ValueError("it has no list of cells")
+    try:
+        nbformat.validate(notebook)
+    except nbformat.ValidationError as exc:
+        raise ValueError(f"it breaks the notebook format: {str(exc.message)[:120]}") from None
+    for index, cell in enumerate(notebook.cells):
+        meta = cell.get("metadata", {}).get("nbgrader")
+        if meta is None:
             continue
-        if not course.registered(a) and not course.generate(a, into=course.workspace / "generated"):
-            raise SystemExit(f"could not register {a} in the gradebook; see {course.logs / f'generate-{a}.log'}")
-        unreadable = {s: p for s in students if (p := screen(a, s))}
-        for s in unreadable:  # a stale graded copy must not outlive a broken resubmission
-            shutil.rmtree(course.workspace / "autograded" / s / a, ignore_errors=True)
-        plan += [(a, s) for s in students if s not in unreadable and (force or _stale(a, s))]
-        screened[a] = (students, unreadable)
-    crashed = run_workers(plan, force, jobs)
-    results = []
-    for a, (students, unreadable) in screened.items():
-        results += _settle(course, a, students, unreadable, crashed, _classmates(a, students, unreadable))
-    return results
+        if not isinstance(meta, dict):
+            raise ValueError(f"cell #{index}: its nbgrader metadata is a {type(meta).__name__}, not a mapping "
+                             "(restore the cell from the released notebook)")
+        gid = meta.get("grade_id")
+        if gid is not None and not (isinstance(gid, str) and 0 < len(gid) <= 200):
+            raise ValueError(f"cell #{index}: its grade_id is not a short string")
 
 
 def _classmates(assignment: str, students: list[str], unreadable: dict) -> dict[str, list[str]]:
@@ -184,12 +171,34 @@ def worker() -> None:
         print(f"{TOKEN} {assignment} {student}", flush=True)
 
 
+def _record(course: Course, assignment: str, student: str, stored: dict[str, Any] | None) -> tuple[float, float]:
+    """Write one stored result into the gradebook (0 where nothing was graded; 0 and a manual grade to give
+    while held); returns (score, maximum). Writing the same result again changes nothing."""
+    from nbgrader.utils import parse_utc
+
+    stamp = instructor_dir() / "submitted" / student / assignment / "timestamp.txt"
+    scores = (stored or {}).get("judged") or {}
+    held = bool((stored or {}).get("held"))
+    with course.gradebook() as gb:
+        gb.update_or_create_student(student)
+        when = parse_utc(stamp.read_text().strip()) if stamp.exists() else None
+        submission = gb.update_or_create_submission(assignment, student, timestamp=when)
+        for nb in submission.notebooks:
+            for grade in nb.grades:
+                score = 0.0 if held or stored is None else float(scores.get(grade.name, 0.0))
+                grade.auto_score, grade.manual_score, grade.needs_manual_grade = score, None, held
+        gb.db.commit()
+        submission = gb.find_submission(assignment, student)
+        return submission.score, submission.max_score
+
+
 def _settle(course: Course, assignment: str, students: list[str], unreadable: dict[str, list[tuple[str, str]]],
             crashed: set[tuple[str, str]], class_flags: dict[str, list[str]]) -> list[Result]:
     """Zeros where nothing could be graded, then each student's Result (the log line) from what was stored.
 
-    Also writes the review CSV of the assignment (``instructor/review-<assignment>.csv``): every
-    submission flagged for review, with the reason.
+    Also writes the review CSV of the assignment (``instructor/review-<assignment>.csv``): one row per
+    finding, ``kind`` "hold" (its points wait for the instructor: scored 0 until ``review`` accepts them)
+    or "flag" (scored as judged; worth a look), with the reason.
     """
     notes = load_notes()
     results = []
@@ -209,27 +218,19 @@ def _settle(course: Course, assignment: str, students: list[str], unreadable: di
                          f"{course.logs / 'autograde' / assignment / (student + '.log')}")]
         for code, detail in problems:
             result.add(code, detail)
-        with course.gradebook() as gb:
-            gb.update_or_create_student(student)
-            submission = gb.update_or_create_submission(assignment, student)
-            if stored is None:
-                for nb in submission.notebooks:
-                    for grade in nb.grades:
-                        grade.auto_score, grade.manual_score, grade.needs_manual_grade = 0.0, None, False
-            else:
-                for code, detail in stored["problems"]:
-                    result.add(code, detail)
-                result.seconds = stored.get("seconds")
-                for flag in class_flags.get(student, []):
-                    result.add("FLAGGED", flag)
-            gb.db.commit()
-            submission = gb.find_submission(assignment, student)
-            result.score, result.max_score = submission.score, submission.max_score
+        if stored is not None:
+            for code, detail in stored["problems"]:
+                result.add(code, detail)
+            result.seconds = stored.get("seconds")
+            for flag in class_flags.get(student, []):
+                result.add("FLAGGED", flag)
+        result.score, result.max_score = _record(course, assignment, student, stored)
         results.append(result)
-        review += [[student, assignment, detail.removeprefix("flagged for review: ")]
-                   for code, detail in result.problems if code == "FLAGGED"]
+        review += [[student, assignment, "hold" if code == "HELD" else "flag",
+                    detail.removeprefix("flagged for review: ").removeprefix("held for review: ")]
+                   for code, detail in result.problems if code in ("FLAGGED", "HELD")]
         print(result.line())
     (course.logs / f"grades-{assignment}.txt").write_text("".join(r.line() + "\n" for r in results))
     with (course.workspace / f"review-{assignment}.csv").open("w", newline="") as fh:
-        csv.writer(fh).writerows([["student", "assignment", "reason"], *review])
+        csv.writer(fh).writerows([["student", "assignment", "kind", "reason"], *review])
     return results

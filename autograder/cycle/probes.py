@@ -21,6 +21,7 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ def probe_runner(assignment: str, limits: Limits, isolate: bool = True) -> Any:
     from ..judge import install_probe, read_probe_output
 
     def run_probe(module_path: Path, request: dict) -> dict:
+        spawned = time.time()
         with tempfile.TemporaryDirectory(prefix="gpipe-probe-") as tmp:
             scratch = Path(tmp)
             install_probe(scratch)
@@ -69,7 +71,11 @@ def probe_runner(assignment: str, limits: Limits, isolate: bool = True) -> Any:
                                    limits=replace(limits, output_bytes_notebook=PROBE_BYTES),
                                    view=view_for(assignment), timeout=limits.notebook_timeout_s,
                                    stdin=json.dumps(request).encode(), isolate=isolate)
-        return read_probe_output(result.stdout, result.returncode, result.timed_out, result.stderr,
-                                 key=request.get("key"))
+        response = read_probe_output(result.stdout, result.returncode, result.timed_out, result.stderr,
+                                     key=request.get("key"))
+        ready = (response.get("header") or {}).get("ready")
+        if isinstance(ready, (int, float)) and spawned <= ready <= time.time():
+            response["startup"] = ready - spawned  # the sandbox, Python, torch and the view, before any call
+        return response
 
     return run_probe

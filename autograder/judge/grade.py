@@ -71,7 +71,9 @@ def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed:
     """Score ``notebook`` (a learner's submission of ``assignment``) cell by cell; never runs learner code here.
 
     ``flags`` lists what was left out of the probe module and the submission's own audit (no classmates:
-    ``autograder.audit.audit_class`` adds those); flags never change a score.
+    ``autograder.audit.audit_class`` adds those); flags never change a score. ``holds`` lists the audit's
+    holds (code that can reach what the probe measures with) and any tampering the probe saw: the merge
+    scores a held submission 0 until the instructor looks.
     """
     clock = time.perf_counter()
     max_scores = points(assignment)
@@ -79,7 +81,9 @@ def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed:
     extracted = extract(assignment, notebook)
     from ..audit import audit
 
-    flags = [f"dropped from the probe: {d}" for d in extracted.dropped] + audit(assignment, notebook)
+    findings = audit(assignment, notebook)
+    flags = [f"dropped from the probe: {d}" for d in extracted.dropped] + [f.line() for f in findings if not f.held]
+    code_holds = [f.line() for f in findings if f.held]
     ask = ask_for(extracted)
     verifies: dict[str, Verify] = {}
     for grade_id, check in module.CHECKS.items():
@@ -89,8 +93,11 @@ def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed:
     clock = time.perf_counter()
     response = probe(extracted, {"assignment": assignment, "calls": ask.calls}, run_probe)
     timings["probe"], clock = time.perf_counter() - clock, time.perf_counter()
+    if isinstance(response.get("startup"), float) and response["startup"] <= timings["probe"]:
+        timings["sandbox start"] = response["startup"]
+        timings["probe"] -= response["startup"]
     _check_header(assignment, response)
-    holds = tampering(response)
+    holds = code_holds + tampering(response)
     load_error = (response.get("header") or {}).get("load_error")
     if load_error:
         flags.append(f"definitions failed to load: {load_error['type']}: {load_error['message'][:200]}")

@@ -309,6 +309,7 @@ def main(argv: list[str]) -> None:
     if header["load_error"] is None:  # one child only loads the module, so the header says whether it loads
         check = next(run_batch(code, [{"task": "loaded", "params": {}, "timeout": 60}], [0], out.fileno()))
         header["load_error"] = (check.get("error") or {}).get("load")
+    header["ready"] = time.time()  # imported, warmed up, loaded once: the judge splits start-up from the calls
     emit(header)
     for reply in serve(code, request["calls"], out.fileno()):
         emit(reply)
