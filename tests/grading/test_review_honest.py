@@ -37,6 +37,7 @@ def test_the_honest_class_gets_no_flag_and_no_hold(assignment: str) -> None:
     assert {s: [f.line() for f in fs] for s, fs in found.items() if fs} == {}
 
 
+@pytest.mark.slow  # the judge's probe on every honest notebook: minutes in all, so not in make test-fast
 @pytest.mark.parametrize("assignment", assignments())
 def test_each_honest_solution_scores_full_marks_with_the_judge(assignment: str) -> None:
     from autograder.judge import grade_submission
