@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup train test stress lint book browser bubblewrap bench gpu clean
+.PHONY: setup train test test-fast stress lint book browser bubblewrap bench gpu clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,13 @@ train: $(STAMP)
 test: $(STAMP) browser bubblewrap
 	$(VENV)/bin/ruff check .
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
+
+# The edit loop: ruff, then the engine and course unit tests, leaving out every test marked with a need
+# (tests/helpers/needs.py: Chromium, the book build, the sandbox, torchrun ranks, the graded class, slow work).
+FAST := not browser and not book and not sandbox and not distributed and not class and not slow
+test-fast: $(STAMP)
+	$(VENV)/bin/ruff check .
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -m "$(FAST)"
 
 # The whole suite three times from a clean clone of HEAD with every core kept busy (.ci/stress).
 stress:

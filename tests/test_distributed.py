@@ -14,7 +14,6 @@ import argparse
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +30,7 @@ from gpipe_core.models import mlp
 LOSS = nn.functional.cross_entropy
 N, M, SEEDS = 8, 4, (11, 12)  # batch, micro-batches, the seeds of two steps whose gradients accumulate
 BALANCES = {1: [6], 2: [4, 2], 4: [1, 2, 2, 1]}  # uneven on purpose
+PAST_THE_FAILURE = "a rank went on past the failed step"  # what worker_fail prints if its step did not raise
 CONFIGS = [("gpipe", "never", 0.0), ("1f1b", "except_last", 0.2), ("gpipe", "always", 0.2), ("1f1b", "never", 0.0)]
 
 
@@ -74,6 +74,7 @@ def processes_mentioning(token: str) -> list[int]:
     return found
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("K", [2, 4])
 @pytest.mark.timeout(150)
 def test_processes_match_engine_and_sequential(K: int, tmp_path: Path) -> None:
@@ -89,17 +90,19 @@ def test_processes_match_engine_and_sequential(K: int, tmp_path: Path) -> None:
         assert_matches(got, refs["engine"], f"single-process engine ({label})")
 
 
+@pytest.mark.distributed
 @pytest.mark.timeout(120)
 def test_a_failing_rank_stops_the_run_and_leaves_no_process(tmp_path: Path) -> None:
     token = str(tmp_path / "failure-marker")  # in every worker's command line
-    code, stdout, stderr, seconds = torchrun(2, [__file__, "fail", token], timeout=90)
+    code, stdout, stderr, _ = torchrun(2, [__file__, "fail", token], timeout=90)  # a rank left waiting: fails here
     assert code != 0, f"the run should fail:\n{stdout}\n{stderr}"
     assert "stage 1 failed in the forward of micro-batch 2: ValueError: planted failure" in stderr
-    assert seconds < 60, f"the surviving rank was not stopped promptly ({seconds:.0f}s)"
+    assert PAST_THE_FAILURE not in stderr, f"a rank finished the failed step as if nothing happened:\n{stderr}"
     left = processes_mentioning(token)
     assert not left, f"processes left behind: {left}"
 
 
+@pytest.mark.distributed
 @pytest.mark.timeout(150)
 def test_gpipe_train_distributed_reports_like_gpipe_train(tmp_path: Path) -> None:
     gantt = tmp_path / "g.png"
@@ -245,7 +248,7 @@ def worker_fail(_token: str) -> None:
     x[4:6] = float("nan")  # micro-batch 2 of 4
     pipe = DistributedPipe(model, balance=[1, 2], chunks=4, device="cpu")
     pipe.step(x, y, LOSS)
-    time.sleep(60)  # never reached: a rank that got here would show up as left behind
+    print(PAST_THE_FAILURE, file=sys.stderr, flush=True)  # never reached: the step raises on every rank
 
 
 if __name__ == "__main__":

@@ -5,14 +5,15 @@ from __future__ import annotations
 import _thread
 import signal
 import threading
-import time
 
 import pytest
 import torch
 from helpers.engine import batch, small_model
+from helpers.fakes import Hold, StoppedClock
 from torch import nn
 
 from gpipe_core import GPipe, StageError
+from gpipe_core import runtime as runtime_module
 
 CE = nn.functional.cross_entropy
 
@@ -115,21 +116,26 @@ def test_nan_loss_stops_the_step() -> None:
     assert torch.isfinite(pipe.step(*batch(), CE))
 
 
-class Sleeps(nn.Module):
-    def __init__(self, seconds: float, started: threading.Event | None = None) -> None:
+class Holds(nn.Module):
+    """A layer whose forward blocks on a ``Hold`` (helpers.fakes) while ``held``: a stage that never returns."""
+
+    def __init__(self, hold: Hold) -> None:
         super().__init__()
-        self.seconds, self.started, self.calls = seconds, started, 0
+        self.hold, self.held, self.calls = hold, True, 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        if self.started is not None:
-            self.started.set()
-        time.sleep(self.seconds)
+        if self.held:
+            self.hold()
         return x
 
 
-def test_timeout_names_the_stuck_stage() -> None:
-    pipe = GPipe(_model_with(Sleeps(0.5)), balance=[1, 2, 1], chunks=2, timeout=0.3)
+def test_timeout_names_the_stuck_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deadline passes once stage 1's first forward has begun (a stopped clock), whatever the machine's load."""
+    clock, hold = StoppedClock(), Hold()
+    monkeypatch.setattr(runtime_module, "time", clock)
+    pipe = GPipe(_model_with(Holds(hold)), balance=[1, 2, 1], chunks=2, timeout=0.3)
+    hold.once_entered(pipe._runtime, clock.expire)  # noqa: SLF001 - the runtime that is stopped
     with pytest.raises(TimeoutError, match=r"timeout=0.3s.*stage 1 in F0@stage1"):
         pipe.step(*batch(), CE)
 
@@ -137,25 +143,26 @@ def test_timeout_names_the_stuck_stage() -> None:
 def test_keyboard_interrupt_stops_the_step_and_the_next_works() -> None:
     """Ctrl-C during a step stops it at the next action and leaves no worker behind.
 
-    The interrupt is sent once the sleeping layer has started (an event, not a
-    timer), and the test installs Python's own SIGINT handler for its duration:
-    a library earlier in the same process may have left another handler there
-    (asyncio's add_signal_handler installs a no-op one), and then
-    ``_thread.interrupt_main`` raises nothing.
+    The interrupt is sent once the held layer has started (an event, not a
+    timer), and the layer returns only after the runtime has stopped its
+    workers, so no second action may begin. The test installs Python's own
+    SIGINT handler for its duration: a library earlier in the same process may
+    have left another handler there (asyncio's add_signal_handler installs a
+    no-op one), and then ``_thread.interrupt_main`` raises nothing.
     """
-    started = threading.Event()
-    sleeper = Sleeps(0.5, started)
-    pipe = GPipe(_model_with(sleeper), balance=[1, 2, 1], chunks=4)
+    hold = Hold()
+    held = Holds(hold)
+    pipe = GPipe(_model_with(held), balance=[1, 2, 1], chunks=4)
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        threading.Thread(target=lambda: started.wait(30) and _thread.interrupt_main(), daemon=True).start()
+        hold.once_entered(pipe._runtime, _thread.interrupt_main)  # noqa: SLF001 - the runtime that is stopped
         with pytest.raises(KeyboardInterrupt):
             pipe.step(*batch(), CE)
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert sleeper.calls < 7  # 4 forwards and 3 recomputations had the step run to the end
+    assert held.calls == 1, f"{held.calls} forwards of the held layer ran: the step went on after Ctrl-C"
     assert not any(t.name.startswith("gpipe-") for t in threading.enumerate())
-    sleeper.seconds = 0
+    held.held = False
     assert torch.isfinite(pipe.step(*batch(), CE))
 
 

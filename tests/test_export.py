@@ -55,6 +55,7 @@ def references(K: int, name: str, checkpoint: str, dropout: float) -> dict[str, 
             "engine": (eng_losses, [p.grad for p in eng.parameters()])}
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("K", [2, 4])
 @pytest.mark.timeout(240)
 def test_our_tables_on_torchs_runtime_match_engine_and_sequential(K: int, tmp_path: Path) -> None:

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 import torch
-from helpers.fakes import FakeStage
+from helpers.fakes import FakeStage, Hold, StoppedClock
 
+from gpipe_core import runtime as runtime_module
 from gpipe_core.common import StageError
 from gpipe_core.runtime import Runtime, worker_of_ranks
 from gpipe_core.schedule import Action, gpipe_schedule, loop_placement, ticks_from_orders
@@ -79,11 +80,16 @@ def test_a_failing_stage_stops_everyone_and_is_named(executor: str) -> None:
     assert {t.name for t in threading.enumerate()} <= before
 
 
-def test_a_timeout_names_the_stuck_action() -> None:
-    stages = [FakeStage(s, sleep=0.4) for s in range(2)]
+def test_a_timeout_names_the_stuck_action(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stage 0's first forward never returns; the deadline passes once it has begun (helpers.fakes: no real time)."""
+    clock, hold = StoppedClock(), Hold()
+    monkeypatch.setattr(runtime_module, "time", clock)
+    stages = [FakeStage(0, hold=hold), FakeStage(1)]
     runtime = Runtime(stages, gpipe_schedule(2, 2), [0, 1], timeout=0.2)
-    with pytest.raises(TimeoutError, match=r"timeout=0.2s \(last actions: stage \d in F0@stage\d"):
+    hold.once_entered(runtime, clock.expire)
+    with pytest.raises(TimeoutError, match=r"timeout=0.2s \(last actions?: stage 0 in F0@stage0"):
         runtime.run(["x0", "x1"], loss=object(), seed=0, measure_memory=False)
+    assert stages[0].calls == [("F", 0, "x0")] and stages[1].calls == []  # released after the stop: no further
 
 
 def test_inference_runs_forwards_only() -> None:

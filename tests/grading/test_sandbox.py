@@ -24,6 +24,7 @@ from autograder.treelimits import TreeLimits
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = Limits(memory_mb=1024, processes=64, file_mb=8, scratch_mb=32, cpu_s=60, output_bytes_notebook=100_000)
 
+pytestmark = pytest.mark.sandbox  # every test here starts bubblewrap (or the sandbox's helper without it)
 needs_sandbox = pytest.mark.skipif(not sandbox_available(), reason="bubblewrap cannot run here: make bubblewrap")
 
 
@@ -68,6 +69,7 @@ open('new.txt', 'w').write('lost')
 
 @needs_sandbox
 def test_it_runs_as_its_own_uid_in_its_own_pid_and_network_namespace(tmp_path: Path) -> None:
+    """The sandboxed code waits (60 s at most) until the host has looked for it, so no load can hide it."""
     code = """
 import os, socket, time
 print(os.getuid(), sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))
@@ -76,16 +78,20 @@ try:
     print('network')
 except OSError:
     print('no network')
-time.sleep(4)
+for _ in range(600):
+    if open('looked.txt').read():
+        break
+    time.sleep(0.1)
 """
     done: list = []
-    worker = threading.Thread(target=lambda: done.append(run(code, tmp_path)))
+    worker = threading.Thread(target=lambda: done.append(run(code, tmp_path, looked_txt="")))
     worker.start()
     seen: list[int] = []
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # a watchdog
     while not seen and worker.is_alive() and time.monotonic() < deadline:
         seen = sandbox_processes()  # the host sees the sandbox's processes under a uid of their own
         time.sleep(0.1)
+    (tmp_path / "scratch" / "looked.txt").write_text("yes")  # the same file inside: the sandbox may end now
     worker.join()
     out = done[0].stdout.decode().splitlines()
     assert seen, "no process of the sandbox ran under a sandbox uid"
@@ -100,11 +106,15 @@ def test_memory_limit_holds_for_the_whole_process_tree(tmp_path: Path) -> None:
         pytest.skip("no cgroup can be made here: only per-process limits (README.md, threat model)")
     code = """
 import subprocess, sys
-hog = "b = bytearray(600 * 2**20); import time; time.sleep(5)"
-kids = [subprocess.Popen([sys.executable, '-c', hog]) for _ in range(3)]
+hog = "import sys; b = bytearray(600 * 2**20); print('held', flush=True); sys.stdin.read()"
+kids = [subprocess.Popen([sys.executable, '-c', hog], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        for _ in range(3)]
+print([k.stdout.readline() for k in kids])  # each holds its 600 MB together with the others, or was killed
+for k in kids:
+    k.stdin.close()
 print([k.wait() for k in kids])
 """
-    result = run(code, tmp_path)  # three children of 600 MB each under 1024 MB: one of them must die
+    result = run(code, tmp_path)  # three children of 600 MB each under 1024 MB, all held at once: one must die
     assert "memory limit" in (result.killed_reason or ""), (result.killed_reason, result.stdout, result.stderr)
 
 
