@@ -47,6 +47,7 @@ else:  # run as a script in the sandbox, beside copies of its helpers
     import probe_tasks as tasks
 
 REPLY_CAP = 48 << 20  # bytes one call may send back (tensors as raw bytes)
+OPTIMIZING = {"train", "assemble", "micro_batch_loss"}  # tasks that step an optimizer
 
 
 def batches(calls: list[dict]) -> Iterator[list[int]]:
@@ -258,9 +259,13 @@ def preload(source: str) -> None:
                         continue
 
 
-def warm_up() -> None:
-    """Take torch's lazy first-use paths here (autograd's first ``backward`` with gradients imports sympy,
-    about a second), so every child starts from them instead of paying again. Trusted code only."""
+def warm_up(tasks: set[str]) -> None:
+    """Take torch's lazy first-use paths here, so every child starts from them instead of paying again:
+    autograd's first ``backward`` with gradients imports sympy, an optimizer's first step torch._dynamo
+    (about half a second each). Only for the tasks asked for: plain calls that return tables need neither.
+    Trusted code only."""
+    if not tasks - {"call", "loaded"}:
+        return
     import torch.fx.experimental.symbolic_shapes  # noqa: F401 - what torch.autograd.backward imports on first use
 
     x = torch.ones(2, 3, requires_grad=True)
@@ -271,6 +276,14 @@ def warm_up() -> None:
         (x * x).sum().backward()
     torch.nn.functional.cross_entropy(x, torch.tensor([0, 1])).backward()
     torch.nn.functional.dropout(x, 0.5, training=True).sum().backward()
+    if not tasks & OPTIMIZING:
+        return
+    for make in (torch.optim.SGD, torch.optim.Adam):
+        w = torch.nn.Parameter(torch.ones(3))
+        opt = make([w], lr=0.1)
+        (w * w).sum().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
 
 
 def _not_dumpable() -> None:
@@ -302,7 +315,7 @@ def main(argv: list[str]) -> None:
     try:
         code = compile(source, "learner.py", "exec")
         preload(source)
-        warm_up()
+        warm_up({call["task"] for call in request["calls"]})
     except BaseException as exc:  # noqa: BLE001 - a module that does not compile is reported, not fatal
         header["load_error"] = tasks.error_data(exc)
         code = compile("", "learner.py", "exec")
