@@ -37,6 +37,10 @@ CALLS = {"torchrun": "distributed", "run_sandboxed": "sandbox", "sync_playwright
     ([PY, "/repo/book/build.py"], {"book"}),
     (["jupyter-book", "build", "."], {"book"}),
     ([PY, "-m", "gpipe_core.cli", "train", "-K", "2"], set()),
+    ([PY, "-m", "autograder", "job", "jobs.txt", "0"], {"sandbox"}),
+    ([PY, "-m", "autograder", "all", "class/", "--jobs", "2"], {"sandbox"}),
+    ([PY, "-m", "autograder", "all", "class/", "--no-sandbox"], set()),
+    ([PY, "-m", "autograder", "release", "--into", "r/"], set()),
     ([PY, "-c", "import torch"], set()),
     ("ls -l", set()),
 ])

@@ -20,6 +20,7 @@ from autograder.fakeclass import solved
 from autograder.sandbox import sandbox_available
 
 pytestmark = [pytest.mark.timeout(900),  # a watchdog: the jobs take seconds on a quiet machine
+              pytest.mark.sandbox,  # `python -m autograder job` grades in bubblewrap
               pytest.mark.skipif(not sandbox_available(), reason="needs the sandbox: make bubblewrap")]
 A = "02_partitioner"
 

@@ -12,9 +12,10 @@ all. A need is found two ways, and ``tests/conftest.py`` applies both:
   mark fails at teardown, naming the command. A mark missed by hand is thus
   found the first time the test runs, not when ``make test-fast`` turns slow.
 
-What the launch check cannot see (a child process that itself starts
-bubblewrap, such as ``python -m autograder all``) is covered by the fixture
-that does it (``graded``) or by an explicit mark on the test's module.
+Commands known to start one of these in a child count too (``python -m
+autograder job``, ``all`` and the other grading commands start bubblewrap;
+``gpipe train --distributed`` starts torchrun). Anything else a child starts
+is covered by the fixture that does it or by an explicit mark on the test.
 """
 
 from __future__ import annotations
@@ -67,7 +68,20 @@ def launch_needs(argv: str | bytes | Sequence[str | bytes | os.PathLike]) -> set
         found.add("book")
     if "gpipe_core.cli" in words and "--distributed" in words:  # `gpipe train --distributed` starts torchrun
         found.add("distributed")
+    if _module_command(words, "autograder") in GRADING and "--no-sandbox" not in words:
+        found.add("sandbox")  # the grader runs every notebook and probe in bubblewrap
     return found
+
+
+GRADING = {"all", "autograde", "job", "_worker", "draws"}  # `python -m autograder` commands that grade
+
+
+def _module_command(words: list[str], module: str) -> str | None:
+    """The first argument after ``-m module``, if the command runs that module."""
+    for i in range(len(words) - 2):
+        if words[i] == "-m" and words[i + 1] == module:
+            return words[i + 2]
+    return None
 
 
 def unmarked(launches: Iterable[Sequence[str]], marks: set[str]) -> list[str]:
