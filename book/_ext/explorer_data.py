@@ -41,7 +41,7 @@ import inspect
 from typing import Any
 
 from gpipe_core.schedule import device_orders, flatten
-from gpipe_core.simulate import Costs, peak_memory, simulate, times
+from gpipe_core.simulate import Costs, peak_memory, simulate
 from gpipe_core.theory import bubble_fraction, memory_units_rematerialized, memory_units_stored
 from gpipe_core.trace import COLORS, LABELS
 from gpipe_core.widgets import explorer
@@ -76,19 +76,23 @@ def schedule_entry(builtin: Builtin, K: int, M: int) -> dict[str, Any] | None:
     starts: list[Any] = []
     lengths, bubbles, memory, seen = [], [], [], {}
     for c, preset in enumerate(COSTS):
+        key = (preset["F"], preset["I"], preset["W"]) if split else (preset["F"], preset["I"] + preset["W"])
+        if key in seen:  # a table without I and W times presets with equal F and B alike: reuse, do not re-walk
+            first = seen[key]
+            lengths.append(lengths[first])
+            bubbles.append(bubbles[first])
+            memory.append(memory[first])
+            starts.append(first)
+            continue
+        seen[key] = c
         costs = Costs(forward=preset["F"] / V, backward=(preset["I"] + preset["W"]) / V,
                       input_grad=preset["I"] / V, weight_grad=preset["W"] / V)
-        trace = simulate(table, K, costs, placement=placement)
+        trace = simulate(table, K, costs, placement=placement)  # its events start where times() puts them
         lengths.append(_units(max(e.end for e in trace.events)))
         bubbles.append(round(trace.bubble(), 6))
         memory.append([round(m / V, 3) for m in peak_memory(table, K, costs=costs, placement=placement)])
-        key = (preset["F"], preset["I"], preset["W"]) if split else (preset["F"], preset["I"] + preset["W"])
-        if key in seen:
-            starts.append(seen[key])
-            continue
-        seen[key] = c
-        when = times(table, K, costs, placement=placement)
-        starts.append([[_units(when[a][0]) for a in order] for order in orders])
+        start = {(e.stage, e.microbatch, e.kind): e.start for e in trace.events}
+        starts.append([[_units(start[a.stage, a.microbatch, a.kind]) for a in order] for order in orders])
     return {
         "order": [" ".join(f"{a.kind}{a.microbatch}:{a.stage}" for a in order) for order in orders],
         "virtual": V, "start": starts, "length": lengths, "bubble": bubbles, "memory": memory,
