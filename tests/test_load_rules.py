@@ -63,6 +63,15 @@ def test_the_refused_definition_alone_is_lost_and_named() -> None:
     assert "trusted library" in ex.refused["partition_by_count"]
 
 
+def test_what_needs_a_refused_definition_while_loading_is_refused_too_and_the_rest_loads() -> None:
+    ex = extracted("class Base:\n    def __init_subclass__(cls):\n        pass\n\nclass Child(Base):\n    pass\n\n"
+                   "class Box:\n    def __class_getitem__(cls, item):\n        return cls\n\nAlias = Box[int]\n"
+                   "Again = Alias\n\n" + HONEST)
+    assert {"Base", "Child", "Box", "Alias", "Again"} <= set(ex.refused), ex.refused
+    assert "needs Base" in ex.refused["Child"] and "needs Alias" in ex.refused["Again"]
+    assert "partition_by_count" in ex.defined
+
+
 TRUSTED = {
     "functools cache": "import functools\n\n@functools.lru_cache(maxsize=None)\n" + HONEST,
     "imported name": "from functools import cache\n\n@cache\n" + HONEST,

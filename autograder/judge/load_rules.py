@@ -141,3 +141,21 @@ def bind(node: ast.stmt, names: Names, learner: bool) -> None:
             if learner:
                 names.imported.discard(t.id)
                 names.enum.discard(t.id)
+
+
+def load_time_names(node: ast.stmt) -> set[str]:
+    """The names ``node`` looks up while it is defined (bases, decorators, defaults, assigned values), not
+    those its function bodies use when called."""
+    exprs: list[ast.AST] = []
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        exprs += [*node.decorator_list, *node.args.defaults, *[d for d in node.args.kw_defaults if d is not None]]
+    elif isinstance(node, ast.ClassDef):
+        exprs += [*node.bases, *node.decorator_list, *[k.value for k in node.keywords]]
+        for item in node.body:
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                exprs += [*item.decorator_list, *item.args.defaults]
+            elif isinstance(item, (ast.Assign, ast.AnnAssign)) and item.value is not None:
+                exprs.append(item.value)
+    elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+        exprs.append(node.value)
+    return {n.id for e in exprs for n in ast.walk(e) if isinstance(n, ast.Name)}

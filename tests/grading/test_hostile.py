@@ -143,9 +143,11 @@ def test_forged_timestamp_and_graded_cell_change_nothing(env: dict[str, str], gr
     assert len(tops) == 1, f"a forged graded cell changed the assignment's maximum: {tops}"
 
 
-def test_flagged_submissions_are_in_the_review_csv(env: dict[str, str], graded: Graded) -> None:
+def test_flagged_and_held_submissions_are_in_the_review_csv(env: dict[str, str], graded: Graded) -> None:
     path = Path(env["GPIPE_INSTRUCTOR_DIR"]) / f"review-{hostile.ASSIGNMENT}.csv"
     with path.open() as fh:
         rows = list(csv.DictReader(fh))
-    flagged = {s for (a, s), line in graded.lines.items() if a == hostile.ASSIGNMENT and "FLAGGED" in line}
-    assert {r["student"] for r in rows} == flagged and "engine-copy" in flagged, rows[:5]
+    for kind, code in (("flag", "FLAGGED"), ("hold", "HELD")):
+        marked = {s for (a, s), line in graded.lines.items() if a == hostile.ASSIGNMENT and code in line}
+        assert {r["student"] for r in rows if r["kind"] == kind} == marked, (kind, rows[:5])
+    assert "engine-copy" in {r["student"] for r in rows if r["kind"] == "flag"}
