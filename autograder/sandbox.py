@@ -38,21 +38,20 @@ import functools
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .limits import Limits
+from .supervise import SandboxResult, Started
 from .treelimits import TreeLimits
 
 GRADING_VIEW = "/grading"  # where the view of gpipe_core is mounted; on PYTHONPATH inside
 SCRATCH = "/scratch"  # the sandbox's working directory (tmpfs)
-UID_BASE = 1_000_000  # sandbox uids: the base + the grading process's pid, never a real account
-UID_SPAN = 1 << 22  # Linux pids stay below this (pid_max), so one base's uids never meet another's
+UID_BASE = 1_000_000  # sandbox uids: the base + 2 x the grading process's pid + its slot, never a real account
+UID_SPAN = 1 << 23  # Linux pids stay below 2**22 (pid_max), two slots each: one base's uids never meet another's
 UID_ENV = "GPIPE_SANDBOX_UID_BASE"  # another base, e.g. for tests that must tell their sandboxes from others'
 
 
@@ -63,15 +62,6 @@ def uid_base() -> int:
         raise ValueError(f"{UID_ENV}={base} must be between 1 and {2**31 - UID_SPAN} (bwrap maps uids below 2**31)")
     return base
 INNER_UID = 1000  # the uid the learner's code sees
-
-
-@dataclass(frozen=True)
-class SandboxResult:
-    returncode: int
-    stdout: bytes  # at most limits.output_bytes_notebook
-    stderr: bytes  # idem
-    timed_out: bool
-    killed_reason: str | None  # why the sandbox was stopped or limited, for the log line; None if it was not
 
 
 class SandboxUnavailable(RuntimeError):
@@ -158,44 +148,52 @@ def run_sandboxed(argv: list[str], *, scratch: Path, limits: Limits, view: Path 
     namespaces and no uid of its own; the command runs in ``scratch`` itself as the grader's user (README.md
     says what is lost).
     """
-    if not isolate:
-        return _run_plain(argv, scratch=Path(scratch), limits=limits, view=view, timeout=timeout, stdin=stdin,
-                          env=env)
-    if not shutil.which("bwrap"):
-        raise SandboxUnavailable("bubblewrap is not installed: run `make bubblewrap` (Debian package "
-                                 "bubblewrap), or grade with --no-sandbox (autograder/README.md)")
-    uid = uid_base() + os.getpid()
+    started = start_sandboxed(argv, scratch=scratch, limits=limits, view=view, env=env, isolate=isolate)
+    return started.finish(stdin, timeout)
+
+
+def start_sandboxed(argv: list[str], *, scratch: Path, limits: Limits, view: Path | None,
+                    env: dict[str, str] | None = None, isolate: bool = True, cleanup: Any = None,
+                    slot: int = 0) -> Started:
+    """Start ``argv`` as :func:`run_sandboxed` would and return at once; ``finish(stdin, timeout)`` ends it.
+
+    The command waits for its standard input; its time limit counts from ``finish``. ``cleanup`` (no
+    arguments) runs once the sandbox is gone, e.g. to delete ``scratch``. A grading process may hold two
+    sandboxes at once, in slots 0 and 1: each slot has a uid of its own, so ending one (which kills every
+    process left under its uid) never touches the other.
+    """
+    if slot not in (0, 1):
+        raise ValueError(f"slot must be 0 or 1, not {slot!r}: a grading process has two sandbox uids")
     scratch = Path(scratch)
-    if view is not None:
-        _readable(Path(view).resolve())
-    for f in scratch.iterdir():  # the sandbox uid must be able to write the files it is given
-        if f.is_file() and not f.is_symlink() and os.geteuid() == 0:
-            os.chown(f, uid, uid)
-    spec = {"mounts": _mounts(scratch, view), "uid": uid, "limits": limits.__dict__, "bwrap": None, "argv": list(argv)}
-    spec["bwrap"] = _bwrap_args(spec["mounts"], limits) + _environment(limits, env)
-    tree = TreeLimits.create(f"gpipe-{uid}-{time.monotonic_ns()}", limits)
+    if not isolate:
+        pairs = _environment(limits, env)
+        variables = dict(zip(pairs[1::3], pairs[2::3]))
+        variables.update(HOME=str(scratch.resolve()), PYTHONPATH=str(Path(view).resolve()) if view else "")
+        spec: dict[str, Any] = {"plain": True, "cwd": str(scratch.resolve()), "env": variables,
+                                "limits": limits.__dict__, "argv": list(argv)}
+        uid, name = None, f"gpipe-plain-{os.getpid()}-{time.monotonic_ns()}"
+    else:
+        if not shutil.which("bwrap"):
+            raise SandboxUnavailable("bubblewrap is not installed: run `make bubblewrap` (Debian package "
+                                     "bubblewrap), or grade with --no-sandbox (autograder/README.md)")
+        uid = uid_base() + 2 * os.getpid() + slot
+        if view is not None:
+            _readable(Path(view).resolve())
+        for f in scratch.iterdir():  # the sandbox uid must be able to write the files it is given
+            if f.is_file() and not f.is_symlink() and os.geteuid() == 0:
+                os.chown(f, uid, uid)
+        spec = {"mounts": _mounts(scratch, view), "uid": uid, "limits": limits.__dict__, "bwrap": None,
+                "argv": list(argv)}
+        spec["bwrap"] = _bwrap_args(spec["mounts"], limits) + _environment(limits, env)
+        name = f"gpipe-{uid}-{time.monotonic_ns()}"
+    tree = TreeLimits.create(name, limits)
+    helper = [sys.executable, "-S", "-I", str(Path(__file__).with_name("sandbox_helper.py")),
+              json.dumps(spec), *tree.join_args()]
     try:
-        helper = [sys.executable, "-S", "-I", str(Path(__file__).with_name("sandbox_helper.py")),
-                  json.dumps(spec), *tree.join_args()]
-        return _supervise(helper, stdin, timeout, limits, tree, uid)
-    finally:
+        return Started(helper, limits, tree, uid, cleanup)
+    except BaseException:
         tree.remove()
-
-
-def _run_plain(argv: list[str], *, scratch: Path, limits: Limits, view: Path | None, timeout: float,
-               stdin: bytes | None, env: dict[str, str] | None) -> SandboxResult:
-    pairs = _environment(limits, env)
-    variables = dict(zip(pairs[1::3], pairs[2::3]))
-    variables.update(HOME=str(scratch.resolve()), PYTHONPATH=str(Path(view).resolve()) if view else "")
-    spec = {"plain": True, "cwd": str(scratch.resolve()), "env": variables, "limits": limits.__dict__,
-            "argv": list(argv)}
-    tree = TreeLimits.create(f"gpipe-plain-{os.getpid()}-{time.monotonic_ns()}", limits)
-    try:
-        helper = [sys.executable, "-S", "-I", str(Path(__file__).with_name("sandbox_helper.py")),
-                  json.dumps(spec), *tree.join_args()]
-        return _supervise(helper, stdin, timeout, limits, tree, None)
-    finally:
-        tree.remove()
+        raise
 
 
 @functools.lru_cache(maxsize=64)
@@ -205,95 +203,3 @@ def _readable(root: Path) -> None:
         os.chmod(folder, 0o755)
         for name in files:
             os.chmod(os.path.join(folder, name), 0o644)
-
-
-def _supervise(helper: list[str], stdin: bytes | None, timeout: float, limits: Limits, tree: TreeLimits,
-               uid: int | None) -> SandboxResult:
-    proc = subprocess.Popen(helper, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    cap = limits.output_bytes_notebook
-    out, err = bytearray(), bytearray()
-    readers = [threading.Thread(target=_drain, args=(pipe, buf, cap), daemon=True)
-               for pipe, buf in ((proc.stdout, out), (proc.stderr, err))]
-    for r in readers:
-        r.start()
-    if stdin is not None:
-        threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
-    timed_out = False
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        proc.kill()  # bwrap; its init dies with it (--die-with-parent) and takes the PID namespace along
-        if uid is None:  # no PID namespace: the process group of the unsandboxed command
-            _kill_group(proc.pid)
-        proc.wait()
-    for r in readers:
-        r.join(timeout=5)
-    reasons = [f"ran longer than {timeout:g} s and was stopped"] if timed_out else []
-    reasons += tree.events()
-    leftover = (_kill_uid(uid) if uid is not None else _kill_group(proc.pid)) + tree.kill_all()
-    if leftover:
-        reasons.append(f"{leftover} process(es) still running after the sandbox ended were killed")
-    if len(out) >= cap or len(err) >= cap:
-        reasons.append(f"output beyond {cap} bytes was cut")
-    return SandboxResult(proc.returncode, bytes(out), bytes(err), timed_out, "; ".join(reasons) or None)
-
-
-def _drain(pipe, buf: bytearray, cap: int) -> None:  # noqa: ANN001 - a binary pipe
-    while chunk := pipe.read1(65536) if hasattr(pipe, "read1") else pipe.read(65536):
-        if len(buf) < cap:
-            buf += chunk[:cap - len(buf)]
-
-
-def _feed(pipe, data: bytes) -> None:  # noqa: ANN001 - a binary pipe
-    try:
-        pipe.write(data)
-        pipe.close()
-    except OSError:
-        pass
-
-
-def _kill_group(pgid: int) -> int:
-    """SIGKILL what is left of an unsandboxed command's process group (a new session escapes it: see README)."""
-    try:
-        os.killpg(pgid, 9)
-        return 1
-    except OSError:
-        return 0
-
-
-def _uid_processes(uid: int) -> set[int]:
-    found = set()
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(ln.split(":", 1) for ln in status.read_text().splitlines() if ":" in ln)
-        except (OSError, ValueError):
-            continue
-        if fields.get("Uid", "").split()[:1] == [str(uid)] and not fields.get("State", "").strip().startswith("Z"):
-            found.add(int(status.parent.name))
-    return found
-
-
-def _kill_uid(uid: int, grace: float = 2.0) -> int:
-    """SIGKILL every live process whose real uid is ``uid``; returns how many outlived ``grace`` seconds.
-
-    When the sandbox's init ends, the kernel kills the rest of its PID namespace;
-    that takes a moment, so only processes still there after ``grace`` count.
-    """
-    deadline = time.monotonic() + grace
-    while (found := _uid_processes(uid)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    killed: set[int] = set()
-    for _ in range(50):
-        if not found:
-            break
-        for pid in found:
-            try:
-                os.kill(pid, 9)
-            except OSError:
-                pass
-        killed |= found
-        time.sleep(0.02)
-        found = _uid_processes(uid)
-    return len(killed)

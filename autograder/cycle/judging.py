@@ -71,7 +71,8 @@ def grade_one(course: Course, assignment: str, student: str, isolate: bool = Tru
             ran = execute(path, limits, package_copy(), isolate=isolate) if rerun else as_submitted(path, limits)
             _add(timings, "notebook run" if rerun else "outputs", clock)
             problems += ran.events
-            judged = grade_submission(assignment, path, probe_runner(assignment, limits, isolate), seed)
+            judged = grade_submission(assignment, path, probe_runner(assignment, limits, isolate, ahead=not rerun),
+                                      seed)
             for phase, took in judged.timings.items():
                 timings[phase] = timings.get(phase, 0.0) + took
             seconds += ran.seconds if ran.seconds is not None else judged.timings.get("probe", 0.0)

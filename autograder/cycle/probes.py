@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..limits import Limits
-from ..sandbox import run_sandboxed
+from ..sandbox import start_sandboxed
 
 PROBE_BYTES = 64 << 20  # tensors come back as raw bytes: far more than a notebook's printed output
 _views: dict[str, Path] = {}
@@ -57,25 +57,53 @@ def package_copy() -> Path:
     return _views[""]
 
 
-def probe_runner(assignment: str, limits: Limits, isolate: bool = True) -> Any:
-    """``run_probe`` for :func:`autograder.judge.grade_submission`, sandboxed (``isolate=False``: --no-sandbox)."""
-    from ..judge import install_probe, read_probe_output
+def probe_runner(assignment: str, limits: Limits, isolate: bool = True, ahead: bool = False) -> Any:
+    """``run_probe`` for :func:`autograder.judge.grade_submission`, sandboxed (``isolate=False``: --no-sandbox).
+
+    With ``ahead``, as a probe starts answering, the next submission's sandbox of the same assignment starts
+    too: its harness imports torch (on the other core) and waits for its request, which carries the learner's
+    module, while this worker's probe answers and the worker judges and stores. Each sandbox still serves one
+    submission; the two a worker may hold at once have uids of their own (slots), so ending one never touches
+    the other.
+    """
+    from ..judge import read_probe_output
 
     def run_probe(module_path: Path, request: dict) -> dict:
-        spawned = time.time()
-        with tempfile.TemporaryDirectory(prefix="gpipe-probe-") as tmp:
-            scratch = Path(tmp)
-            install_probe(scratch)
-            shutil.copyfile(module_path, scratch / "learner.py")
-            result = run_sandboxed([sys.executable, "probe.py", "learner.py"], scratch=scratch,
-                                   limits=replace(limits, output_bytes_notebook=PROBE_BYTES),
-                                   view=view_for(assignment), timeout=limits.notebook_timeout_s,
-                                   stdin=json.dumps(request).encode(), isolate=isolate)
+        spare = _spare.pop() if _spare else None
+        if spare is not None and spare[0] != assignment:
+            spare[2].discard()
+            spare = None
+        slot, started = (spare[1], spare[2]) if spare is not None else (0, _start(assignment, limits, isolate, 0))
+        if ahead and isolate:  # the next one imports torch on the other core while this one answers
+            _spare.append((assignment, 1 - slot, _start(assignment, limits, isolate, 1 - slot)))
+        fed = time.time()
+        result = started.finish(json.dumps({**request, "source": Path(module_path).read_text()}).encode(),
+                                limits.notebook_timeout_s)
         response = read_probe_output(result.stdout, result.returncode, result.timed_out, result.stderr,
                                      key=request.get("key"))
         ready = (response.get("header") or {}).get("ready")
-        if isinstance(ready, (int, float)) and spawned <= ready <= time.time():
-            response["startup"] = ready - spawned  # the sandbox, Python, torch and the view, before any call
+        if isinstance(ready, (int, float)) and ready <= time.time():
+            response["startup"] = max(0.0, ready - fed)  # what this submission waited for: torch, the view
         return response
 
     return run_probe
+
+
+_spare: list[tuple[str, int, Any]] = []  # at most one sandbox started ahead: (assignment, its slot, Started)
+
+
+def _start(assignment: str, limits: Limits, isolate: bool, slot: int) -> Any:
+    """A probe sandbox, its harness importing torch and the view, waiting for its request on stdin."""
+    from ..judge import install_probe
+
+    scratch = Path(tempfile.mkdtemp(prefix="gpipe-probe-"))
+    install_probe(scratch)
+    return start_sandboxed([sys.executable, "probe.py"], scratch=scratch,
+                           limits=replace(limits, output_bytes_notebook=PROBE_BYTES), view=view_for(assignment),
+                           isolate=isolate, cleanup=lambda: shutil.rmtree(scratch, ignore_errors=True), slot=slot)
+
+
+@atexit.register
+def _discard_spare() -> None:
+    while _spare:
+        _spare.pop()[2].discard()

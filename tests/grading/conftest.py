@@ -18,7 +18,7 @@ from autograder.sandbox import UID_BASE, UID_ENV, UID_SPAN
 from autograder.selftest import hostile_two
 
 # This session's sandboxes get uids of their own, so "nothing left running" never counts another grader's.
-os.environ.setdefault(UID_ENV, str(UID_BASE + (1 + os.getpid() % 400) * UID_SPAN))  # below 2**31: bwrap maps no more
+os.environ.setdefault(UID_ENV, str(UID_BASE + (1 + os.getpid() % 200) * UID_SPAN))  # below 2**31: bwrap maps no more
 
 
 @pytest.fixture(scope="session")
