@@ -30,7 +30,7 @@ test-fast: $(STAMP)
 	$(VENV)/bin/ruff check .
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -m "$(FAST)"
 
-# The whole suite three times from a clean clone of HEAD with every core kept busy (.ci/stress).
+# The whole suite three times from a clean clone of HEAD with two busy loops per core beside it (.ci/stress).
 stress:
 	bash .ci/stress
 
