@@ -4,7 +4,8 @@ Fixtures: a small model, and the book's site and browser (helpers.book).
 
 Marks (helpers.needs): at collection every test gets the marks its fixtures
 imply (``graded`` -> class and sandbox, ``site`` -> book, ``browser`` ->
-browser), so ``make test-fast`` can leave them out; while a test runs, every
+browser, ``released`` -> slow), so ``make test-fast`` can leave them out;
+explicit marks cover the rest. While a test runs, every
 command it starts is seen through an audit hook, and one that needs a mark the
 test lacks (bubblewrap, torchrun, Chromium, a book build) fails it at teardown.
 
