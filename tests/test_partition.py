@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import sys
 
 import pytest
 import torch
@@ -72,8 +73,50 @@ def test_balance_by_size_follows_parameters() -> None:
     assert balance_by_size(model, 2) == [1, 3]
 
 
-def test_balance_by_time_puts_the_slow_layer_alone() -> None:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(512, 512), *[nn.ReLU() for _ in range(5)])
-    balance = balance_by_time(model, torch.randn(256, 512), 2, repeats=2)
-    assert balance[0] == 1
+class _Clock:
+    """``time`` for gpipe_core.partition: ``perf_counter()`` reads what the layers below say they took."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class _Takes(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, clock: _Clock, forward: float, backward: float) -> torch.Tensor:  # noqa: ANN001
+        clock.now += forward
+        ctx.clock, ctx.backward = clock, backward
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:  # noqa: ANN001
+        ctx.clock.now += ctx.backward
+        return grad, None, None, None
+
+
+class _Costly(nn.Module):
+    """A layer whose forward and backward take known times on the stand-in clock, however busy the machine is."""
+
+    def __init__(self, clock: _Clock, forward: float, backward: float) -> None:
+        super().__init__()
+        self.clock, self.f, self.b = clock, forward, backward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _Takes.apply(x, self.clock, self.f, self.b)
+
+
+def test_balance_by_time_puts_the_slow_layer_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each layer is timed forward and backward, then the layers split optimally on those times.
+
+    The times come from a stand-in clock: on a real one, a busy machine can
+    stretch a cheap layer's measurement past a slow layer's and move the cut.
+    """
+    clock = _Clock()
+    monkeypatch.setattr(sys.modules["gpipe_core.partition"], "time", clock)
+    x = torch.randn(4, 3)
+    slow_first = nn.Sequential(_Costly(clock, 0.010, 0.020), *[_Costly(clock, 0.001, 0.002) for _ in range(5)])
+    assert balance_by_time(slow_first, x, 2, repeats=2) == [1, 5]
+    slow_backward = nn.Sequential(*[_Costly(clock, 0.002, 0.001) for _ in range(5)], _Costly(clock, 0.001, 0.030))
+    assert balance_by_time(slow_backward, x, 2) == [5, 1]  # without the backward's time it would be [3, 3]
