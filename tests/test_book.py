@@ -183,7 +183,7 @@ def test_assignment_pages_give_points_and_time(site: Path) -> None:
         text = html.unescape(re.sub(r"<[^>]+>", "", (site / "book" / "assignments" / f"{path.stem}.html")
                                     .read_text(encoding="utf-8")))
         assert f"Points: {points(path.stem, ROOT)} points" in text, path.stem
-        assert re.search(r"Time: about [\d½]+ hours?", text), path.stem
+        assert re.search(r"Time: about [\d½]+( to [\d½]+)? hours?", text), path.stem
 
 
 def test_learner_notebooks_are_shown_unexecuted(site: Path) -> None:
