@@ -104,7 +104,8 @@ def _stale(assignment: str, student: str) -> bool:
     return not old.exists() or (new.exists() and new.read_text().strip() != old.read_text().strip())
 
 
-# A worker is `python -m autograder _worker`: it reads "assignment<TAB>student<TAB>force" lines and
+# A worker is `python -m autograder _worker`: it reads "assignment<TAB>student<TAB>force<TAB>upcoming" lines
+# (upcoming: the assignment of the next submission in the queue, or empty) and
 # answers each with a line starting with this token once that submission is graded. A worker that
 # dies (a bug of the grader's) costs one submission, reported as GRADER_ERROR; the rest go on.
 TOKEN = "@@autograder-done@@"
@@ -126,10 +127,12 @@ def run_workers(plan: list[tuple[str, str]], force: bool, jobs: int) -> set[tupl
                     if not todo:
                         return
                     task = todo.pop()
+                    # with a core to spare, the worker starts the next submission's sandbox ahead (probes.py)
+                    upcoming = todo[-1][0] if todo and jobs < (os.cpu_count() or 1) else ""
                 if worker is None or worker.poll() is not None:
                     worker = subprocess.Popen([sys.executable, "-m", "autograder", "_worker"], cwd=REPO,
                                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-                worker.stdin.write(f"{task[0]}\t{task[1]}\t{int(force)}\n")
+                worker.stdin.write(f"{task[0]}\t{task[1]}\t{int(force)}\t{upcoming}\n")
                 worker.stdin.flush()
                 for line in worker.stdout:
                     if line.startswith(TOKEN):
@@ -159,11 +162,11 @@ def worker() -> None:
     course = Course()
     isolate = os.environ.get(NO_SANDBOX) != "1"
     for line in sys.stdin:
-        assignment, student, _ = line.rstrip("\n").split("\t")
+        assignment, student, _, upcoming = line.rstrip("\n").split("\t")
         logfile = course.logs / "autograde" / assignment / f"{student}.log"
         logfile.parent.mkdir(parents=True, exist_ok=True)
         try:
-            grade_one(course, assignment, student, isolate=isolate)
+            grade_one(course, assignment, student, isolate=isolate, upcoming=upcoming or None)
             logfile.write_text("graded\n")
         except Exception:  # the grader's own failure: reported for this submission, the rest go on
             logfile.write_text(traceback.format_exc())

@@ -44,8 +44,13 @@ RESULT = "result.json"
 RUN_NOTEBOOKS = "GPIPE_GRADE_RUN_NOTEBOOKS"  # "1": run each notebook again in a sandbox for its feedback
 
 
-def grade_one(course: Course, assignment: str, student: str, isolate: bool = True) -> None:
-    """Grade ``student``'s collected ``assignment`` and store everything (see the module docstring)."""
+def grade_one(course: Course, assignment: str, student: str, isolate: bool = True,
+              upcoming: str | None = None) -> None:
+    """Grade ``student``'s collected ``assignment`` and store everything (see the module docstring).
+
+    ``upcoming``: the assignment of the submission this worker grades next, if known, whose probe sandbox
+    then starts while this one answers (never with ``--run-notebooks``, whose sandboxes share the slots).
+    """
     from ..judge import grade_submission
 
     limits = limits_for(assignment)
@@ -71,8 +76,8 @@ def grade_one(course: Course, assignment: str, student: str, isolate: bool = Tru
             ran = execute(path, limits, package_copy(), isolate=isolate) if rerun else as_submitted(path, limits)
             _add(timings, "notebook run" if rerun else "outputs", clock)
             problems += ran.events
-            judged = grade_submission(assignment, path, probe_runner(assignment, limits, isolate, ahead=not rerun),
-                                      seed)
+            runner = probe_runner(assignment, limits, isolate, ahead=None if rerun else upcoming)
+            judged = grade_submission(assignment, path, runner, seed)
             for phase, took in judged.timings.items():
                 timings[phase] = timings.get(phase, 0.0) + took
             seconds += ran.seconds if ran.seconds is not None else judged.timings.get("probe", 0.0)

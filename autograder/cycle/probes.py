@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..limits import Limits
+from ..limits import Limits, limits_for
 from ..sandbox import start_sandboxed
 
 PROBE_BYTES = 64 << 20  # tensors come back as raw bytes: far more than a notebook's printed output
@@ -57,14 +57,14 @@ def package_copy() -> Path:
     return _views[""]
 
 
-def probe_runner(assignment: str, limits: Limits, isolate: bool = True, ahead: bool = False) -> Any:
+def probe_runner(assignment: str, limits: Limits, isolate: bool = True, ahead: str | None = None) -> Any:
     """``run_probe`` for :func:`autograder.judge.grade_submission`, sandboxed (``isolate=False``: --no-sandbox).
 
-    With ``ahead``, as a probe starts answering, the next submission's sandbox of the same assignment starts
-    too: its harness imports torch (on the other core) and waits for its request, which carries the learner's
-    module, while this worker's probe answers and the worker judges and stores. Each sandbox still serves one
-    submission; the two a worker may hold at once have uids of their own (slots), so ending one never touches
-    the other.
+    With ``ahead`` (the assignment of the worker's next submission), as a probe starts answering, the next
+    submission's sandbox starts too: its harness imports torch (on the other core) and waits for its request,
+    which carries the learner's module, while this probe answers and the worker judges and stores. Each
+    sandbox still serves one submission; the two a worker may hold at once have uids of their own (slots),
+    so ending one never touches the other.
     """
     from ..judge import read_probe_output
 
@@ -75,7 +75,7 @@ def probe_runner(assignment: str, limits: Limits, isolate: bool = True, ahead: b
             spare = None
         slot, started = (spare[1], spare[2]) if spare is not None else (0, _start(assignment, limits, isolate, 0))
         if ahead and isolate:  # the next one imports torch on the other core while this one answers
-            _spare.append((assignment, 1 - slot, _start(assignment, limits, isolate, 1 - slot)))
+            _spare.append((ahead, 1 - slot, _start(ahead, limits_for(ahead), isolate, 1 - slot)))
         fed = time.time()
         result = started.finish(json.dumps({**request, "source": Path(module_path).read_text()}).encode(),
                                 limits.notebook_timeout_s)
