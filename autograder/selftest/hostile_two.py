@@ -34,7 +34,7 @@ from typing import Any
 
 import nbformat
 
-from ..fakeclass import grade_id, solved
+from ..fakeclass import solved
 from ..hostile import HONEST, Attack, _source, _with_cells
 
 NONE: frozenset[str] = frozenset()
@@ -255,8 +255,3 @@ def _class_and_pages(honest: Any) -> list[tuple[Attack, Any, str | None]]:
          page, None),
         (Attack("disk-floods", "fills /tmp, /dev/shm and its working folder", BY_COUNT, held=False), disks, None),
     ]
-
-
-def cells_of(nb: Any) -> list[str]:
-    """Grade ids of a notebook's cells (for tests)."""
-    return [g for g in (grade_id(c) for c in nb.cells) if g]
