@@ -28,6 +28,11 @@ about ``budget`` late (one action later where an action outlasts its
 estimate). Untimed actions, actions of ``short`` or more and CUDA workers
 (whose host time says nothing of the device's) ring at once: real models run
 exactly as with a wake per message.
+
+A ``link`` (a benchmark's and a test's hook, :mod:`gpipe_core.comm`) delays
+each message: ``link(src, dst, value)`` gives the seconds a hop from stage
+``src`` to ``dst`` takes and whether the sender waits them out (a blocking
+send) or the message simply arrives that much later (a send beside compute).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -45,6 +50,7 @@ from . import tensors
 SHORT_ACTION = 100e-6  # an action this short does not pay for waking another worker (a few wake-ups' CPU)
 HOLD_BUDGET = 1e-3  # seconds a sender may sit on a wake-up
 _ABORT = object()
+Link = Callable[[int, int, Any], "tuple[float, bool]"]  # (src stage, dst stage, value) -> (seconds, sender waits)
 
 
 class Aborted(Exception):
@@ -120,8 +126,8 @@ class Outbox:
 class Post:
     """One step's messages between the stages of ``worker_of_stage``'s workers."""
 
-    def __init__(self, worker_of_stage: Sequence[int], workers: int) -> None:
-        self.worker_of_stage = worker_of_stage
+    def __init__(self, worker_of_stage: Sequence[int], workers: int, link: Link | None = None) -> None:
+        self.worker_of_stage, self.link = worker_of_stage, link
         self.inbox = [Inbox() for _ in range(workers)]
         self.outbox = [Outbox(self.inbox) for _ in range(workers)]
         self.stash: list[dict[tuple[str, int, int], Any]] = [{} for _ in range(workers)]
@@ -138,18 +144,25 @@ class Post:
             if src.stream is not None:
                 event = torch.cuda.Event()
                 event.record(src.stream)
+        ready = 0.0  # when the message may be read (perf_counter seconds); 0: at once
+        if self.link is not None:
+            delay, waits = self.link(src.index, dst.index, value)
+            if delay > 0 and waits:
+                time.sleep(delay)
+            elif delay > 0:
+                ready = time.perf_counter() + delay
         w, mine = self.worker_of_stage[dst.index], self.worker_of_stage[src.index]
         if w == mine:
-            self.stash[w][kind, i, dst.index] = (value, event)
+            self.stash[w][kind, i, dst.index] = (value, event, ready)
         else:
-            self.outbox[mine].send(w, ((kind, i, dst.index), value, event),
+            self.outbox[mine].send(w, ((kind, i, dst.index), value, event, ready),
                                    may_hold=src.stream is None and dst.stream is None)
 
     def recv(self, w: int, stage: Any, kind: str, i: int) -> Any:
         """The message for ``stage`` on worker ``w``, waiting for it if needed; :class:`Aborted` if stopped."""
         stash, key = self.stash[w], (kind, i, stage.index)
         if key in stash:
-            value, event = stash.pop(key)
+            value, event, ready = stash.pop(key)
         else:
             inbox, outbox = self.inbox[w], self.outbox[w]  # only a worker among several ever gets here
             while True:
@@ -159,9 +172,11 @@ class Post:
                 if message is _ABORT:
                     raise Aborted
                 if message[0] == key:  # messages mostly come in the order they are wanted: no stash round trip
-                    _, value, event = message
+                    _, value, event, ready = message
                     break
                 stash[message[0]] = message[1:]
+        if ready and ready > time.perf_counter():  # a delayed hop (``link``) is still on its way
+            time.sleep(ready - time.perf_counter())
         if event is not None and stage.stream is not None:
             stage.stream.wait_event(event)
             for t in tensors.as_tuple(value):

@@ -40,7 +40,7 @@ from .memory import MemoryMeter
 from .schedule import Action, Schedule, flatten
 from .stage import Stage
 
-EXECUTORS = ("threads", "inline")
+EXECUTORS = ("threads", "inline", "ranks")  # ranks: a thread per rank whatever the cores (stages that wait)
 
 
 @dataclass
@@ -59,7 +59,7 @@ def worker_of_ranks(devices: Sequence[torch.device], placement: Sequence[int], e
     rank_device = {placement[s]: devices[s] for s in range(len(placement))}
     cuda = sorted({str(d) for d in rank_device.values() if d.type == "cuda"})
     cpu_ranks = sorted(r for r, d in rank_device.items() if d.type != "cuda")
-    cpu_workers = min(len(cpu_ranks), os.cpu_count() or 1)
+    cpu_workers = len(cpu_ranks) if executor == "ranks" else min(len(cpu_ranks), os.cpu_count() or 1)
     workers = {}
     for r, d in rank_device.items():
         # CPU ranks in contiguous blocks: a micro-batch's hop to the next rank then mostly stays on its worker
@@ -77,7 +77,7 @@ class Runtime:
         if executor not in EXECUTORS:
             raise ValueError(f"unknown executor {executor!r}: use one of {EXECUTORS}")
         self.stages, self.placement = list(stages), list(placement)
-        self.timeout, self.executor = timeout, executor
+        self.timeout, self.executor, self.link = timeout, executor, None  # link: mailbox.Link (comm.inject)
         self.worker_of_stage = [worker_of_ranks([s.device for s in stages], placement, executor)[r]
                                 for r in placement]
         self.workers = max(self.worker_of_stage) + 1
@@ -114,7 +114,7 @@ class Runtime:
             last = stage.index == len(self.stages) - 1
             stage.begin_step(len(inputs), seed, loss if last else None, meters.get(self.placement[stage.index]))
         orders = self._training if grad else self._forward_only(len(inputs))
-        self._post = Post(self.worker_of_stage, self.workers)
+        self._post = Post(self.worker_of_stage, self.workers, self.link)
         self._seen: dict[tuple[int, str], float] = {}
         self._abort = threading.Event()
         self._error: BaseException | None = None
