@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .checkpoint import is_recomputing
+from .common import positive_int
 
 _PLAIN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _INPUT_DIMS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}
@@ -48,8 +49,7 @@ class DeferredBatchNorm(_BatchNorm):
     """
 
     def __init__(self, plain: _BatchNorm, chunks: int) -> None:
-        if not isinstance(chunks, int) or chunks < 1:
-            raise ValueError(f"chunks (M) must be a positive integer, got {chunks!r}")
+        chunks = positive_int(chunks, "chunks (M)")
         super().__init__(plain.num_features, plain.eps, plain.momentum, affine=False,
                          track_running_stats=False)
         self.affine, self.track_running_stats = plain.affine, plain.track_running_stats

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .schedule import render
 from .training import MODELS
+from .validation import render
 from .zoo import BUILTINS
 
 

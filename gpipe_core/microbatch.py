@@ -10,13 +10,13 @@ split the same way, so micro-batch i holds the same samples of every one.
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from . import tensors
+from .common import positive_int
 
 
 def check_chunks(batch_size: int, chunks: int) -> int:
@@ -28,17 +28,6 @@ def check_chunks(batch_size: int, chunks: int) -> int:
             f"use chunks <= {batch_size} or a larger batch"
         )
     return chunks
-
-
-def positive_int(value: Any, name: str) -> int:
-    """``value`` as an int (any integer type, numpy's too), or a ValueError naming ``name``."""
-    try:
-        number = operator.index(value)
-    except TypeError:
-        number = 0
-    if isinstance(value, bool) or number < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return number
 
 
 def split(batch: Any, chunks: int) -> list[Any]:

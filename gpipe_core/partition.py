@@ -12,12 +12,13 @@ size, and the optimal contiguous split of any per-layer costs
 
 from __future__ import annotations
 
-import operator
 import time
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+
+from .common import is_positive_int, positive_int
 
 
 def check_sequential(module: object, owner: str = "GPipe") -> nn.Sequential:
@@ -35,13 +36,9 @@ def validate_balance(balance: Sequence[int], num_layers: int) -> list[int]:
     balance = list(balance)
     if not balance:
         raise ValueError("balance is empty: give one layer count per stage, e.g. [2, 2]")
-    try:  # any integer type counts (numpy's too), but not floats or bools
-        counts = [operator.index(b) for b in balance]
-    except TypeError:
-        counts = [0]
-    if any(isinstance(b, bool) for b in balance) or any(b < 1 for b in counts):
+    if not all(is_positive_int(b) for b in balance):  # any integer type counts (numpy's too), not a bool
         raise ValueError(f"balance {balance} must hold positive integers: every stage needs a layer")
-    balance = counts
+    balance = [int(b) for b in balance]
     if sum(balance) != num_layers:
         raise ValueError(
             f"balance {balance} sums to {sum(balance)} but the model has {num_layers} layers: "
@@ -52,8 +49,7 @@ def validate_balance(balance: Sequence[int], num_layers: int) -> list[int]:
 
 
 def _check_k(num_layers: int, K: int) -> None:
-    if not isinstance(K, int) or K < 1:
-        raise ValueError(f"the number of stages K must be a positive integer, got {K!r}")
+    positive_int(K, "the number of stages K")
     if K > num_layers:
         raise ValueError(
             f"K={K} stages is more than the {num_layers} layers of the model: "

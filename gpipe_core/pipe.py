@@ -22,8 +22,9 @@ import torch
 from torch import Tensor, nn
 
 from . import microbatch, partition, tensors
+from .actions import flatten
 from .checkpoint import check_checkpoint
-from .common import Loss, LossFn
+from .common import Loss, LossFn, positive_int
 from .devices import DeviceLike, resolve_devices
 from .rng import draw_base_seed
 from .runtime import Runtime
@@ -31,6 +32,7 @@ from .schedule import ScheduleLike, check_placement, loop_placement
 from .stage import Stage
 from .trace import Clock, Trace
 from .validation import resolve
+from .zoo import lookup
 
 
 class GPipe(nn.Module):
@@ -62,14 +64,14 @@ class GPipe(nn.Module):
                  executor: str = "threads") -> None:
         super().__init__()
         partition.check_sequential(module, "GPipe")
-        V = microbatch.positive_int(virtual, "virtual (V, stages per device)")
-        builtin = _builtin(schedule)
+        V = positive_int(virtual, "virtual (V, stages per device)")
+        builtin = lookup(schedule) if isinstance(schedule, str) else None  # the registry, asked once
         if builtin is not None and builtin.virtual > 1 and placement is None:
             if V not in (1, builtin.virtual):
                 raise ValueError(f"schedule {schedule!r} runs {builtin.virtual} stages per device, not virtual={V}: "
                                  "leave virtual out, or pass a table of your own with a placement")
             V = builtin.virtual
-        self.chunks = microbatch.positive_int(chunks, "chunks (M)")
+        self.chunks = positive_int(chunks, "chunks (M)")
         self.checkpoint = check_checkpoint(checkpoint)
         K = self._devices_wanted(partitions, balance, devices, V, placement)
         if balance is None:
@@ -90,7 +92,9 @@ class GPipe(nn.Module):
             module = convert_deferred_batch_norm(module, self.chunks)
         per_device = resolve_devices(devices, self.K)
         self.devices = [per_device[d] for d in self.placement]  # the device of each stage
-        self.table = resolve(schedule, self.chunks, self.K, None if self.S == self.K else self.placement)
+        if builtin is None:
+            _check_table_m(schedule, self.chunks)
+        self.table = resolve(builtin or schedule, self.chunks, self.K, None if self.S == self.K else self.placement)
         self.stage_modules = nn.ModuleList(
             part.to(dev) for part, dev in zip(partition.split_module(module, self.balance), self.devices))
         self._clock = Clock()
@@ -115,7 +119,7 @@ class GPipe(nn.Module):
                                  f"({K} devices x {V} virtual): give one of them, or make them agree")
             return max(K, 1)
         if partitions is not None:
-            return microbatch.positive_int(partitions, "partitions (K)")
+            return positive_int(partitions, "partitions (K)")
         if devices is None or isinstance(devices, (str, int, torch.device)):
             return 1
         return len(devices)
@@ -187,13 +191,15 @@ class GPipe(nn.Module):
     to = cuda = cpu = _moving  # type: ignore[assignment]
 
 
-def _builtin(schedule: Any) -> Any:
-    """The zoo's entry for a schedule name (it knows how many stages per device it runs), else None."""
-    if not isinstance(schedule, str):
-        return None
-    from .zoo import BUILTINS
-
-    return BUILTINS.get(schedule.lower())
+def _check_table_m(table: Any, chunks: int) -> None:
+    """M is ``chunks``; a table of one's own must run exactly that many micro-batches (the error says which)."""
+    try:
+        M = 1 + max(a.microbatch for a in flatten(table))
+    except (TypeError, AttributeError, ValueError):
+        return  # not a table of actions: the validator names what is wrong with it
+    if M != chunks:
+        raise ValueError(f"the schedule runs micro-batches 0..{M - 1} (M={M}) but chunks={chunks}: pass "
+                         f"chunks={M}, or build the table for M={chunks} micro-batches")
 
 
 def _finite(loss_fn: LossFn) -> LossFn:

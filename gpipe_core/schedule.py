@@ -25,9 +25,9 @@ runs one action per tick.
 This module holds the table's grammar: actions, what each one waits for,
 placements, per-device orders and the one walker that places orders in time
 (used for ticks here and for seconds by :mod:`gpipe_core.simulate`), plus the
-two classic schedules. Validation and text rendering live in
-:mod:`gpipe_core.validation`; ``schedule.validate``, ``schedule.render`` and
-``schedule.resolve`` still work and come from there.
+two classic schedules. It imports no other schedule module: checking and
+printing a table live in :mod:`gpipe_core.validation`, and the one registry of
+named schedules (these two included) in :mod:`gpipe_core.zoo`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from .actions import KINDS, Action, Cell, Kind, Overlap, actions_of, flatten
+from .common import is_positive_int
 
 Schedule = list[list[Cell]]
 ScheduleLike = str | Sequence[Sequence[Cell]]
@@ -220,32 +221,18 @@ def one_f_one_b_schedule(M: int, K: int) -> Schedule:
     return ticks_from_orders(orders)
 
 
-SCHEDULES = {"gpipe": gpipe_schedule, "1f1b": one_f_one_b_schedule}
-
-
 def check_sizes(M: int, K: int) -> None:
-    """Raise a clear error unless M and K are positive integers."""
-    if isinstance(M, bool) or isinstance(K, bool) or not all(_is_int(v) and int(v) >= 1 for v in (M, K)):
+    """Raise a clear error unless M and K are positive integers (:func:`~gpipe_core.common.is_positive_int`)."""
+    if not (is_positive_int(M) and is_positive_int(K)):
         raise ValueError(f"M and K must be positive integers (got M={M!r}, K={K!r})")
-
-
-def _is_int(value: object) -> bool:
-    return hasattr(value, "__index__")
 
 
 _check = check_sizes
 
 
-def __getattr__(name: str) -> object:
-    """``schedule.validate``, ``render`` and ``resolve`` come from :mod:`gpipe_core.validation` (no import cycle)."""
-    if name in ("validate", "render", "resolve"):
-        from . import validation
-
-        return getattr(validation, name)
-    raise AttributeError(f"module 'gpipe_core.schedule' has no attribute {name!r}")
-
 __all__ = [
-    "KINDS", "Action", "Cell", "Kind", "Overlap", "Schedule", "ScheduleError", "ScheduleLike", "SCHEDULES",
-    "actions_of", "check_placement", "dependencies", "dependency_map", "device_orders", "flatten", "gpipe_schedule",
-    "loop_placement", "one_f_one_b_schedule", "stage_orders", "ticks_from_orders", "v_placement", "walk",
+    "KINDS", "Action", "Cell", "Kind", "Overlap", "Schedule", "ScheduleError", "ScheduleLike",
+    "actions_of", "check_placement", "check_sizes", "dependencies", "dependency_map", "device_orders", "flatten",
+    "gpipe_schedule", "loop_placement", "one_f_one_b_schedule", "stage_orders", "ticks_from_orders", "v_placement",
+    "walk",
 ]

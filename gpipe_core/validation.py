@@ -1,7 +1,8 @@
 """Check a table before anything runs it, and print it so a person can read it.
 
 A learner's table, a built-in one and one imported from PyTorch all pass
-through :func:`validate` before the engine runs them: every action exactly
+through :func:`validate` before the engine runs them (:func:`resolve` first
+looks a name up in the registry, :data:`gpipe_core.zoo.BUILTINS`): every action exactly
 once, one action per device per tick, a backward that is either B or I and W,
 no deadlock, and every dependency at an earlier tick. The error names the
 offending action and shows the table with that cell marked, because a
@@ -17,7 +18,6 @@ from collections.abc import Sequence
 from .actions import Cell, Overlap, actions_of, flatten, label, overlap_error
 from .schedule import (
     KINDS,
-    SCHEDULES,
     Action,
     Schedule,
     ScheduleError,
@@ -28,6 +28,7 @@ from .schedule import (
     device_orders,
     walk,
 )
+from .zoo import Builtin, lookup
 
 
 def _stages(K: int, placement: Sequence[int] | None) -> tuple[int, list[int]]:
@@ -172,18 +173,9 @@ def render(schedule: Sequence[Sequence[Cell]], K: int | None = None, placement: 
     return "\n".join(line.rstrip() for line in lines)
 
 
-def resolve(schedule: ScheduleLike, M: int, K: int, placement: Sequence[int] | None = None) -> Schedule:
-    """Turn a schedule name ('gpipe', '1f1b', or a built-in of :mod:`gpipe_core.zoo`) or a table into a table."""
+def resolve(schedule: ScheduleLike | Builtin, M: int, K: int, placement: Sequence[int] | None = None) -> Schedule:
+    """A schedule (a name or an entry of :data:`gpipe_core.zoo.BUILTINS`, or a table) as a table checked for M, K."""
     if isinstance(schedule, str):
-        builders = dict(SCHEDULES)
-        try:
-            from .zoo import BUILTINS
-            builders.update({name: b.build for name, b in BUILTINS.items()})
-        except ImportError:  # the zoo is optional for the two classic schedules
-            pass
-        try:
-            build = builders[schedule.lower()]
-        except KeyError:
-            raise ValueError(f"unknown schedule {schedule!r}: use one of {sorted(builders)} or pass a table") from None
-        return validate(build(M, K), M, K, placement)
-    return validate(schedule, M, K, placement)
+        schedule = lookup(schedule)
+    table = schedule.build(M, K) if isinstance(schedule, Builtin) else schedule
+    return validate(table, M, K, placement)

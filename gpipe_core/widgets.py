@@ -20,10 +20,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .schedule import Schedule, gpipe_schedule, validate
+from .schedule import Schedule, gpipe_schedule
 from .simulate import Costs, peak_memory, simulate
 from .theory import bubble_fraction, memory_units_rematerialized, memory_units_stored
 from .trace import draw_gantt
+from .validation import validate
 
 ScheduleFn = Callable[[int, int], Schedule]
 PlacementFn = Callable[[int], list[int]]

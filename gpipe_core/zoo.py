@@ -2,7 +2,10 @@
 
 Each builder returns a table (``list[list[Action]]``, one list per tick, at
 most one action per *device* per tick) for M micro-batches on K devices.
-:data:`BUILTINS` names them for ``GPipe(schedule=...)`` and ``gpipe schedule``.
+:data:`BUILTINS` is the engine's one registry of named schedules (the two classic
+ones of :mod:`gpipe_core.schedule` included) and :func:`lookup` finds an entry,
+for ``GPipe(schedule=...)``, ``gpipe schedule`` and the torch export;
+:func:`gpipe_core.validation.resolve` turns a name or a table into a checked table.
 
 How we count, here and in the tests: every cell of a table is one tick. Under
 *unit costs* a forward F, an input gradient I and a weight gradient W each take
@@ -274,3 +277,12 @@ BUILTINS: dict[str, Builtin] = {
         Builtin("v-half", v_half_schedule, 2, v_placement),
     )
 }
+
+
+def lookup(name: str) -> Builtin:
+    """The registry's entry for a schedule name, in any case; the error lists every name there is."""
+    try:
+        return BUILTINS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown schedule {name!r}: use one of {sorted(BUILTINS)} or pass a table") from None
+

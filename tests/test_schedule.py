@@ -9,12 +9,10 @@ from gpipe_core.schedule import (
     ScheduleError,
     gpipe_schedule,
     one_f_one_b_schedule,
-    render,
-    resolve,
     stage_orders,
     ticks_from_orders,
-    validate,
 )
+from gpipe_core.validation import render, resolve, validate
 
 DESIGN_TABLE = """\
 tick:     0    1    2    3    4    5    6    7    8    9   10   11   12   13

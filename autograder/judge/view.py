@@ -87,7 +87,7 @@ EXERCISES: dict[str, dict[str, Family]] = {
 _GRAMMAR = "the table's vocabulary and checks: the validator and the runtime read every table with it"
 ALLOWED: dict[str, str] = {  # a blocked function may call these; a module name covers all of it
     "actions": _GRAMMAR, "schedule.Action": _GRAMMAR, "schedule.ScheduleError": _GRAMMAR,
-    "schedule.check_sizes": _GRAMMAR, "schedule._check": _GRAMMAR, "schedule._is_int": _GRAMMAR,
+    "schedule.check_sizes": _GRAMMAR, "schedule._check": _GRAMMAR,
     "schedule.dependencies": _GRAMMAR, "schedule.stage_orders": _GRAMMAR, "schedule.check_placement": _GRAMMAR,
     "schedule.loop_placement": _GRAMMAR, "schedule.v_placement": _GRAMMAR,
     "schedule.dependency_map": "the validator's dependency rule: it says what waits for what, not when",
