@@ -7,6 +7,13 @@ runs them (setup, imports, helpers, exercises and tests; the demo cells are
 skipped). Each mistake that says which visible tests it fails (``visible``)
 must fail exactly those, and at least 80% of those mistakes must fail one.
 The measured rate is printed for the report.
+
+The words matter as much as the verdict (issue 25): a learner who reads
+"gradient differs" in the notebook and "restore the state recorded before
+this micro-batch's forward" from the grader was told the cause too late. Each
+planted mistake's ``message`` is the cause the judge names
+(``tests/test_judge.py`` and the graded class check that side); here the
+visible test that fails must say the same words first.
 """
 
 from __future__ import annotations
@@ -40,13 +47,14 @@ def _meta(cell: nbformat.NotebookNode) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {}) or {}
 
 
-def failing_visible_tests(assignment: str, nb: nbformat.NotebookNode) -> set[str]:
-    """The test cells of ``nb`` that raise when the notebook's graded path is run top to bottom."""
+def failing_visible_tests(assignment: str, nb: nbformat.NotebookNode) -> dict[str, str]:
+    """The test cells of ``nb`` that raise when the notebook's graded path is run top to bottom, each with what it
+    said (the exception's type and message, as the learner reads it under the cell)."""
     from IPython.core.inputtransformer2 import TransformerManager
 
     first_exercise = next(i for i, c in enumerate(nb.cells) if _meta(c).get("solution"))
     namespace: dict = {"__name__": "__main__"}
-    failed = set()
+    failed: dict[str, str] = {}
     os.environ["NBGRADER_EXECUTION"] = "1"  # the notebooks' slow demos stay small
     previous = signal.signal(signal.SIGALRM, _alarm)
     try:
@@ -58,9 +66,9 @@ def failing_visible_tests(assignment: str, nb: nbformat.NotebookNode) -> set[str
             try:
                 exec(compile(TransformerManager().transform_cell(cell.source), f"<{assignment} cell {index}>", "exec"),
                      namespace)  # noqa: S102 - the course's own cells and planted mistakes
-            except Exception:  # noqa: BLE001 - a failing cell is what is measured
+            except Exception as exc:  # noqa: BLE001 - a failing cell is what is measured
                 if meta.get("grade") and not meta.get("solution"):
-                    failed.add(meta["grade_id"])
+                    failed[meta["grade_id"]] = f"{type(exc).__name__}: {exc}"
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
     finally:
@@ -74,7 +82,7 @@ def source(assignment: str) -> nbformat.NotebookNode:
                          as_version=4)
 
 
-MEASURED: dict[str, tuple[str, set[str]]] = {}
+MEASURED: dict[str, tuple[bool, set[str]]] = {}
 
 
 @pytest.mark.parametrize("assignment", [a for a in assignments() if planted(a)])
@@ -82,10 +90,36 @@ def test_planted_mistakes_fail_the_visible_tests_they_name(assignment: str) -> N
     nb = source(assignment)
     assert not failing_visible_tests(assignment, nb), "the solution must pass every visible test"
     for mistake in planted(assignment):
-        failed = failing_visible_tests(assignment, replace_cell(nb, mistake["cell"], mistake["source"]))
+        said = failing_visible_tests(assignment, replace_cell(nb, mistake["cell"], mistake["source"]))
+        failed = set(said)
         MEASURED[f"{assignment}/{mistake['name']}"] = ("visible" in mistake, failed)
         if "visible" in mistake:
             assert failed == set(mistake["visible"]), (mistake["name"], failed)
+        SAID[f"{assignment}/{mistake['name']}"] = said
+
+
+SAID: dict[str, dict[str, str]] = {}
+
+
+@pytest.mark.parametrize("assignment", [a for a in assignments() if planted(a)])
+def test_the_visible_tests_name_the_judges_cause_first(assignment: str) -> None:
+    """Every planted mistake fails a visible test whose message contains the cause the judge names (``message``)."""
+    missing = [m["name"] for m in planted(assignment) if "message" not in m or "visible" not in m]
+    assert not missing, (f"{assignment}: planted mistakes {missing} say neither which visible tests they fail "
+                         "(visible) nor the cause the judge names (message): add both to "
+                         f"autograder/planted/{assignment}.json")
+    nb = source(assignment)
+    unsaid = []
+    for mistake in planted(assignment):
+        key = f"{assignment}/{mistake['name']}"
+        said = SAID.get(key)
+        if said is None:  # this test run alone: measure here
+            said = failing_visible_tests(assignment, replace_cell(nb, mistake["cell"], mistake["source"]))
+        text = " ".join(said.values())
+        if mistake["message"] not in text:
+            unsaid.append(f"{mistake['name']}: the judge says {mistake['message']!r}, the visible tests say "
+                          f"{text[:400]!r}")
+    assert not unsaid, ("the visible tests must name the judge's cause in its words:\n" + "\n".join(unsaid))
 
 
 def test_most_mistakes_are_caught_before_grading() -> None:
