@@ -10,7 +10,11 @@ runtime measures, so prediction and measurement draw side by side. An
 overlapped F&B cell (DualPipe's) takes ``Costs.overlap`` when given, else
 its forward and backward added (what a CPU worker, which runs them one after
 the other, takes); its two actions are drawn end to end inside the cell, in
-proportion to their own costs.
+proportion to their own costs. Communication (``Costs.comm``, a
+:class:`~gpipe_core.comm.Comm`): a hop between devices costs latency plus
+bytes / bandwidth, a hop inside one device nothing; an overlapped send delays
+only its receiver, a blocking one also keeps its sender busy (the action's
+box ends when its computation does; the device stays taken until the send is done).
 
 :func:`peak_memory` sizes the same timeline. What we model, per stage s and
 micro-batch (``Sizes``, in bytes or in the memory law's units):
@@ -44,6 +48,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .actions import Cell, Overlap, actions_of, flatten
+from .comm import Comm, send_cost
 from .schedule import Action, check_placement, dependency_map, device_orders, walk
 from .trace import Trace
 
@@ -58,6 +63,8 @@ class Costs:
     ``input_grad`` (I) and ``weight_grad`` (W) default to half of ``backward`` each. ``overlap``
     is DualPipe's F&B, the time of an overlapped forward-and-backward cell (per stage of its
     forward); None means no overlap is gained: the forward's and the backward's times added.
+    ``handoff`` is a fixed delay on every dependency between devices (a measured thread hand-off);
+    ``comm`` the link between devices (:class:`~gpipe_core.comm.Comm`), None for a free one.
     """
 
     forward: PerStage = 1.0
@@ -67,6 +74,7 @@ class Costs:
     input_grad: PerStage | None = None
     weight_grad: PerStage | None = None
     overlap: PerStage | None = None
+    comm: Comm | None = None
 
     def of(self, field: PerStage, stage: int) -> float:
         return _per_stage(field, stage)
@@ -93,14 +101,19 @@ def _stages(K: int, placement: Sequence[int] | None) -> tuple[int, list[int]]:
 def times(schedule: Sequence[Sequence[Cell]], K: int, costs: Costs | None = None,
           recompute: Sequence[bool] | bool = False, placement: Sequence[int] | None = None,
           ) -> dict[Action, tuple[float, float]]:
-    """Start and end of every action (a recomputation runs inside its B or I, at the start).
+    """Start and end of every action's computation (a recomputation runs inside its B or I, at the start).
 
     The two actions of an overlapped F&B cell share its time end to end, the
-    forward first, in proportion to what each costs alone.
+    forward first, in proportion to what each costs alone; a blocking send
+    follows the computation that sends it, inside the cell's time, so an
+    overlapped cell's forward sends before its backward computes. Every
+    message leaves when its computation ends and arrives one hop later.
     """
     costs = costs or Costs()
     S, placement = _stages(K, placement)
     orders = device_orders(schedule, placement)
+    comm = costs.comm
+    blocking = comm is not None and not comm.overlap
 
     def extra(a: Action) -> float:
         return costs.duration("R", a.stage) if a.kind in ("B", "I") and _recomputes(recompute, a.microbatch) else 0
@@ -108,19 +121,36 @@ def times(schedule: Sequence[Sequence[Cell]], K: int, costs: Costs | None = None
     def alone(a: Action) -> float:
         return costs.duration(a.kind, a.stage) + extra(a)
 
-    def duration(c: Cell) -> float:
-        if isinstance(c, Overlap) and costs.overlap is not None:
-            return costs.of(costs.overlap, c.stage) + extra(c.backward)
-        return sum(alone(a) for a in actions_of(c))
+    def layout(c: Cell) -> list[tuple[Action, float, float]]:
+        """Each action of the cell with where its computation begins and ends, from the cell's start."""
+        if isinstance(c, Overlap):
+            f, b = alone(c.forward), alone(c.backward)
+            total = f + b if costs.overlap is None else costs.of(costs.overlap, c.stage) + extra(c.backward)
+            first = total * (f / (f + b) if f + b > 0 else 0.5)
+            shares = [first, total - first]
+        else:
+            shares = [alone(c)]
+        out, t = [], 0.0
+        for a, share in zip(actions_of(c), shares):
+            out.append((a, t, t + share))
+            t += share + (send_cost(a, comm, placement) if blocking else 0.0)
+        return out
 
-    def handoff(dep: Action, a: Action) -> float:
-        return costs.handoff if placement[dep.stage] != placement[a.stage] else 0.0
+    cells = {c: layout(c) for order in orders for c in order}
+    span = {c: parts[-1][2] + (send_cost(parts[-1][0], comm, placement) if blocking else 0.0)
+            for c, parts in cells.items()}
+    early = {a: span[c] - done for c, parts in cells.items() for a, _, done in parts}  # computed before cell's end
 
-    when = walk(orders, dependency_map(flatten(schedule), S), duration, handoff)
-    for cell in (c for order in orders for c in order if isinstance(c, Overlap)):
-        (start, end), f, b = when[cell.forward], alone(cell.forward), alone(cell.backward)
-        split = start + (end - start) * (f / (f + b) if f + b > 0 else 0.5)
-        when[cell.forward], when[cell.backward] = (start, split), (split, end)
+    def handoff(dep: Action, a: Action) -> float:  # from the end of dep's cell to dep's message arriving
+        if placement[dep.stage] == placement[a.stage]:
+            return 0.0
+        return costs.handoff + send_cost(dep, comm, placement) - early[dep]
+
+    when = walk(orders, dependency_map(flatten(schedule), S), span.__getitem__, handoff)
+    for parts in cells.values():
+        begin = when[parts[0][0]][0]
+        for a, b0, b1 in parts:
+            when[a] = (begin + b0, begin + b1)
     return when
 
 
