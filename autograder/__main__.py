@@ -4,10 +4,12 @@ Run it from the repository root. Subcommands (details in autograder/README.md):
 
     release  [ASSIGNMENT ...]            solutions/ -> notebooks/ (nbgrader generate_assignment)
     check    [ASSIGNMENT ...]            solutions pass every test; released notebooks fail every test
-    collect  FOLDER [--assignment A]     FOLDER/<student>/<assignment>/<notebook>.ipynb -> instructor/submitted/
+    collect  FOLDER|ZIP [--roster R]     a folder or a Canvas zip -> instructor/handins/ and submitted/
     autograde [ASSIGNMENT ...]           grade collected submissions under limits, one log line per student
     feedback [ASSIGNMENT ...]            HTML feedback per student in instructor/feedback/
-    export   [grades.csv]                one CSV row per student and assignment from the gradebook
+    export   [grades.csv] [--format canvas]  the result records as a CSV (generic, or Canvas's gradebook import)
+    regrade  [ASSIGNMENT ...] [--student S] --reason R   grade again, keep (old, new, reason) in regrades.csv
+    course-check [FILE]                  validate the course file (due dates, extensions, late policy, roster)
     all      FOLDER [--out grades.csv]   collect, autograde, feedback and export in one go
     jobs     [ASSIGNMENT ...] [--out F]  the grading jobs still to run, one "assignment student" per line
     job      LIST INDEX                  grade line INDEX of LIST (a Slurm array task, an Indexed Job pod)
@@ -168,15 +170,31 @@ def _all(args: argparse.Namespace) -> int:
     from . import cycle
 
     start = time.monotonic()
-    cycle.collect(args.folder, args.assignment)
+    cycle.collect(args.folder, args.assignment, args.roster)
     args.assignments = []
     status = _grade(args)
     graded = time.monotonic()
     cycle.feedback(None)
-    cycle.export(args.out)
+    cycle.export(args.out, args.format, args.roster)
     print(f"all: {graded - start:.0f} s to collect and grade, {time.monotonic() - graded:.0f} s for "
           "feedback and export")
     return status
+
+
+def _regrade(args: argparse.Namespace) -> int:
+    from .cycle.regrade import regrade
+
+    _apply_limits(args)
+    if args.jobs < 1:
+        raise SystemExit("--jobs must be 1 or more")
+    regrade(args.assignments, args.student, args.reason, args.jobs, run=not args.no_run)
+    return 0
+
+
+def _course_check(args: argparse.Namespace) -> int:
+    from .cycle.term import report
+
+    return report(args.file)
 
 
 def _step(name: str, *fields: str) -> object:
@@ -203,7 +221,10 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("collect", help="import submissions from a folder")
     p.add_argument("folder", type=Path)
     p.add_argument("--assignment", help="the assignment of notebooks lying directly in FOLDER/<student>/")
-    p.set_defaults(func=_step("collect", "folder", "assignment"))
+    p.add_argument("--roster", type=Path, help="CSV mapping Canvas user ids to student ids (for a Canvas zip)")
+    p.add_argument("--times", type=Path, help="CSV canvas_id,submitted_at: Canvas's submission times")
+    p.add_argument("--at", help="collect as of this ISO time (with a zone) instead of now")
+    p.set_defaults(func=_step("collect", "folder", "assignment", "roster", "times", "at"))
     p = sub.add_parser("autograde", help="grade the collected submissions")
     p.add_argument("assignments", nargs="*")
     _limit_flags(p)
@@ -213,7 +234,20 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_step("feedback", "assignments"))
     p = sub.add_parser("export", help="grades to CSV")
     p.add_argument("csv", nargs="?", type=Path, default=Path("grades.csv"))
-    p.set_defaults(func=_step("export", "csv"))
+    p.add_argument("--format", default="generic", choices=["generic", "canvas"],
+                   help="generic (one row per student and assignment) or canvas (its gradebook import)")
+    p.add_argument("--roster", type=Path, help="the roster, for --format canvas (default: the course file's)")
+    p.set_defaults(func=_step("export", "csv", "format", "roster"))
+    p = sub.add_parser("regrade", help="grade again (one student, one assignment or all); history of changes")
+    p.add_argument("assignments", nargs="*")
+    p.add_argument("--student", action="append", help="only this student (repeat for more)")
+    p.add_argument("--reason", required=True, help="what was fixed; written with every change")
+    p.add_argument("--no-run", action="store_true", help="merge again only (after a course file change)")
+    _limit_flags(p)
+    p.set_defaults(func=_regrade)
+    p = sub.add_parser("course-check", help="validate the course file and print what it says")
+    p.add_argument("file", nargs="?", type=Path, help="default: GPIPE_COURSE_FILE or instructor/course.toml")
+    p.set_defaults(func=_course_check)
     p = sub.add_parser("jobs", help="list the grading jobs still to run, one 'assignment student' per line")
     p.add_argument("assignments", nargs="*")
     p.add_argument("--force", action="store_true", help="list graded submissions too")
@@ -246,6 +280,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("folder", type=Path)
     p.add_argument("--assignment", help="as for collect")
     p.add_argument("--out", type=Path, default=Path("grades.csv"), help="CSV file to write (default grades.csv)")
+    p.add_argument("--roster", type=Path, help="as for collect and export")
+    p.add_argument("--format", default="generic", choices=["generic", "canvas"], help="as for export")
     _limit_flags(p)
     p.set_defaults(func=_all)
     return top

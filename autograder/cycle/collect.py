@@ -1,22 +1,29 @@
-"""collect: copy only an assignment's notebooks from a plain folder of submissions.
+"""collect: copy only an assignment's notebooks from a plain folder or a Canvas zip of submissions.
 
-The folder is the learners': everything in it is untrusted. Only regular
-files are read (a symlink is skipped and noted, never followed: it could point
-at ``solutions/`` or any file of the grader's), each at most ``MAX_BYTES``.
-The submission time is the instructor's: the time this collect first saw
-these exact notebook bytes (a learner's own ``timestamp.txt`` is ignored).
+The folder (or zip) is the learners': everything in it is untrusted. Only
+regular files are read (a symlink is skipped and noted, never followed: it
+could point at ``solutions/`` or any file of the grader's), each at most
+``MAX_BYTES``. Every new set of notebook bytes is kept as a hand-in and the
+one that counts is published to ``submitted/`` (``handins.py``: the latest
+before the cut-off). Its time is the instructor's: the time this collect first
+saw these bytes (a learner's own ``timestamp.txt`` is ignored), or, from a
+Canvas zip, Canvas's submission time where ``--times`` gives it (``lms.py``;
+without it: the due date for a hand-in Canvas did not mark late, if the
+collect came after it, and the collect's time for one it marked late).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
 import stat
+import zipfile
 from pathlib import Path
 
 from .. import assignments, instructor_dir, notebook_names
+from . import handins, lms
+from . import term as terms
 from .course import IGNORED_NAMES, STUDENT_ID
 
 MAX_BYTES = 20 << 20  # a notebook of this course is well under 1 MB; larger ones are not collected
@@ -31,23 +38,31 @@ def load_notes() -> dict[str, list[list[str]]]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def collect(folder: Path, assignment: str | None = None) -> list[str]:
-    """Copy submissions from ``folder`` into ``instructor/submitted/`` (see README.md for the layouts).
+def collect(folder: Path, assignment: str | None = None, roster: Path | None = None, times: Path | None = None,
+            at: str | None = None) -> list[str]:
+    """Collect submissions from ``folder`` (or a Canvas zip) into ``instructor/submitted/`` (README.md: layouts).
 
-    Accepted: ``folder/<student>/<assignment>/<notebook>.ipynb`` and the flat
+    Accepted: ``folder/<student>/<assignment>/<notebook>.ipynb``, the flat
     ``folder/<student>/<notebook>.ipynb`` (the notebook's name tells the
-    assignment, or ``assignment`` says it). A collected submission replaces the
-    previous copy; its ``timestamp.txt`` is the instructor's clock at the first
-    collect of these bytes, so collecting the same files again changes nothing.
+    assignment, or ``assignment`` says it) and Canvas's submissions zip with
+    a ``roster`` (else the course file's). New bytes are a new hand-in stamped
+    with the instructor's clock (``at``: collect as of that ISO time), so
+    collecting the same files again changes nothing.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise SystemExit(f"collect: {folder} is not a folder (expected FOLDER/<student>/<assignment>/<nb>.ipynb)")
     known = assignments()
     if assignment is not None and assignment not in known:
         raise SystemExit(f"unknown assignment {assignment!r}: solutions/ holds {known}")
     owner = {f"{nb}.ipynb": a for a in known for nb in notebook_names(a)}
+    term, clock = terms.load(), handins.now(at)
     notes = load_notes()
+    if folder.is_file() and zipfile.is_zipfile(folder):
+        lines = _canvas(folder, assignment, owner, roster or (term.roster if term else None), times, term, clock,
+                        notes)
+        return _finish(notes, lines)
+    if not folder.is_dir():
+        raise SystemExit(f"collect: {folder} is neither a folder (FOLDER/<student>/<assignment>/<nb>.ipynb) "
+                         "nor a Canvas submissions zip")
     lines = []
     for student_dir in sorted(p for p in folder.iterdir()
                               if p.is_dir() and not p.is_symlink() and p.name not in IGNORED_NAMES):
@@ -76,15 +91,69 @@ def collect(folder: Path, assignment: str | None = None) -> list[str]:
                          f"(expected {student}/<assignment>/<notebook>.ipynb, assignments {known})")
             continue
         for a, files in sorted(found.items()):
-            key = f"{student}/{a}"
-            notes[key] = [list(n) for n in _copy_submission(student, a, files, loose if len(found) == 1 else [])]
-            extra = "; ".join(" ".join(n) for n in notes[key])
-            lines.append(f"collected {key}" + (f" ({extra})" if extra else ""))
+            contents, found_notes = _select(a, files, loose if len(found) == 1 else [])
+            lines.append(_hand_in(student, a, contents, found_notes, clock, "collect", None, term, notes))
+    return _finish(notes, lines)
+
+
+def _finish(notes: dict[str, list[list[str]]], lines: list[str]) -> list[str]:
     _notes_path().parent.mkdir(parents=True, exist_ok=True)
     _notes_path().write_text(json.dumps(notes, indent=1, sort_keys=True))
     for line in lines:
         print(line)
     return lines
+
+
+def _canvas(path: Path, assignment: str | None, owner: dict[str, str], roster: Path | None, times: Path | None,
+            term: terms.Term | None, clock: str, notes: dict[str, list[list[str]]]) -> list[str]:
+    """The hand-ins of a Canvas zip (``lms.read_canvas_zip``), each with the time the late policy uses."""
+    if roster is None:
+        raise SystemExit(f"collect {path}: a Canvas zip needs a roster mapping Canvas user ids to student ids: "
+                         "--roster roster.csv, or roster = \"roster.csv\" in the course file (autograder/README.md)")
+    people = lms.read_roster(roster)
+    when = lms.read_times(times, people) if times else {}
+    found, refused = lms.read_canvas_zip(path, people, owner, assignment, MAX_BYTES)
+    lines = [f"not collected: {why}" for why in refused]
+    for h in found:
+        wanted = {f"{nb}.ipynb" for nb in notebook_names(h.assignment)}
+        spare = [n for n in h.files if n not in wanted and n.endswith(".ipynb")]
+        contents = {n: d for n, d in h.files.items() if n in wanted}
+        found_notes = list(h.notes)
+        if len(wanted) == 1 and not contents and len(spare) == 1:
+            contents = {next(iter(wanted)): h.files[spare[0]]}
+            found_notes.append(("RENAMED", f"{spare[0]} -> {next(iter(wanted))}"))
+        due = term.due_for(h.student, h.assignment) if term else None
+        if h.student in when:
+            stamp, source = when[h.student], "lms"
+        elif not h.late_marked:
+            stamp = min(clock, handins.now(terms.iso(due))) if due else clock
+            source = "canvas: not marked late"
+        else:
+            stamp, source = clock, "canvas: marked late, collect time"
+            found_notes.append(("LATE_MARKED", "Canvas marked this hand-in late; without --times its time is this "
+                                "collect's"))
+        lms_meta = {"canvas_id": h.canvas_id, "late_marked": h.late_marked}
+        lines.append(_hand_in(h.student, h.assignment, contents, found_notes, stamp, source, lms_meta, term, notes))
+    return lines
+
+
+def _hand_in(student: str, assignment: str, contents: dict[str, bytes], found: list[tuple[str, str]], stamp: str,
+             source: str, lms_meta: dict | None, term: terms.Term | None, notes: dict[str, list[list[str]]]) -> str:
+    """Keep one hand-in and publish the counted one to ``submitted/``; the collect's line for it."""
+    key = f"{student}/{assignment}"
+    dest = instructor_dir() / "submitted" / student / assignment
+    if contents:
+        handins.keep(student, assignment, contents, stamp, source, lms_meta)
+    elif not handins.hand_ins(student, assignment):
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+    else:
+        found.append(("NO_NOTEBOOK", "this collect found no notebook of the assignment; the earlier hand-in counts"))
+    found += handins.publish(student, assignment, term, dest)
+    notes[key] = [list(n) for n in found]
+    extra = "; ".join(" ".join(n) for n in notes[key])
+    return f"collected {key}" + (f" ({extra})" if extra else "")
 
 
 def _files(root: Path) -> list[Path]:
@@ -108,8 +177,8 @@ def _regular(path: Path) -> str | None:
     return None
 
 
-def _copy_submission(student: str, assignment: str, files: list[Path], loose: list[Path]) -> list[tuple[str, str]]:
-    """Copy the assignment's notebooks of one submission; returns notes (code, detail) for the log line."""
+def _select(assignment: str, files: list[Path], loose: list[Path]) -> tuple[dict[str, bytes], list[tuple[str, str]]]:
+    """The assignment's notebooks among one submission's files (bytes by name); notes (code, detail) for the log."""
     wanted = [f"{nb}.ipynb" for nb in notebook_names(assignment)]
     notes: list[tuple[str, str]] = []
     refused = {f: why for f in files if (why := _regular(f))}
@@ -124,32 +193,9 @@ def _copy_submission(student: str, assignment: str, files: list[Path], loose: li
         chosen[wanted[0]] = spare[0]
         others.remove(spare[0])
         notes.append(("RENAMED", f"{spare[0].name} -> {wanted[0]}"))
-    dest = instructor_dir() / "submitted" / student / assignment
-    contents = {name: src.read_bytes() for name, src in chosen.items()}
-    stamp = _same_stamp(dest, contents)
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    for name, data in contents.items():
-        (dest / name).write_bytes(data)
-    if chosen:
-        when = stamp or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
-        (dest / "timestamp.txt").write_text(when)
     if any(f.name == "timestamp.txt" for f in others):
         notes.append(("TIMESTAMP_IGNORED", "the submission time is the collect's, not the learner's timestamp.txt"))
     if others:
         shown = ", ".join(sorted(str(f.name) for f in others)[:5]) + (", ..." if len(others) > 5 else "")
         notes.append(("EXTRA_FILES_IGNORED", f"{len(others)} ({shown})"))
-    return notes
-
-
-def _same_stamp(dest: Path, contents: dict[str, bytes]) -> str | None:
-    """The timestamp already collected for exactly these notebook bytes, if any (so re-collecting changes nothing)."""
-    stamp = dest / "timestamp.txt"
-    if not stamp.exists() or not contents:
-        return None
-    for name, data in contents.items():
-        old = dest / name
-        if not old.exists() or old.read_bytes() != data:
-            return None
-    return stamp.read_text().strip()
+    return {name: src.read_bytes() for name, src in chosen.items()}, notes

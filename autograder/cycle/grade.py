@@ -203,7 +203,9 @@ def _settle(course: Course, assignment: str, students: list[str], unreadable: di
     finding, ``kind`` "hold" (its points wait for the instructor: scored 0 until ``review`` accepts them)
     or "flag" (scored as judged; worth a look), with the reason.
     """
-    notes = load_notes()
+    from . import record, term
+
+    notes, course_term = load_notes(), term.load()
     results = []
     review: list[list[str]] = []
     for student in students:
@@ -228,6 +230,7 @@ def _settle(course: Course, assignment: str, students: list[str], unreadable: di
             for flag in class_flags.get(student, []):
                 result.add("FLAGGED", flag)
         result.score, result.max_score = _record(course, assignment, student, stored)
+        record.finish(course, result, stored, course_term)  # the late policy, then the result record
         results.append(result)
         review += [[student, assignment, "hold" if code == "HELD" else "flag",
                     detail.removeprefix("flagged for review: ").removeprefix("held for review: ")]

@@ -58,6 +58,7 @@ def grade_one(course: Course, assignment: str, student: str, isolate: bool = Tru
     problems: list[tuple[str, str]] = []
     graded: dict[str, Any] = {}
     scores: dict[str, float] = {}
+    messages: dict[str, list[str]] = {}
     holds: list[str] = []
     timings: dict[str, float] = {}
     seed = secrets.randbits(32)
@@ -91,11 +92,13 @@ def grade_one(course: Course, assignment: str, student: str, isolate: bool = Tru
                       if judged.scores.get(g, 0) < judged.max_scores.get(g, 0)]
             problems += [("FAILED", f) for f in failed]
             scores.update(judged.scores)
+            messages.update(judged.messages)
             graded[nb_name] = annotate(ran.notebook, judged.scores, judged.max_scores, judged.messages,
                                        held=bool(holds))
     problems += [("HELD", h) for h in holds]
     clock = time.perf_counter()
-    store(course, assignment, student, scores, graded, problems, seconds, seed, held=bool(holds), timings=timings)
+    store(course, assignment, student, scores, graded, problems, seconds, seed, held=bool(holds), timings=timings,
+          messages=messages)
     _add(timings, "store", clock)
 
 
@@ -177,7 +180,7 @@ def annotate(nb: Any, scores: dict[str, float], tops: dict[str, float], messages
 
 def store(course: Course, assignment: str, student: str, scores: dict[str, float], graded: dict[str, Any],
           problems: list[tuple[str, str]], seconds: float, seed: int, held: bool = False,
-          timings: dict[str, float] | None = None) -> None:
+          timings: dict[str, float] | None = None, messages: dict[str, list[str]] | None = None) -> None:
     """result.json, then the graded notebooks (last: they mark the job done). Files only, no gradebook.
 
     A grading job writes nothing shared: the merge (``cycle.grade.merge``) puts every stored result into
@@ -193,9 +196,12 @@ def store(course: Course, assignment: str, student: str, scores: dict[str, float
         (out / f"{name}.ipynb").unlink(missing_ok=True)
     if stamp.exists():
         shutil.copyfile(stamp, out / "timestamp.txt")
+    from .record import environment
+
     (out / RESULT).write_text(json.dumps({"problems": problems, "seconds": round(seconds, 1), "seed": seed,
-                                          "held": held, "judged": scores,
-                                          "timings": {k: round(v, 3) for k, v in (timings or {}).items()}}))
+                                          "held": held, "judged": scores, "messages": messages or {},
+                                          "timings": {k: round(v, 3) for k, v in (timings or {}).items()},
+                                          "environment": environment()}))
     for name, nb in graded.items():
         partial = out / f".{name}.ipynb.part"
         nbformat.write(nb, partial)

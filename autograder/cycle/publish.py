@@ -32,7 +32,7 @@ from typing import Any
 import nbformat
 
 from .. import notebook_names
-from . import safe_html
+from . import record, safe_html
 from .course import Course, resolve
 from .grade import screen, submissions
 
@@ -49,14 +49,17 @@ class Grades:
     late_penalty: float = 0.0
     cells: dict[str, tuple[float, float]] = field(default_factory=dict)  # grade_id -> (score, points)
     comments: dict[str, str] = field(default_factory=dict)  # grade_id -> the grader's comment
+    summary: str = ""  # raw score, late penalty and final score, shown above the notebook (from the record)
 
 
-def feedback(names: Iterable[str] | None = None) -> list[Path]:
-    """HTML feedback per student, sanitised (:func:`feedback_page`); a short page where nothing could run."""
+def feedback(names: Iterable[str] | None = None, students: Iterable[str] | None = None) -> list[Path]:
+    """HTML feedback per student (only ``students``, if given), sanitised (:func:`feedback_page`); a short page
+    where nothing could run. The scores shown are the result record's (``record.py``)."""
     course = Course()
     written = []
+    only = set(students) if students is not None else None
     for a in resolve(names):
-        students = submissions(a)
+        students = [s for s in submissions(a) if only is None or s in only]
         if not students:
             print(f"{a}: no submissions, no feedback")
             continue
@@ -112,10 +115,28 @@ def _grades(gb: Any, assignment: str, student: str) -> dict[str, Grades] | None:
                       "`python -m autograder feedback %s`", student, assignment, assignment)
             return None
         penalty = float(nb.late_submission_penalty or 0.0)
-        grades[name] = Grades(score=float(nb.score) - penalty, max_score=float(nb.max_score), late_penalty=penalty,
-                              cells={g.name: (float(g.score), float(g.max_score)) for g in nb.grades},
+        cells = {g.name: (float(g.score), float(g.max_score)) for g in nb.grades}
+        summary = ""
+        found = record.read(assignment, student)
+        if found is not None:  # the record is what every view shows
+            cells = {gid: (c["points"], c["max"]) for gid, c in found["checks"].items() if gid in cells}
+            penalty = found["late"]["penalty"] if name == notebook_names(assignment)[0] else 0.0
+            summary = summary_text(found)
+        grades[name] = Grades(score=sum(v for v, _ in cells.values()) - penalty, max_score=float(nb.max_score),
+                              late_penalty=penalty, cells=cells, summary=summary,
                               comments={c.name: c.comment for c in nb.comments if c.comment})
     return grades
+
+
+def summary_text(found: dict[str, Any]) -> str:
+    """The record's score line for a learner: raw, late penalty and final, and why."""
+    late = found["late"]
+    text = f"**Score: {found['final']:g} / {found['max']:g}.** Raw score {found['raw']:g}"
+    text += f", late penalty {late['penalty']:g}" if late["penalty"] else ", no late penalty"
+    text += f", final score {found['final']:g}."
+    if late["reason"]:
+        text += f" Handed in {late['reason']} (due {late['due']}; policy: {late['policy']})."
+    return text
 
 
 def feedback_page(nb: Any, name: str, grades: Grades) -> str:
@@ -137,6 +158,8 @@ def render(nb: Any, name: str, grades: Grades) -> str:
     """
     nb = copy.deepcopy(nb)
     nb.metadata = nbformat.NotebookNode({"language_info": {"name": "python"}})
+    if grades.summary:
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(grades.summary))
     for cell in nb.cells:
         own = cell.get("metadata", {}).get("nbgrader")
         meta: dict[str, Any] = {}
@@ -203,27 +226,62 @@ def _unreadable_page(assignment: str, student: str, score: float, top: float,
             "</body></html>")
 
 
-def export(path: Path) -> Path:
-    """Write one row per student and assignment from the gradebook to a CSV file."""
+def export(path: Path, fmt: str = "generic", roster: Path | None = None) -> Path:
+    """Write the grades, a view of the result records: the generic CSV, or Canvas's gradebook import.
+
+    Generic: one row per student and assignment (``score`` is the final score: raw less the late penalty).
+    Canvas (``fmt="canvas"``): see :func:`autograder.cycle.lms.write_canvas`; needs the roster.
+    """
     from nbgrader.api import MissingEntry
 
+    from . import lms
+    from . import term as terms
+
     course = Course()
-    rows = []
+    records = record.every()
+    rows, tops, students = [], {}, []
     with course.gradebook() as gb:
         names = [a.name for a in gb.assignments]
-        for student in sorted(s.id for s in gb.students):
+        tops = {a: float(gb.find_assignment(a).max_score) for a in names}
+        students = sorted(s.id for s in gb.students)
+        for student in students:
             for a in names:
+                found = records.get((a, student))
+                if found is not None:
+                    rows.append([student, a, found["final"], found["max"], "yes",
+                                 "yes" if found["status"] == "held" else "no", found["raw"],
+                                 found["late"]["penalty"], found["late"]["hours_late"]])
+                    continue
                 try:
                     sub = gb.find_submission(a, student)
                 except MissingEntry:
-                    rows.append([student, a, 0.0, gb.find_assignment(a).max_score, "no", "no"])
+                    rows.append([student, a, 0.0, tops[a], "no", "no", 0.0, 0.0, 0.0])
                     continue
-                rows.append([student, a, sub.score, sub.max_score, "yes", "yes" if sub.needs_manual_grade else "no"])
+                rows.append([student, a, sub.score, sub.max_score, "yes",
+                             "yes" if sub.needs_manual_grade else "no", sub.score, 0.0, 0.0])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "canvas":
+        term = terms.load()
+        roster = roster or (term.roster if term else None)
+        if roster is None:
+            raise SystemExit("export --format canvas needs the roster (Canvas user ids, SIS ids, sections): "
+                             "--roster roster.csv, or roster = \"roster.csv\" in the course file")
+        people = list(lms.read_roster(roster).values())
+        listed = {p.student for p in people}
+        for student in sorted(set(students) - listed):
+            print(f"not exported: {student} has grades but is not in the roster {roster}: add a row for them")
+        columns = {a: (term.canvas.get(a, a) if term else a) for a in names}
+        finals = {(r[0], r[1]): float(r[2]) for r in rows if r[4] == "yes"}
+        count = lms.write_canvas(path, people, columns, tops, finals)
+        print(f"wrote {count} students x {len(names)} assignments for Canvas's gradebook import to {path}")
+        return path
+    if fmt != "generic":
+        raise SystemExit(f"export --format {fmt!r}: use generic or canvas")
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["student_id", "assignment", "score", "max_score", "submitted", "needs_manual_grade"])
+        writer.writerow(["student_id", "assignment", "score", "max_score", "submitted", "needs_manual_grade",
+                         "raw_score", "late_penalty", "hours_late"])
         writer.writerows(rows)
     print(f"wrote {len(rows)} rows to {path}")
     return path

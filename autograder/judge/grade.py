@@ -9,6 +9,8 @@ module for its checks, runs the probe once (through the sandbox's
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import random
 import secrets
 import tempfile
@@ -25,6 +27,7 @@ from .base import Ask, Failed, Verify
 from .extract import extract, source_notebook
 
 RunProbe = Callable[[Path, dict], dict]
+JUDGE_DIR_ENV = "GPIPE_JUDGE_DIR"  # a folder of judge modules used instead of this package's
 
 
 @dataclass
@@ -52,9 +55,19 @@ def points(assignment: str) -> dict[str, float]:
 
 
 def judge_module(assignment: str) -> ModuleType:
-    """``autograder/judge/<assignment>.py``; its ``CHECKS`` must cover every graded cell."""
+    """``autograder/judge/<assignment>.py``; its ``CHECKS`` must cover every graded cell.
+
+    ``GPIPE_JUDGE_DIR=<folder>`` grades with ``<folder>/<assignment>.py`` instead where that file exists: a
+    changed judge tried on the class (``regrade``) before it replaces the repository's (autograder/README.md).
+    """
+    override = Path(os.environ.get(JUDGE_DIR_ENV, "")) / f"{assignment}.py"
     try:
-        module = importlib.import_module(f"{__package__}.{assignment}")
+        if os.environ.get(JUDGE_DIR_ENV) and override.is_file():
+            spec = importlib.util.spec_from_file_location(f"{__package__}.{assignment}", override)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(f"{__package__}.{assignment}")
     except ModuleNotFoundError as exc:
         if exc.name != f"{__package__}.{assignment}":
             raise

@@ -73,7 +73,7 @@ def launch_needs(argv: str | bytes | Sequence[str | bytes | os.PathLike]) -> set
     return found
 
 
-GRADING = {"all", "autograde", "job", "_worker"}  # `python -m autograder` commands that grade in bubblewrap
+GRADING = {"all", "autograde", "job", "_worker", "regrade"}  # `python -m autograder` commands that grade in bubblewrap
 
 
 def _module_command(words: list[str], module: str) -> str | None:
