@@ -156,11 +156,23 @@ def test_extraction_reports_a_cell_that_does_not_parse() -> None:
 
 # ---- verdicts ----------------------------------------------------------------------------------------------
 
+def measured_without_a_clock(model: torch.nn.Sequential, sample: torch.Tensor, repeats: int = 3) -> list[float]:
+    """Runs forward + backward of every layer ``repeats`` times, as a measurement must, but returns costs that no
+    machine load can reorder (a nested block 10, any other layer 0.1)."""
+    for _ in range(repeats):
+        x = sample
+        for layer in model:
+            x = x.detach().requires_grad_()
+            y = layer(x)
+            y.sum().backward()
+            x = y
+    model.zero_grad(set_to_none=True)
+    return [10.0 if isinstance(m, torch.nn.Sequential) else 0.1 for m in model]
+
+
 def reference_partitioner(**changes: Any) -> types.SimpleNamespace:
     return types.SimpleNamespace(**{"partition_by_count": balance_by_count, "partition_optimal": balance_by_cost,
-                                    "measure_layer_costs": lambda model, sample, repeats=3: [
-                                        10.0 if isinstance(m, torch.nn.Sequential) else 0.1 for m in model],
-                                    **changes})
+                                    "measure_layer_costs": measured_without_a_clock, **changes})
 
 
 def test_correct_work_earns_every_point_numpy_integers_included() -> None:

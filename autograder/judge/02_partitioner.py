@@ -100,6 +100,10 @@ def measure(ask, rng: random.Random):
             expect(max(range(len(costs)), key=lambda i: costs[i]) == heavy,
                    f"layers {names}: layer {heavy} (two 256x2048 matrix products) is by far the most expensive, but "
                    f"the costs are {[f'{c:.2g}' for c in costs]}: time forward + backward of each layer on its input")
+            short = [(i, f, b) for i, (f, b) in enumerate(got.get("runs", [])) if f < 3 or b < 3]
+            expect(not short, f"layers {names}: repeats=3, but layer {short[0][0] if short else 0} ran "
+                   f"{short[0][1] if short else 0} forwards and {short[0][2] if short else 0} backwards: each cost "
+                   "must time the work it claims, forward + backward of each layer, every repeat")
             expect(not got["grads_left"], "leave no gradients behind: zero_grad(set_to_none=True)")
         costs = pair_reply.value(f"measure_layer_costs on layers {[_name(s) for s in pair]}")["costs"]
         at_slow, at_cheap = pair.index(slow), pair.index(cheap)

@@ -71,13 +71,24 @@ def task_accumulate(m: Any, model: dict, x: Tensor, y: Tensor, loss: str, cuts: 
 
 def task_measure_costs(m: Any, model: dict, sample: Tensor, repeats: int) -> dict:
     net = harness.build(model)
+    runs = [[0, 0] for _ in net]  # per layer: forwards run, backwards through it (what a cost claims to time)
+
+    def counter(i: int) -> Any:
+        def count(module: Any, args: Any, out: Any) -> None:
+            runs[i][0] += 1
+            if isinstance(out, Tensor) and out.grad_fn is not None:
+                out.grad_fn.register_hook(lambda *_: runs[i].__setitem__(1, runs[i][1] + 1))
+        return count
+
+    for i, layer in enumerate(net):
+        layer.register_forward_hook(counter(i))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         costs = _learner(m, "measure_layer_costs")(net, sample, repeats=repeats)
     finally:
         torch.set_num_threads(threads)
-    return {"costs": costs, "grads_left": any(p.grad is not None for p in net.parameters())}
+    return {"costs": costs, "grads_left": any(p.grad is not None for p in net.parameters()), "runs": runs}
 
 
 def task_engine_run(m: Any, fn: str, M: int, K: int, model: dict, x: Tensor, y: Tensor, seed: int) -> dict:
