@@ -104,13 +104,13 @@ def step_units(schedule: str, M: int, K: int, V: int = 2) -> int:
     """Step time under unit costs: 3(M+K-1) for GPipe and 1F1B, 3M+K-1 for ZB-H1 and ZB-H2,
     3VM+3(K-1) for interleaved 1F1B; in chunk units (V = 2 unless said): 6M+K-1 for ZBV,
     3VM+3(K-1)+3(V-1)max(0, K-M) for looped BFS, 6M+2(K-1) for DualPipeV (F&B = F + B),
-    6M + v_min_idle(K) and 6M + v_half_idle(K) for V-Min and V-Half."""
+    6M + v_min_idle(K) and 6M + v_half_idle(K) for V-Min and V-Half, 6M+2(K-1)+2max(0, K-M) for V-ZB."""
     _check(M, K)
     forms = {"gpipe": lambda: 3 * (M + K - 1), "1f1b": lambda: 3 * (M + K - 1), "zb-h1": lambda: 3 * M + K - 1,
              "zb-h2": lambda: 3 * M + K - 1, "interleaved": lambda: 3 * V * M + 3 * (K - 1),
              "zbv": lambda: 6 * M + K - 1, "looped-bfs": lambda: 3 * V * M + 3 * (K - 1) + 3 * (V - 1) * max(0, K - M),
              "dualpipev": lambda: 6 * M + 2 * (K - 1), "v-min": lambda: 6 * M + v_min_idle(K),
-             "v-half": lambda: 6 * M + v_half_idle(K)}
+             "v-half": lambda: 6 * M + v_half_idle(K), "v-zb": lambda: 6 * M + 2 * (K - 1) + 2 * max(0, K - M)}
     _holds(schedule, M, K, forms)
     return forms[schedule]()
 
@@ -144,7 +144,7 @@ def peak_held(schedule: str, M: int, K: int, V: int = 2) -> list[int]:
     GPipe M; 1F1B K-d on device d; interleaved 2(K-1-d)+(V-1)K+1; ZB-H1 K (M >= K); ZB-H2 2K-1
     (M >= 2K-1); ZBV 2K (M >= 2K), i.e. K whole micro-batches; looped BFS VM; DualPipeV 2K+1 (DeepSeek's
     PP+1); V-Min 2 floor((K+4)/3), 2 less on devices d = 0 mod 3 when K = 2 mod 3 (M >= K); V-Half
-    2 floor((K+2)/2) (M >= K+1).
+    2 floor((K+2)/2) (M >= K+1); V-ZB min(2K, 2M, M+1+d), so 2K (1F1B's K micro-batches) once M >= 2K-1.
     """
     _check(M, K)
     forms = {"gpipe": lambda d: M, "1f1b": lambda d: min(K - d, M),
@@ -152,7 +152,7 @@ def peak_held(schedule: str, M: int, K: int, V: int = 2) -> list[int]:
              "zb-h1": lambda d: K, "zb-h2": lambda d: 2 * K - 1, "zbv": lambda d: 2 * K,
              "looped-bfs": lambda d: V * M, "dualpipev": lambda d: 2 * K + 1,
              "v-min": lambda d: 2 * ((K + 4) // 3) - (2 if K % 3 == 2 and d % 3 == 0 else 0),
-             "v-half": lambda d: 2 * ((K + 2) // 2)}
+             "v-half": lambda d: 2 * ((K + 2) // 2), "v-zb": lambda d: min(2 * K, 2 * M, M + 1 + d)}
     more = {"zb-h2": (M >= 2 * K - 1, "M >= 2K-1"), "v-half": (M > K, "M >= K+1")}.get(schedule, (True, ""))
     if not more[0]:
         raise ValueError(f"the closed form of {schedule}'s memory holds for {more[1]} (got M={M}, K={K})")

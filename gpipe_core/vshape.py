@@ -1,4 +1,4 @@
-"""V-Min and V-Half: the controllable-memory V schedules (Qi et al. 2024, arXiv:2405.15362).
+"""V-Min, V-Half and V-ZB: the controllable-memory V schedules (Qi et al. 2024, arXiv:2405.15362).
 
 Why a building block: that paper writes a schedule as one *building block*
 (where each device runs each pass of one micro-batch) repeated every few
@@ -48,6 +48,27 @@ micro-batch's worth on a device, the unit of the paper's table):
   floor((p+2)/2) micro-batches (the paper's, half of 1F1B's). Step
   6M + (7(K-1) + 3 [K even]) / 2: idle about 3.5(K-1), 7/12 of 1F1B's; the
   paper's reordered fill brings it to about half (its p/2m).
+
+V-ZB, the block whose lifespan is 1F1B's (p micro-batches). Its block also
+places the two W's (six passes, all in distinct slots of the period, so no
+free slot is left for the greedy rule above): F down at 4d, F up at
+6K-3-2d, I up at 6K-2+4d, I down at 12K-5-2d, each W one unit after its I.
+The down forwards and the up input gradients move four units a hop, the
+others two; these are the offsets of the steady state of ZB-V
+(:func:`gpipe_core.zoo.zbv_schedule`, the zero-bubble paper's V, whose
+middle micro-batches repeat exactly this block: tests/test_frontier.py
+checks it), which is what the controllable-memory paper's framework says a
+zero-bubble V block must look like: the up chunk's F, I and W back to back
+at the tip, the down chunk holding its activations across the whole V.
+
+* V-ZB: peak held min(2K, 2M, M+1+d) stages on device d, so 2K on every
+  device once M >= 2K-1: p micro-batches (the paper's, 1F1B's peak). Step
+  6M + 2(K-1) + 2 max(0, K-M): with M >= K each device idles 2(K-1), a
+  third of 1F1B's 6(K-1). The paper's schedule
+  reaches about zero by also reordering the fill and the drain; ZB-V's
+  greedy drain (``zbv`` in the zoo) gets K-1 from the same steady state,
+  which is the floor for a synchronous step (the last device waits K-1
+  units for its first input).
 """
 
 from __future__ import annotations
@@ -58,6 +79,7 @@ from .actions import Action, Cell
 from .schedule import Schedule, check_sizes, ticks_from_orders, v_placement
 
 PERIOD = 6  # F down, F up, I up, I down, and two W's: one micro-batch's passes on one device
+Block = tuple[int, ...]  # micro-batch 0's F down, F up, I up, I down [, W up, W down] on one device
 
 
 def v_min_offsets(K: int, d: int) -> tuple[int, int, int, int]:
@@ -72,6 +94,12 @@ def v_half_offsets(K: int, d: int) -> tuple[int, int, int, int]:
     return 2 * d, 3 * K - 2 - d, 3 * K + g - 1 + 2 * d, 6 * K + g - 2 - d
 
 
+def v_zb_offsets(K: int, d: int) -> tuple[int, int, int, int, int, int]:
+    """V-ZB's block on device d: micro-batch 0's F down, F up, I up, I down, W up and W down."""
+    i_up, i_down = 6 * K - 2 + 4 * d, 12 * K - 5 - 2 * d
+    return 4 * d, 6 * K - 3 - 2 * d, i_up, i_down, i_up + 1, i_down + 1
+
+
 def v_min_schedule(M: int, K: int) -> Schedule:
     """V-Min: about a third of 1F1B's activation memory (see the module docstring)."""
     return block_schedule(M, K, v_min_offsets)
@@ -82,16 +110,23 @@ def v_half_schedule(M: int, K: int) -> Schedule:
     return block_schedule(M, K, v_half_offsets)
 
 
-def block_schedule(M: int, K: int, offsets: Callable[[int, int], tuple[int, int, int, int]]) -> Schedule:
-    """Repeat a V building block every 6 units, fill the free slots with W's, then squeeze."""
+def v_zb_schedule(M: int, K: int) -> Schedule:
+    """V-ZB: 1F1B's activation memory, a third of its bubble (see the module docstring)."""
+    return block_schedule(M, K, v_zb_offsets)
+
+
+def block_schedule(M: int, K: int, offsets: Callable[[int, int], Block]) -> Schedule:
+    """Repeat a V building block every 6 units, then squeeze. A block of four passes leaves two free slots
+    a period, which the W's fill, oldest first; a block of six places its W's itself."""
     check_sizes(M, K)
     return ticks_from_orders([_device_order(M, K, d, offsets(K, d)) for d in range(K)], v_placement(K))
 
 
-def _device_order(M: int, K: int, d: int, offsets: tuple[int, int, int, int]) -> list[Cell]:
+def _device_order(M: int, K: int, d: int, offsets: Block) -> list[Cell]:
     down, up = d, 2 * K - 1 - d
     slots: dict[int, Action] = {}
-    for (kind, stage), offset in zip((("F", down), ("F", up), ("I", up), ("I", down)), offsets):
+    passes = (("F", down), ("F", up), ("I", up), ("I", down), ("W", up), ("W", down))
+    for (kind, stage), offset in zip(passes, offsets):
         for n in range(M):
             t = offset + PERIOD * n
             if t in slots:
@@ -104,7 +139,7 @@ def _device_order(M: int, K: int, d: int, offsets: tuple[int, int, int, int]) ->
     while t <= last or waiting:
         if t in slots:
             order.append(slots[t])
-            if slots[t].kind == "I":
+            if slots[t].kind == "I" and len(offsets) == 4:
                 waiting.append(Action("W", slots[t].microbatch, slots[t].stage))
         elif waiting:
             order.append(waiting.pop(0))

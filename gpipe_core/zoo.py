@@ -64,7 +64,7 @@ The frontier, each in a module of its own with its derivation and closed
 forms: **looped BFS** (:mod:`gpipe_core.breadth_first`, torch's
 ScheduleLoopedBFS), **DualPipeV** (:mod:`gpipe_core.dualpipe`, torch's
 ScheduleDualPipeV, with overlapped F&B cells; needs M >= 2K), and the
-controllable-memory **V-Min** and **V-Half** (:mod:`gpipe_core.vshape`).
+controllable-memory **V-Min**, **V-Half** and **V-ZB** (:mod:`gpipe_core.vshape`).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ from .schedule import (
     ticks_from_orders,
     v_placement,
 )
-from .vshape import v_half_schedule, v_min_schedule
+from .vshape import v_half_schedule, v_min_schedule, v_zb_schedule
 
 Chooser = Callable[[int, Callable[[Action], bool], "_Counts"], "Action | None"]
 
@@ -275,6 +275,7 @@ BUILTINS: dict[str, Builtin] = {
         Builtin("dualpipev", dualpipev_schedule, 2, v_placement),
         Builtin("v-min", v_min_schedule, 2, v_placement),
         Builtin("v-half", v_half_schedule, 2, v_placement),
+        Builtin("v-zb", v_zb_schedule, 2, v_placement),
     )
 }
 

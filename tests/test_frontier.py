@@ -1,4 +1,4 @@
-"""The schedule frontier: looped BFS, DualPipeV, V-Min and V-Half, exact and against their closed forms.
+"""The schedule frontier: looped BFS, DualPipeV, V-Min, V-Half and V-ZB, exact and against their closed forms.
 
 Unit costs throughout (gpipe_core.simulate.UNIT): F = I = W = 1, B = 2 per stage, and an
 overlapped F&B = F + B = 3 (what the engine's CPU worker takes: it runs the two halves in
@@ -14,13 +14,13 @@ import pytest
 
 from gpipe_core import theory
 from gpipe_core.distributed import torch_ir
-from gpipe_core.schedule import Overlap, device_orders, flatten, loop_placement, v_placement
+from gpipe_core.schedule import Action, Overlap, device_orders, flatten, loop_placement, v_placement
 from gpipe_core.simulate import UNIT, Costs, peak_memory, simulate
 from gpipe_core.validation import validate
-from gpipe_core.vshape import PERIOD, v_half_offsets, v_min_offsets
+from gpipe_core.vshape import PERIOD, v_half_offsets, v_min_offsets, v_zb_offsets
 from gpipe_core.zoo import BUILTINS
 
-NEW = ("looped-bfs", "dualpipev", "v-min", "v-half")
+NEW = ("looped-bfs", "dualpipev", "v-min", "v-half", "v-zb")
 
 
 def measure(name: str, M: int, K: int, costs: Costs = UNIT) -> tuple[float, list[int]]:
@@ -116,12 +116,35 @@ def test_v_half_closed_form(K: int, M: int) -> None:
         assert 3 * (K - 1) <= theory.v_half_idle(K) <= 4 * (K - 1)
 
 
+@pytest.mark.parametrize("K", range(2, 7))
+def test_v_zb_block_is_zbvs_steady_state(K: int) -> None:
+    """V-ZB's block is what ZB-V's middle micro-batches repeat, every 6 units, on every device."""
+    M = 6 * K
+    tick = {a: t for t, cells in enumerate(BUILTINS["zbv"].build(M, K)) for a in flatten([cells])}
+    passes = (("F", 0), ("F", 1), ("I", 1), ("I", 0), ("W", 1), ("W", 0))  # (kind, up?) in the block's order
+    for n in (M // 2 - 1, M // 2, M // 2 + 1):
+        seen = [[tick[Action(kind, n, 2 * K - 1 - d if up else d)] - PERIOD * n for kind, up in passes]
+                for d in range(K)]
+        shift = seen[0][0] - v_zb_offsets(K, 0)[0]
+        assert seen == [[t + shift for t in v_zb_offsets(K, d)] for d in range(K)]
+
+
+@pytest.mark.parametrize(("K", "M"), [(K, M) for K in range(1, 8) for M in sorted({1, K - 1, K, 2 * K - 1, 3 * K + 1})
+                                      if M >= 1])
+def test_v_zb_closed_form(K: int, M: int) -> None:
+    step, held = measure("v-zb", M, K)
+    assert step == theory.step_units("v-zb", M, K) == 6 * M + 2 * (K - 1) + 2 * max(0, K - M)
+    assert held == theory.peak_held("v-zb", M, K) == [min(2 * K, 2 * M, M + 1 + d) for d in range(K)]
+    if M >= 2 * K - 1:  # the paper's p micro-batches (1F1B's peak) on every device; idle a third of 1F1B's
+        assert held == [2 * K] * K and step - 6 * M == 6 * (K - 1) // 3
+
+
 def test_the_memory_ladder() -> None:
     """At K = 6, M = 12, in micro-batches a device holds: 1F1B 6 (device 0), V-Half 4, V-Min 3; DualPipeV 6.5."""
     K, M = 6, 12
     held = {name: max(measure(name, M, K)[1]) / BUILTINS[name].virtual for name in ("1f1b", "v-half", "v-min",
-                                                                                   "dualpipev", "zbv")}
-    assert held == {"1f1b": 6, "v-half": 4, "v-min": 3, "dualpipev": 6.5, "zbv": 6}
+                                                                                   "dualpipev", "zbv", "v-zb")}
+    assert held == {"1f1b": 6, "v-half": 4, "v-min": 3, "dualpipev": 6.5, "zbv": 6, "v-zb": 6}
 
 
 @pytest.mark.parametrize("name", NEW)

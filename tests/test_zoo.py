@@ -19,7 +19,7 @@ from gpipe_core.zoo import BUILTINS, interleaved_schedule, zb_h1_schedule, zb_h2
 SIZES = [(K, M) for K in (1, 2, 3, 4, 5) for M in (1, 2, K, K + 1, 2 * K - 1, 2 * K, 3 * K, 13)]
 WHOLE, SPLIT = {"F", "B"}, {"F", "I", "W"}
 KINDS = {"gpipe": WHOLE, "1f1b": WHOLE, "interleaved": WHOLE, "looped-bfs": WHOLE, "zb-h1": SPLIT, "zb-h2": SPLIT,
-         "zbv": SPLIT, "v-min": SPLIT, "v-half": SPLIT, "dualpipev": WHOLE | SPLIT}
+         "zbv": SPLIT, "v-min": SPLIT, "v-half": SPLIT, "v-zb": SPLIT, "dualpipev": WHOLE | SPLIT}
 
 
 def measure(table: list[list[Action]], K: int, placement: list[int]) -> tuple[float, list[float], list[float]]:

@@ -19,7 +19,7 @@ from gpipe_core import GPipe, sequential_step
 from gpipe_core.zoo import BUILTINS
 
 CE = nn.functional.cross_entropy
-SPLIT = {"zb-h1", "zb-h2", "zbv", "v-min", "v-half", "dualpipev"}  # built-ins that run I and W
+SPLIT = {"zb-h1", "zb-h2", "zbv", "v-min", "v-half", "v-zb", "dualpipev"}  # built-ins that run I and W
 
 
 @pytest.mark.parametrize("name", sorted(BUILTINS))
