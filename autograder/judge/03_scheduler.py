@@ -44,8 +44,8 @@ def fill_drain(ask, rng: random.Random):
             table = learner_table(reply.value(f"fill_drain_schedule({M}, {K})"), M, K, None, f"M={M}, K={K}")
             orders = [[a.microbatch for t in table for a in t if a.kind == "B" and a.stage == j] for j in range(K)]
             expect(all(o == list(range(M - 1, -1, -1)) for o in orders),
-                   f"M={M}, K={K}: each stage must run its backwards from micro-batch {M - 1} down to 0 (GPipe's "
-                   f"reverse drain); yours run {orders}")
+                   f"M={M}, K={K}: each stage must run its backwards in reverse micro-batch order, from {M - 1} down "
+                   f"to 0 (GPipe's reverse drain); yours run {orders}")
             want = gpipe_schedule(M, K)
             mine = [sorted(t, key=lambda a: a.stage) for t in table]
             expect(mine == want, f"M={M}, K={K}: your table differs from GPipe's fill-drain table (every action at "
