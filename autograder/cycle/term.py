@@ -170,7 +170,7 @@ def _build(data: dict[str, Any], text: str, path: Path) -> Term:
             raise fail(section, "due", "missing: give the due date, e.g. due = 2027-01-15T23:59:00Z")
         due[a] = _when(spec["due"], section, "due", fail)
         if "late" in spec:
-            late[a] = _policy(spec["late"], section, fail, key="late")
+            late[a] = _policy(spec["late"], f"{section}.late", fail)
         if "canvas" in spec:
             if not isinstance(spec["canvas"], str) or not spec["canvas"].strip():
                 raise fail(section, "canvas", "must be the Canvas column's name, e.g. \"01 Micro-batching (1001)\"")
@@ -210,10 +210,11 @@ def _when(value: Any, section: str, key: str, fail: Any) -> dt.datetime:
     raise fail(section, key, f"{value!r} is not a date and time: write it bare, e.g. 2027-01-15T23:59:00Z")
 
 
-def _policy(spec: Any, section: str, fail: Any, key: str | None = None) -> LatePolicy:
+def _policy(spec: Any, section: str, fail: Any) -> LatePolicy:
     where = section
     if not isinstance(spec, dict):
-        raise fail(where, key or "late", "must be a table: { policy = \"per_day\", percent = 10, cap = 30 }")
+        parent, _, last = section.rpartition(".")
+        raise fail(parent, last, "must be a table: { policy = \"per_day\", percent = 10, cap = 30 }")
     for k in spec:
         if k not in LATE_KEYS:
             raise fail(where, k, f"unknown key of a late policy (expected {sorted(LATE_KEYS)})")
@@ -244,12 +245,14 @@ def line_of(text: str, section: str, key: str) -> int:
     for number, line in enumerate(text.splitlines(), start=1):
         found = header.match(line)
         if found:
-            current = ".".join(part.strip().strip('"') for part in found.group(1).split("."))
+            current = ".".join(part.strip().strip("\"'") for part in found.group(1).split("."))
+            if current == (f"{section}.{key}" if section else key):
+                return number  # the key is a table of its own: [assignments.01_x]
             fallback = number if current == section and not fallback else fallback
             continue
-        if current == section and re.match(rf'^\s*"?{re.escape(key)}"?\s*=', line):
+        if current == section and re.match(rf'^\s*["\']?{re.escape(key)}["\']?\s*=', line):
             return number
-        if section and current == parent and re.match(rf'^\s*"?{re.escape(last)}"?\s*=', line):
+        if section and current == parent and re.match(rf'^\s*["\']?{re.escape(last)}["\']?\s*=', line):
             fallback = fallback or number
             if re.search(rf"\b{re.escape(key)}\b", line.split("=", 1)[1]):
                 return number
