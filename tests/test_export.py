@@ -4,6 +4,12 @@ torchrun starts 2 and 4 ranks that run this file as a script (``worker`` below)
 and leave their losses and gradients in a file; the test process compares them
 with gpipe_core.GPipe running the same table and with the sequential model.
 Every launch is bounded by a timeout that kills its whole process group.
+
+Every built-in goes over once, the frontier's included (DualPipeV's overlapped
+F&B cells become torch's OVERLAP_F_B), and so does torch's own
+``ScheduleDualPipeV`` imported into our table format (``torch:`` below): read
+by :func:`~gpipe_core.distributed.torch_ir.import_torch`, validated, then
+handed back to torch's runtime and to our engine.
 """
 
 from __future__ import annotations
@@ -18,13 +24,17 @@ from helpers.ranks import assert_matches, save_steps, torchrun
 from torch import nn
 
 from gpipe_core import GPipe, sequential_step
+from gpipe_core.distributed import torch_ir
 from gpipe_core.models import mlp
+from gpipe_core.schedule import ScheduleLike
 from gpipe_core.zoo import BUILTINS
 
 LOSS = nn.functional.cross_entropy
 N, M, SEEDS = 16, 4, (11, 12)  # batch, micro-batches, two steps whose gradients accumulate
-CONFIGS = {2: [("zb-h1", "never", 0.2), ("interleaved", "except_last", 0.2), ("zb-h2", "always", 0.0)],
-           4: [("zbv", "never", 0.2), ("interleaved", "always", 0.0)]}  # (schedule, checkpoint, dropout)
+CONFIGS = {2: [("zb-h1", "never", 0.2), ("interleaved", "except_last", 0.2), ("zb-h2", "always", 0.0),
+               ("dualpipev", "never", 0.2), ("torch:ScheduleDualPipeV", "except_last", 0.2), ("v-min", "always", 0.2)],
+           4: [("zbv", "never", 0.2), ("interleaved", "always", 0.0), ("v-zb", "except_last", 0.2),
+               ("v-half", "never", 0.0), ("looped-bfs", "always", 0.2)]}  # (schedule, checkpoint, dropout); M = 4
 
 
 def make_model(dropout: float) -> nn.Sequential:
@@ -41,15 +51,25 @@ def balance(K: int, V: int) -> list[int]:
     return [8 // (K * V)] * (K * V)
 
 
+def schedule_of(name: str, K: int) -> tuple[ScheduleLike, int, list[int]]:
+    """(schedule, V, placement) of a configuration: a built-in's name, or ``torch:Class`` for torch's table."""
+    if name.startswith("torch:"):
+        imported = torch_ir.import_torch(name.removeprefix("torch:"), K, M)
+        assert imported.valid and imported.table is not None, imported.error
+        return imported.table, imported.V, imported.placement
+    b = BUILTINS[name]
+    return name, b.virtual, b.placement(K)
+
+
 def references(K: int, name: str, checkpoint: str, dropout: float) -> dict[str, tuple[list[float], list]]:
     x, y = make_batch()
-    b = BUILTINS[name]
+    schedule, V, placement = schedule_of(name, K)
     seq = make_model(dropout)
-    seq_losses = [sequential_step(seq, x, y, LOSS, balance=balance(K, b.virtual), chunks=M, seed=s).item()
+    seq_losses = [sequential_step(seq, x, y, LOSS, balance=balance(K, V), chunks=M, seed=s).item()
                   for s in SEEDS]
     eng = make_model(dropout)
-    with GPipe(eng, balance=balance(K, b.virtual), chunks=M, schedule=name, virtual=b.virtual,
-               placement=b.placement(K), checkpoint=checkpoint) as pipe:
+    with GPipe(eng, balance=balance(K, V), chunks=M, schedule=schedule, placement=placement,
+               checkpoint=checkpoint) as pipe:
         eng_losses = [pipe.step(x, y, LOSS, seed=s).item() for s in SEEDS]
     return {"sequential": (seq_losses, [p.grad for p in seq.parameters()]),
             "engine": (eng_losses, [p.grad for p in eng.parameters()])}
@@ -79,9 +99,9 @@ def worker(out: str) -> None:
     K = dist.get_world_size()
 
     def table_pipe(name: str, checkpoint: str, dropout: float) -> TablePipe:
-        V = BUILTINS[name].virtual
-        return TablePipe(make_model(dropout), balance=balance(K, V), chunks=M, schedule=name, virtual=V,
-                         checkpoint=checkpoint, device="cpu")
+        schedule, V, placement = schedule_of(name, K)
+        return TablePipe(make_model(dropout), balance=balance(K, V), chunks=M, schedule=schedule, virtual=V,
+                         placement=placement, checkpoint=checkpoint, device="cpu")
 
     save_steps(out, [lambda c=c: table_pipe(*c) for c in CONFIGS[K]], make_batch, LOSS, SEEDS)
 

@@ -120,6 +120,17 @@ def test_missing_internals_say_which_torch_has_them(monkeypatch) -> None:  # noq
         torch_ir.import_torch("ScheduleGPipe", 2, 4)
 
 
+def test_an_overlap_needs_a_torch_with_overlap_f_b(monkeypatch) -> None:  # noqa: ANN001
+    from torch.distributed.pipelining import schedules
+
+    table = BUILTINS["dualpipev"].build(4, 2)
+    assert schedules.OVERLAP_F_B in {c.computation_type for c in torch_ir.to_torch(table, v_placement(2))[0]}
+    monkeypatch.delattr(schedules, "OVERLAP_F_B")
+    with pytest.raises(RuntimeError, match=r"no OVERLAP_F_B action .*run the table on gpipe_core.GPipe"):
+        torch_ir.to_torch(table, v_placement(2))
+    assert torch_ir.to_torch(BUILTINS["zbv"].build(4, 2), v_placement(2))  # tables without overlaps still go
+
+
 def test_the_survey_command(capsys) -> None:  # noqa: ANN001
     assert torch_ir.main(["-K", "2", "-M", "4"]) == 0
     out = capsys.readouterr().out

@@ -195,6 +195,10 @@ def to_torch(table: Sequence[Sequence[Cell]], placement: Sequence[int]) -> dict[
     schedules, _ = _internals()
     kinds = {"F": schedules.FORWARD, "B": schedules.FULL_BACKWARD, "I": schedules.BACKWARD_INPUT,
              "W": schedules.BACKWARD_WEIGHT}
+    if not hasattr(schedules, "OVERLAP_F_B") and any(isinstance(c, Overlap) for tick in table for c in tick):
+        raise RuntimeError(f"this table has overlapped F&B cells, and torch {torch.__version__} has no OVERLAP_F_B "
+                           "action (it came with ScheduleDualPipeV; tested on torch 2.13). Upgrade torch, or "
+                           "run the table on gpipe_core.GPipe")
 
     def one(cell: Cell) -> Any:
         parts = tuple(schedules._Action(a.stage, kinds[a.kind], a.microbatch) for a in actions_of(cell))
