@@ -51,6 +51,9 @@ def rng_hint(got: dict, source: str) -> str:
                 "returned before the forward, so the recomputation draws the same dropout masks")
     if got.get("rng_gets", 1) == 0:
         return "forward never calls rng.get_state(): record the stage's rng state before running the stage"
+    if got.get("rng_recorded_late"):
+        return ("forward records the rng state after running the stage: call rng.get_state() before run(x), so "
+                "backward restores the state the forward's dropout masks were drawn from")
     return ("restore the state recorded before this micro-batch's forward (keep it in `saved`, not on the "
             "policy object), recompute under torch.enable_grad() and back-propagate grad_output")
 

@@ -60,11 +60,15 @@ class CountingRandom:
     """The stage's RNG as a policy sees it, counting what the policy does with it."""
 
     def __init__(self, rng: Any) -> None:
-        self._rng, self.gets, self.sets = rng, 0, 0
+        self._rng, self.gets, self.sets, self.late = rng, 0, 0, False
+        self._start = rng.get_state()
 
     def get_state(self) -> Tensor:
         self.gets += 1
-        return self._rng.get_state()
+        state = self._rng.get_state()
+        if self.gets == 1:  # the first record taken after a dropout mask was drawn: the forward ran before it
+            self.late = not torch.equal(state, self._start)
+        return state
 
     def set_state(self, state: Tensor) -> None:
         self.sets += 1
@@ -90,7 +94,7 @@ def run_isolated(policy: Any, model: nn.Module, x: Tensor, seed: int, grad_outpu
     finally:
         stage_rng.remove()
     return {"out": out, "grad": grad, "grads": grads(model), "rng_gets": rng.gets,
-            "rng_sets_backward": rng.sets - forward_sets}
+            "rng_sets_backward": rng.sets - forward_sets, "rng_recorded_late": rng.late}
 
 
 def stages_for_step(net: nn.Sequential, balance: list[int], x: Tensor, y: Tensor, M: int, seed: int,
