@@ -63,12 +63,12 @@ def counted(student: str, assignment: str, term: Term | None) -> tuple[Path, dic
     if not kept:
         return None
     cutoff = term.cutoff_for(student, assignment) if term else None
+    kept.sort(key=lambda item: parse_stamp(item[1]["time"]))  # by time: an LMS time may come out of order
     before = [(p, m) for p, m in kept if cutoff is None or parse_stamp(m["time"]) <= cutoff]
     path, meta = (before or kept)[-1]
     notes = []
     if len(kept) > 1:
-        index = kept.index((path, meta)) + 1
-        notes.append(f"hand-in {index} of {len(kept)} counts ({meta['time']}); every one is kept in "
+        notes.append(f"hand-in {path.name} of {len(kept)} counts ({meta['time']}); every one is kept in "
                      f"handins/{student}/{assignment}/")
     after = [p.name for p, m in kept if cutoff is not None and parse_stamp(m["time"]) > cutoff]
     if after and before:
