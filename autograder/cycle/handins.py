@@ -94,8 +94,12 @@ def publish(student: str, assignment: str, term: Term | None, dest: Path) -> lis
         for name, data in wanted.items():
             (dest / name).write_bytes(data)
         (dest / "timestamp.txt").write_text(meta["time"])
-        (dest / HANDIN).write_text(json.dumps(meta, indent=1))
     return [("RESUBMITTED", n) for n in notes]
+
+
+def meta_of(student: str, assignment: str, stamp: str) -> dict[str, Any] | None:
+    """The ``handin.json`` of the hand-in with this time (the one ``submitted/`` holds), if any."""
+    return next((m for _, m in hand_ins(student, assignment) if m["time"] == stamp), None)
 
 
 def now(at: str | None = None) -> str:

@@ -144,12 +144,13 @@ def build(assignment: str, student: str, stored: dict[str, Any] | None, problems
 
 def _handin(assignment: str, student: str) -> dict[str, Any]:
     """When the counted hand-in came and where that time is from (``handins.py``), else the collect stamp."""
-    folder = instructor_dir() / "submitted" / student / assignment
-    try:
-        return json.loads((folder / "handin.json").read_text())
-    except (OSError, ValueError):
-        stamp = folder / "timestamp.txt"
-        return {"time": stamp.read_text().strip(), "time_from": "collect", "lms": None} if stamp.exists() else {}
+    from .handins import meta_of
+
+    stamp = instructor_dir() / "submitted" / student / assignment / "timestamp.txt"
+    if not stamp.exists():
+        return {}
+    time = stamp.read_text().strip()
+    return meta_of(student, assignment, time) or {"time": time, "time_from": "collect", "lms": None}
 
 
 def write(record: dict[str, Any]) -> Path:
