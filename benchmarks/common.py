@@ -86,7 +86,7 @@ def median_ci(values: list[float], confidence: float = 0.95) -> tuple[float, flo
 
 @dataclass
 class Row:
-    """One line of the table; ``target`` is a bound ('<= 1.03') or '' for an informative row."""
+    """One line of the table; ``target`` is a bound ('<= 1.03'), a band ('0.95..1.05') or '' for an informative row."""
 
     section: str
     metric: str
@@ -102,6 +102,9 @@ class Row:
     def met(self) -> bool | None:
         if not self.target:
             return None
+        if ".." in self.target:  # a band: '0.95..1.05'
+            low, high = (float(b) for b in self.target.split(".."))
+            return low <= self.value <= high
         op, bound = self.target.split()
         return self.value <= float(bound) if op == "<=" else self.value >= float(bound)
 

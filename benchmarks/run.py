@@ -3,6 +3,7 @@
     python -m benchmarks.run              # the full table (about 5 minutes on 2 quiet cores)
     python -m benchmarks.run --quick      # small sizes, to check the harness (about a minute)
     python -m benchmarks.run --only 1,4   # some sections (8: grading a class, against one torch import)
+                                          # (9: the simulator with communication against the engine)
 
 Every JSON row holds the metric, the measured value, its target and whether
 it was met. Nothing here runs in the test suite: timings belong in benchmarks.
@@ -51,7 +52,8 @@ def plot(curve_points: list[dict], rows: list[Row], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes: check the harness, not the engine")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="sections to run, e.g. 1,4 (8: grading)")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9",
+                        help="sections to run, e.g. 1,4 (8: grading; 9: the simulator with communication)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     only = {int(s) for s in args.only.split(",")}
@@ -89,6 +91,10 @@ def main() -> int:
         from . import grading
 
         rows += grading.run(quick=q)
+    if 9 in only:
+        from . import comm
+
+        rows += comm.run(quick=q)
     print_table(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"torch": torch.__version__, "cpus": os.cpu_count(), "machine": platform.machine(),
