@@ -30,7 +30,7 @@ from .checkpoint import STORE, policies_for, recomputing
 from .common import Loss
 from .memory import MemoryMeter
 from .rng import NO_RANDOM, StageRandom
-from .trace import Clock
+from .trace import Clock, Stamp
 
 
 class Stage:
@@ -47,7 +47,7 @@ class Stage:
         self.clock = clock or Clock()
         self.meter: MemoryMeter | None = None
         self.loss: Loss | None = None
-        self.events: list[tuple[int, str, Any, Any]] = []  # (micro-batch, kind, start stamp, end stamp)
+        self.events: list[Stamp] = []
         self._saved: dict[int, tuple[Any, Any, object]] = {}
         self._pending: dict[int, tuple[split_backward.WeightWork, object]] = {}
         self._buffers = [(m, name) for m in module.modules() for name, b in m._buffers.items() if b is not None]
@@ -102,7 +102,7 @@ class Stage:
         if saved is not None:
             token = [self.meter.hold(t) for t in tensors.as_tuple(x)] if self.meter is not None else None
             self._saved[microbatch] = (policy, saved, token)
-        self.events.append((microbatch, "F", start, self._now()))
+        self.events.append(Stamp(microbatch, "F", start, self._now()))
         return out
 
     def _take(self, microbatch: int) -> tuple[Any, Any, object]:
@@ -156,11 +156,11 @@ class Stage:
         start = self._now()
         work.run()
         del work, token
-        self.events.append((microbatch, "W", start, self._now()))
+        self.events.append(Stamp(microbatch, "W", start, self._now()))
 
     def _event(self, microbatch: int, kind: str, start: Any) -> None:
         begin = self._recompute_end if self._recompute_end is not None else start
-        self.events.append((microbatch, kind, begin, self._now()))
+        self.events.append(Stamp(microbatch, kind, begin, self._now()))
 
     def _recompute(self, microbatch: int, run: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """``run`` as a recomputation: marked, timed as R, and leaving every buffer as it found it."""
@@ -177,7 +177,7 @@ class Stage:
                 for (m, name), b in zip(self._buffers, kept):
                     m._buffers[name] = b  # ...and the module gets its untouched buffers back
             self._recompute_end = self._now()
-            self.events.append((microbatch, "R", start, self._recompute_end))
+            self.events.append(Stamp(microbatch, "R", start, self._recompute_end))
             return out
 
         return again
@@ -198,3 +198,20 @@ class _Both:
             self.b.__exit__(*exc)
         finally:
             self.a.__exit__(*exc)
+
+
+class on_stream:  # noqa: N801 - used as a context manager, like torch.cuda.stream
+    """Make the stage's device and stream current on this thread (CUDA stages only)."""
+
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+        self._ctx: list[Any] = []
+
+    def __enter__(self) -> None:
+        self._ctx = [torch.cuda.device(self.stage.device), torch.cuda.stream(self.stage.stream)]
+        for c in self._ctx:
+            c.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        for c in reversed(self._ctx):
+            c.__exit__(*exc)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -53,6 +53,23 @@ class Clock:
         return self._base["host"] + self._base[device].elapsed_time(stamp) / 1e3
 
 
+class Stamp(NamedTuple):
+    """One action as its stage stamped it: host seconds on CPU, CUDA events on a GPU (read after the step)."""
+
+    microbatch: int
+    kind: str
+    start: Any
+    end: Any
+
+
+class StageStamps(NamedTuple):
+    """A stage's stamps of one step, with the device whose clock took them."""
+
+    stage: int
+    device: torch.device
+    events: list[Stamp]
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     stage: int
@@ -75,9 +92,9 @@ class Trace:
     placement: list[int] | None = None  # device of each stage, when rows are devices holding several stages
 
     @classmethod
-    def from_stamps(cls, K: int, stamps: Iterable[tuple[int, torch.device, list[tuple[int, str, Any, Any]]]],
-                    clock: Clock, placement: Sequence[int] | None = None) -> Trace:
-        """The trace of raw ``(stage, device, [(micro-batch, kind, start, end)])`` stamps."""
+    def from_stamps(cls, K: int, stamps: Iterable[StageStamps], clock: Clock,
+                    placement: Sequence[int] | None = None) -> Trace:
+        """The trace of a step's raw stamps, each stage's on its device's clock."""
         trace = cls(K, placement=None if placement is None else list(placement))
         for stage, device, events in stamps:
             for i, kind, start, end in events:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from gpipe_core import GPipe
-from gpipe_core.common import is_positive_int, positive_int
+from gpipe_core.common import Loss, is_positive_int, positive_int
 from gpipe_core.microbatch import split
 from gpipe_core.partition import balance_by_count, validate_balance
 from gpipe_core.schedule import check_sizes, gpipe_schedule, one_f_one_b_schedule
@@ -60,3 +60,12 @@ def test_a_table_for_another_m_names_chunks() -> None:
         GPipe(model(), partitions=2, chunks=2, schedule=one_f_one_b_schedule(4, 2))
     pipe = GPipe(model(), partitions=2, chunks=3, schedule=gpipe_schedule(3, 2))
     assert pipe.table == gpipe_schedule(3, 2)
+
+
+def test_the_runtime_reads_m_from_its_table_and_refuses_other_inputs() -> None:
+    pipe = GPipe(model(), partitions=2, chunks=3, executor="inline")
+    assert pipe._runtime.M == 3  # noqa: SLF001 - the runtime's own reading of the table
+    loss = Loss(nn.functional.mse_loss, [torch.zeros(1, 3)] * 2, [0.5, 0.5])
+    with pytest.raises(ValueError, match=r"the table runs M=3 micro-batches but 2 inputs came: split the batch into 3"):
+        pipe._runtime.run([torch.zeros(1, 3)] * 2, loss, seed=0, measure_memory=False)  # noqa: SLF001
+    assert pipe._runtime.step is None  # nothing of a step outlives it

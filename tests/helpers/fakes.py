@@ -56,7 +56,7 @@ class Hold:
     def once_entered(self, runtime: Any, then: Any) -> None:
         """In a thread: when the held action has begun, call ``then``; when the runtime has stopped, release it.
 
-        The runtime stops its workers before it waits for them (``_abort``), so
+        The runtime stops its workers before it waits for them (its step's ``abort``), so
         the release comes after the timeout or interrupt has been raised. On one
         core the single worker checks its deadline only between actions, so
         there the action is released at once.
@@ -65,7 +65,7 @@ class Hold:
             if self.entered.wait(WATCHDOG_S):
                 then()
                 if runtime.workers > 1:
-                    runtime._abort.wait(WATCHDOG_S)  # noqa: SLF001 - the moment the runtime stops its workers
+                    runtime.step.abort.wait(WATCHDOG_S)  # the moment the runtime stops its workers
             self.release.set()
 
         threading.Thread(target=run, name="test-hold", daemon=True).start()
