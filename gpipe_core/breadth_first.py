@@ -6,7 +6,7 @@ stage, early backwards, little memory); looped BFS goes breadth-first: all M
 micro-batches through a device's first stage before any enters its next one,
 and backwards the same way in reverse. That is GPipe's fill-drain run over
 S = K*V stages in loop placement (stage s on device s mod K), and torch ships
-it as ``ScheduleLoopedBFS``; tests/test_breadth_first.py holds our
+it as ``ScheduleLoopedBFS``; tests/test_frontier.py holds our
 per-device orders equal to torch's.
 
 Device d's order: F(0..M-1) of stage d, then of stage d+K, ..., stage

@@ -2,7 +2,7 @@
 
 Why here and exact: torch.distributed.pipelining ships ``ScheduleDualPipeV``
 (a port of deepseek-ai/DualPipe's ``dualpipev.py``), so the course can hold
-its table to the real thing action for action (tests/test_dualpipe.py
+its table to the real thing action for action (tests/test_frontier.py
 compares our per-device orders with torch's), and the engine runs it.
 
 Layout. K devices, S = 2K stages in a V (:func:`~gpipe_core.schedule.v_placement`):
@@ -32,7 +32,7 @@ num_stages``).
 Closed forms under unit costs (F = I = W = 1 and B = 2 per stage, a stage
 being 1/(2K) of the model; an overlapped F&B costs F + B = 3, what the CPU
 engine's worker takes, as it runs the two halves in turn), checked for
-K = 1..6 and M = 2K..5K in tests/test_dualpipe.py:
+K = 1..6 and M = 2K..5K in tests/test_frontier.py:
 
 * step time 6M + 2(K-1): 6M of work per device (2M forwards and 2M
   backwards of a stage), every device idle 2(K-1), which is DeepSeek's bubble
@@ -58,7 +58,7 @@ def dualpipev_schedule(M: int, K: int) -> Schedule:
     if M < 2 * K:
         raise ValueError(f"DualPipeV needs M >= 2K micro-batches, twice the devices (got M={M}, K={K}): "
                          f"use M >= {2 * K}, or a schedule without that condition such as 'zbv' or '1f1b'")
-    return ticks_from_orders([_device_order(M, K, d) for d in range(K)], v_placement(K))
+    return ticks_from_orders([device_order(M, K, d) for d in range(K)], v_placement(K))
 
 
 class _Device:
@@ -94,7 +94,7 @@ class _Device:
         self.run(Overlap(self.forward(forward_stage), self.backward(backward_stage, split=False)))
 
 
-def _device_order(M: int, K: int, d: int) -> list[Cell]:
+def device_order(M: int, K: int, d: int) -> list[Cell]:
     """Device d's cells, step by step as the module docstring lists them."""
     down, up, dev = d, 2 * K - 1 - d, _Device()
     for _ in range(2 * (K - 1 - d)):                       # 1: fill

@@ -36,7 +36,7 @@ not, so our drain-and-fill bubble is the block's own.
 
 Closed forms under unit costs (F = I = W = 1 per stage, a stage being
 1/(2K) of the model; 6M units of work per device), for M >= K, checked for
-K = 1..8 in tests/test_vshape.py (held counts stages; two make one
+K = 1..8 in tests/test_frontier.py (held counts stages; two make one
 micro-batch's worth on a device, the unit of the paper's table):
 
 * V-Min: peak held 2 floor((K+4)/3) stages, i.e. floor((p+4)/3) micro-batches

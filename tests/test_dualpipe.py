@@ -1,0 +1,94 @@
+"""DualPipe, two directions and parameters held twice, against DeepSeek's closed forms under unit costs.
+
+Unit costs: F = I = W = 1, B = 2 per stage copy (a stage being 1/K of the model), an overlapped
+F&B = F + B = 3. "Held" counts (micro-batch, stage copy) activations a device keeps.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from gpipe_core import theory
+from gpipe_core.actions import Action, Cell, Overlap, flatten
+from gpipe_core.bidirectional import check_dualpipe, dualpipe_schedule, measure
+from gpipe_core.schedule import ScheduleError, device_orders, v_placement
+from gpipe_core.validation import validate
+from gpipe_core.zoo import BUILTINS
+
+SIZES = [(K, M) for K in (2, 4, 6, 8, 10) for M in sorted({2 * K, 2 * K + 2, 3 * K + 3 * K % 2, 5 * K})]
+
+
+@pytest.mark.parametrize(("K", "M"), SIZES)
+def test_dualpipe_meets_deepseeks_forms(K: int, M: int) -> None:
+    table = check_dualpipe(dualpipe_schedule(M, K), M, K)
+    run = measure(table, K)
+    # 3M of work per device; each idles DeepSeek's (PP/2-1)(F&B + B - 3W) with PP = K ranks
+    assert run.step == 3 * M + theory.dualpipe_bubble(K // 2) == 3 * M + K - 2
+    assert run.held == [K + 1] * K  # DeepSeek's PP + 1 activations, 1F1B's first device holds PP
+    kinds = [a.kind for a in flatten(table)]
+    assert kinds.count("F") == M * K  # M/2 micro-batches through 2K stage copies: every micro-batch through K chunks
+
+
+@pytest.mark.parametrize("K", [2, 4, 6])
+def test_each_device_holds_two_chunks_and_each_micro_batch_crosses_k_devices(K: int) -> None:
+    placement = v_placement(K)  # stage copy s < K: direction 0's chunk s; K + j: direction 1's chunk j
+    for d in range(K):
+        assert sorted(s % K for s in range(2 * K) if placement[s] == d) == sorted({d, K - 1 - d})
+    assert [placement[s] for s in range(K)] == list(range(K))  # direction 0 enters at device 0
+    assert [placement[K + j] for j in range(K)] == list(reversed(range(K)))  # direction 1 at device K-1
+
+
+@pytest.mark.parametrize(("K", "M"), [(2, 4), (4, 8), (6, 14)])
+def test_direction_one_is_direction_zero_seen_from_the_other_end(K: int, M: int) -> None:
+    tick = {a: t for t, cells in enumerate(dualpipe_schedule(M, K)) for a in flatten([cells])}
+    for a, t in tick.items():
+        if a.stage < K:  # depth s of direction 0 on device s; depth s of direction 1 on device K-1-s
+            assert tick[Action(a.kind, a.microbatch, K + a.stage)] == t
+
+
+def test_overlapped_cells_and_what_they_save() -> None:
+    K, M = 4, 12
+    table = dualpipe_schedule(M, K)
+    overlaps = [c for tick in table for c in tick if isinstance(c, Overlap)]
+    assert overlaps and all(c.forward.kind == "F" and c.backward.kind == "B" for c in overlaps)
+    faster = measure(table, K, overlap=2)  # an F&B cheaper than F + B: communication hidden behind compute
+    assert faster.step < measure(table, K).step and faster.held == [K + 1] * K  # memory depends on order only
+    assert theory.dualpipe_bubble(K // 2, fb=2) == K // 2 - 1
+
+
+def test_its_orders_are_dualpipevs_on_each_half() -> None:
+    """Devices d and K-1-d both run DualPipeV's device-d order for K/2 devices and M/2 micro-batches."""
+    K, M = 4, 8
+    ours = device_orders(dualpipe_schedule(M, K), v_placement(K))
+    theirs = device_orders(BUILTINS["dualpipev"].build(M // 2, K // 2), v_placement(K // 2))
+    def folded(cell: Cell) -> Cell:  # a stage copy as DualPipeV's V stage: depth in the V, i.e. s mod K
+        if isinstance(cell, Overlap):
+            return Overlap(folded(cell.forward), folded(cell.backward))  # type: ignore[arg-type]
+        return Action(cell.kind, cell.microbatch, cell.stage % K)
+
+    for r in range(K):
+        assert [folded(c) for c in ours[r]] == theirs[min(r, K - 1 - r)]
+
+
+def test_the_cut_is_what_the_one_way_validator_does_not_know() -> None:
+    K, M = 4, 8
+    table = dualpipe_schedule(M, K)
+    with pytest.raises(ScheduleError):  # a V validator makes stage K wait for stage K-1: a different schedule
+        validate(table, M // 2, K, v_placement(K))
+    broken = [list(tick) for tick in table]
+    first = next(t for t, tick in enumerate(broken) if any(a.kind == "B" for a in flatten([tick])))
+    broken[0], broken[first] = broken[first], broken[0]
+    with pytest.raises(ScheduleError, match="depends on"):
+        check_dualpipe(broken, M, K)
+    with pytest.raises(ScheduleError, match="needs one F and one backward"):
+        check_dualpipe(table[:-1], M, K)
+
+
+@pytest.mark.parametrize(("M", "K", "message"), [
+    (8, 3, r"even number of devices K \(got K=3\): use K=4"),
+    (7, 4, r"M even and M >= 2K, half .*\(got M=7, K=4\): use M=8"),
+    (6, 4, r"\(got M=6, K=4\): use M=8"),
+])
+def test_dualpipe_names_its_conditions(M: int, K: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        dualpipe_schedule(M, K)
