@@ -19,8 +19,6 @@ never the rest of the class. The limits, all on by default (the sandbox in
   writable disk (a tmpfs); ``cpu_s`` of CPU time per process.
 * ``output_bytes_cell`` and ``output_bytes_notebook``: bytes (not lines) of
   output kept per cell and per notebook; the rest is cut with a note.
-* ``probe_timeout_s``: one sandboxed probe run (the judge's questions to the
-  learner's functions).
 
 The per-assignment values are about ten times the slowest graded cell of the
 solution notebook measured on 2 CPU cores, so a slow machine never costs a
@@ -46,7 +44,6 @@ class Limits:
     cpu_s: int = 900
     output_bytes_cell: int = 100_000
     output_bytes_notebook: int = 2_000_000
-    probe_timeout_s: int = 120
     threads: int = 2  # torch's intra-op threads in the sandbox: grading runs --jobs at once on few cores
 
 

@@ -27,10 +27,6 @@ class Timing:
     runs: list[float] = field(default_factory=list)
 
 
-def timeit(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> Timing:
-    return interleaved({"fn": fn}, repeats, warmup)["fn"]
-
-
 def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1,
                 clock: Callable[[], float] = time.perf_counter) -> dict[str, Timing]:
     """:func:`gpipe_core.experiments.interleaved_times` (alternating order, paired by round), as Timings."""

@@ -104,14 +104,14 @@ def _stale(assignment: str, student: str) -> bool:
     return not old.exists() or (new.exists() and new.read_text().strip() != old.read_text().strip())
 
 
-# A worker is `python -m autograder _worker`: it reads "assignment<TAB>student<TAB>force<TAB>upcoming" lines
+# A worker is `python -m autograder _worker`: it reads "assignment<TAB>student<TAB>upcoming" lines
 # (upcoming: the assignment of the next submission in the queue, or empty) and
 # answers each with a line starting with this token once that submission is graded. A worker that
 # dies (a bug of the grader's) costs one submission, reported as GRADER_ERROR; the rest go on.
 TOKEN = "@@autograder-done@@"
 
 
-def run_workers(plan: list[tuple[str, str]], force: bool, jobs: int) -> set[tuple[str, str]]:
+def run_workers(plan: list[tuple[str, str]], jobs: int) -> set[tuple[str, str]]:
     """Grade ``plan`` with ``jobs`` worker processes; returns the submissions whose worker died."""
     if not plan:
         return set()
@@ -132,7 +132,7 @@ def run_workers(plan: list[tuple[str, str]], force: bool, jobs: int) -> set[tupl
                 if worker is None or worker.poll() is not None:
                     worker = subprocess.Popen([sys.executable, "-m", "autograder", "_worker"], cwd=REPO,
                                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-                worker.stdin.write(f"{task[0]}\t{task[1]}\t{int(force)}\t{upcoming}\n")
+                worker.stdin.write(f"{task[0]}\t{task[1]}\t{upcoming}\n")
                 worker.stdin.flush()
                 for line in worker.stdout:
                     if line.startswith(TOKEN):
@@ -162,7 +162,7 @@ def worker() -> None:
     course = Course()
     isolate = os.environ.get(NO_SANDBOX) != "1"
     for line in sys.stdin:
-        assignment, student, _, upcoming = line.rstrip("\n").split("\t")
+        assignment, student, upcoming = line.rstrip("\n").split("\t")
         logfile = course.logs / "autograde" / assignment / f"{student}.log"
         logfile.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -73,7 +73,7 @@ def autograde(names: Iterable[str] | None = None, force: bool = False, jobs: int
         raise SystemExit("the grading sandbox (bubblewrap) does not work here: install it with `make bubblewrap`, "
                          "or grade without isolation with --no-sandbox (see autograder/README.md)")
     names = list(resolve(names))
-    crashed = run_workers(plan(names, force), force, jobs)
+    crashed = run_workers(plan(names, force), jobs)
     return merge([a for a in names if submissions(a)], crashed)
 
 

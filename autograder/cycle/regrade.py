@@ -63,7 +63,7 @@ def regrade(names: Iterable[str] | None = None, students: Iterable[str] | None =
             raise SystemExit("the grading sandbox (bubblewrap) does not work here: install it with "
                              "`make bubblewrap`, or regrade with --no-sandbox (see autograder/README.md)")
         todo = [(a, s) for a, s in plan(chosen, force=True) if wanted is None or s in wanted]
-        crashed = run_workers(todo, True, jobs)
+        crashed = run_workers(todo, jobs)
     else:
         crashed = set()
     merge(chosen, crashed)

@@ -102,7 +102,8 @@ ALLOWED: dict[str, str] = {  # a blocked function may call these; a module name 
     "puzzles.Puzzle": "the puzzle's statement (sizes, costs, cap), handed to learners",
     "simulate": "times a given table; the notebooks hand it to learners to check their own",
     **{m: "the engine that runs learner code in the probe's tasks" for m in (
-        "common", "devices", "memory", "mailbox", "stage", "runtime", "pipe", "trace", "split_backward")},
+        "common", "devices", "memory", "mailbox", "stage", "step", "workers", "runtime", "pipe", "trace",
+        "split_backward")},
 }
 KEEP: dict[str, dict[str, str]] = {
     "05_assembling": {
