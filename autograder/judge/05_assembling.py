@@ -131,6 +131,9 @@ def assembled(ask, rng: random.Random):
              (drawn, 24, 6, [round(rng.uniform(0.5, 1.5), 3) for _ in range(9)], 3, 5, 23, rng.randrange(100)),
              (other, 16, 3, [1.0, 3.0, 1.0, 1.0, 2.0, 1.0], 4, 8, 16, rng.randrange(100))]
     data = [teacher_task(n, hidden, classes=classes, seed=seed) for _, hidden, classes, _, _, _, n, seed in cases]
+    where1, spec1, x1, g1, seed1, _ = recomputation.isolated_cases(rng)[0]  # which exercise, when the pipe is wrong
+    alone = ask.task("recompute_isolated", what=f"MyRecompute on {where1}", model=spec1, x=x1, grad_output=g1,
+                     seed=seed1, loss=False)
     replies = []
     for (spec, _, _, costs, K, M, _, seed), (x, y) in zip(cases, data):
         replies.append((ask.task("assemble", what=f"assemble(model, costs, K={K}, M={M})", model=spec, costs=costs,
@@ -141,6 +144,11 @@ def assembled(ask, rng: random.Random):
         for (spec, _, _, _, K, M, n, seed), (x, y), (pipe, part, table) in zip(cases, data, replies):
             model = build(spec)
             where = f"model of {len(model)} layers, K={K}, M={M}, batch {n}"
+            try:
+                validate(table.value(f"my_schedule({M}, {K})"), M, K)
+            except ScheduleError as exc:
+                raise Failed(f"{where}: your my_schedule (exercise 2) cannot run, so neither can the pipe; fix "
+                             f"exercise 2 first: {exc}") from None
             got = pipe.value(f"assemble on a {where}")
             expect(got["is_gpipe"], f"{where}: assemble must return a gpipe_core.GPipe")
             expect(got["K"] == K and got["M"] == M, f"{where}: the pipe has K={got['K']}, M={got['M']}")
@@ -155,9 +163,17 @@ def assembled(ask, rng: random.Random):
                 raise Failed(f"{where}: pipe.step raised {error['type']}: {error['message']}")
             want = sequential_step(model, x, y, nn.functional.cross_entropy, balance=got["balance"], chunks=M,
                                    seed=seed)
-            close(got["loss"], want, f"{where}: the loss (against the sequential model's)", rtol=1e-5, atol=0)
-            same_grads(got["grads"], [p.grad for p in model.parameters()], [n for n, _ in model.named_parameters()],
-                       where)
+            try:
+                close(got["loss"], want, f"{where}: the loss (against the sequential model's)", rtol=1e-5, atol=0)
+                same_grads(got["grads"], [p.grad for p in model.parameters()],
+                           [n for n, _ in model.named_parameters()], where)
+            except Failed:
+                try:  # MyRecompute alone, on one stage: if it is wrong there, it is the cause here
+                    recomputation.check_isolated(where1, alone.value(), spec1, x1, g1, seed1, False, ask.source)
+                except Failed as cause:
+                    raise Failed(f"{where}: the loss or gradients differ and the cause is MyRecompute (exercise 3): "
+                                 f"{cause}") from None
+                raise
             losses = got["losses"]
             expect(losses[-1] < losses[0], f"{where}: four SGD steps did not lower the loss: {losses}")
 
@@ -177,7 +193,7 @@ def training(ask, rng: random.Random):
         L = len(build(spec))
         replies.append(ask.task("train", what=f"train(pipe, ..., steps={steps}) with {opt[0]}", model=spec,
                                 balance=balance_by_count(L, K), table=gpipe_schedule(M, K), M=M, x=x, y=y,
-                                optimizer=opt, steps=steps))
+                                optimizer=opt, steps=steps, stale=True))
 
     def verify() -> None:
         for (spec, opt, K, M, _, _, steps), (x, y), reply in zip(cases, data, replies):
@@ -195,8 +211,8 @@ def training(ask, rng: random.Random):
                 optimizer.step()
             expect(all(abs(a - b) <= 1e-6 + 1e-4 * abs(b) for a, b in zip(losses, expected)),
                    f"{where}: your losses {[round(v, 5) for v in losses]} differ from the plain model's "
-                   f"{[round(v, 5) for v in expected]}: clear the gradients before every step, step once per batch, "
-                   "and record each step's loss before its update")
+                   f"{[round(v, 5) for v in expected]}: clear the gradients before every step (the model arrives with "
+                   "gradients left in .grad), step once per batch, and record each step's loss before its update")
             expect(losses[-1] < losses[0], f"{where}: the loss did not go down: {losses}")
 
     return verify
@@ -280,18 +296,21 @@ def predictions(ask, rng: random.Random):
     replies = [[ask.call(name, M, K) for name in names] for M, K in cases]
 
     def verify() -> None:
+        wrong = []  # every wrong prediction is reported, not only the first
         for (M, K), (bubble, peak, speedup) in zip(cases, replies):
             where = f"M={M}, K={K}"
             got = number(bubble.value(), f"predict_bubble({M}, {K})")
-            expect(abs(got - theory.bubble_fraction(M, K)) <= 1e-6,  # float32 answers are fine
-                   f"{where}: your bubble {got:.6g} is not a stage's idle fraction of the step: count a stage's "
-                   "idle slots in the table and divide by the step's length")
+            if abs(got - theory.bubble_fraction(M, K)) > 1e-6:  # float32 answers are fine
+                wrong.append(f"{where}: your bubble {got:.6g} is not a stage's idle fraction of the step: count a "
+                             "stage's idle slots in the table and divide by the step's length")
             got = peak.value()
-            expect(type(got) in (int, float) and got == theory.peak_held("gpipe", M, K)[0],
-                   f"{where}: your peak {got!r:.30} is not the most micro-batches a stage holds: count the forwards "
-                   "a stage has run before its first backward")
+            if not (type(got) in (int, float) and got == theory.peak_held("gpipe", M, K)[0]):
+                wrong.append(f"{where}: your peak {got!r:.30} is not the most micro-batches a stage holds: count the "
+                             "forwards a stage has run before its first backward")
             got, want = number(speedup.value(), f"predict_speedup({M}, {K})"), theory.ideal_speedup(M, K)
-            expect(abs(got - want) <= 1e-6 * want, f"{where}: your speedup {got:.6g} is not one device's time over "
-                   "the pipeline's: one device runs K*M stage slots, the pipeline M+K-1 (the bubble included)")
+            if abs(got - want) > 1e-6 * want:
+                wrong.append(f"{where}: your speedup {got:.6g} is not one device's time over the pipeline's: one "
+                             "device runs K*M stage slots, the pipeline M+K-1 (the bubble included)")
+        expect(not wrong, "\n".join(wrong))
 
     return verify

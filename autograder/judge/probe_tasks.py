@@ -208,11 +208,13 @@ def task_execute(m: Any, model: dict, balance: list[int], table: list, M: int, x
 
 
 def task_train(m: Any, model: dict, balance: list[int], table: list, M: int, x: Tensor, y: Tensor,
-               optimizer: list, steps: int) -> dict:
+               optimizer: list, steps: int, stale: bool = False) -> dict:
     from gpipe_core import GPipe
 
     net = harness.build(model)
     pipe = GPipe(net, balance=balance, chunks=M, schedule=table, checkpoint=_storing(), devices="cpu")
+    if stale:  # a step that was only measured leaves its gradients in .grad: the loop must clear them first
+        pipe.step(x, y, nn.functional.cross_entropy)
     opt = harness.make_optimizer(optimizer, net.parameters())
     losses = _learner(m, "train")(pipe, x, y, nn.functional.cross_entropy, opt, steps)
     return {"losses": losses}
