@@ -136,16 +136,6 @@ class Trace:
         span = self.span or 1.0
         return [self.busy(j) / span for j in range(self.K)]
 
-    def to_perfetto(self, path: str, units_per_second: float = 1.0) -> Any:
-        """Write the trace as Chrome trace-event JSON, one track per device (open it in ui.perfetto.dev).
-
-        ``units_per_second``: 1 for a measured trace (seconds), 1000 for a simulated one (units shown as ms).
-        See :mod:`gpipe_core.perfetto`.
-        """
-        from .perfetto import chrome_trace, write
-
-        return write(chrome_trace(self, units_per_second), path)
-
     def gantt(self, ax: Any = None, title: str | None = None, unit: str = "ms", labels: bool = True) -> Any:
         """Draw the trace: one row per stage (stage 0 on top), one box per event."""
         return draw_gantt(self.shifted().events, self.K, ax=ax, title=title, unit=unit, labels=labels,
