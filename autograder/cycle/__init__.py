@@ -12,6 +12,12 @@ possibly hostile, learners cannot change a grade but by their work
   process: the judge scores the learner's definitions through a sandboxed
   probe (``judging.py``, ``probes.py``) and the job stores files only; the
   merge (``jobs.py``) writes the gradebook;
+* a term's rules live in one course file (``term.py``: due dates, extensions,
+  the late policy, the roster): ``collect`` keeps every hand-in and publishes
+  the latest before the cut-off (``handins.py``), also from a Canvas zip
+  (``lms.py``); the merge applies the penalty and writes a result record per
+  submission (``record.py``) that feedback, both exports and ``regrade``
+  (``regrade.py``) read;
 * one log line per student and assignment says the score and everything that
   went wrong or was flagged for review, read back from what was stored, so
   the same lines come out again when nothing changed and an interrupted run
