@@ -49,23 +49,25 @@ micro-batch's worth on a device, the unit of the paper's table):
   6M + (7(K-1) + 3 [K even]) / 2: idle about 3.5(K-1), 7/12 of 1F1B's; the
   paper's reordered fill brings it to about half (its p/2m).
 
-V-ZB, the block whose lifespan is 1F1B's (p micro-batches). Its block also
-places the two W's (six passes, all in distinct slots of the period, so no
-free slot is left for the greedy rule above): F down at 4d, F up at
-6K-3-2d, I up at 6K-2+4d, I down at 12K-5-2d, each W one unit after its I.
+V-ZB, a block whose lifespan is 1F1B's. The paper's table gives V-ZB an
+activation memory of p micro-batches and a bubble of about 0, and its
+abstract's lemma says the block's lifespan decides the peak memory. Our
+block is the steady state of ZB-V (:func:`gpipe_core.zoo.zbv_schedule`, the
+zero-bubble paper's V, which holds p): its middle micro-batches repeat,
+every 6 units, F down at 4d, F up at 6K-3-2d, I up at 6K-2+4d, I down at
+12K-5-2d, each W one unit after its I (tests/test_frontier.py checks it).
 The down forwards and the up input gradients move four units a hop, the
-others two; these are the offsets of the steady state of ZB-V
-(:func:`gpipe_core.zoo.zbv_schedule`, the zero-bubble paper's V, whose
-middle micro-batches repeat exactly this block: tests/test_frontier.py
-checks it), which is what the controllable-memory paper's framework says a
-zero-bubble V block must look like: the up chunk's F, I and W back to back
-at the tip, the down chunk holding its activations across the whole V.
+others two; the up chunk's F, I and W run back to back at the tip while the
+down chunk keeps its activations across the whole V. The block places its
+W's itself (six passes in distinct slots of the period, no free slot left for
+the greedy rule above). Whether the authors' own V-ZB block places passes
+exactly so we have not checked; its memory is the figure to compare.
 
 * V-ZB: peak held min(2K, 2M, M+1+d) stages on device d, so 2K on every
   device once M >= 2K-1: p micro-batches (the paper's, 1F1B's peak). Step
   6M + 2(K-1) + 2 max(0, K-M): with M >= K each device idles 2(K-1), a
-  third of 1F1B's 6(K-1). The paper's schedule
-  reaches about zero by also reordering the fill and the drain; ZB-V's
+  third of 1F1B's 6(K-1). The paper's schedule reaches about zero by also
+  reordering the fill and the drain (as for V-Half above); ZB-V's
   greedy drain (``zbv`` in the zoo) gets K-1 from the same steady state,
   which is the floor for a synchronous step (the last device waits K-1
   units for its first input).

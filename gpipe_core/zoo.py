@@ -65,6 +65,9 @@ forms: **looped BFS** (:mod:`gpipe_core.breadth_first`, torch's
 ScheduleLoopedBFS), **DualPipeV** (:mod:`gpipe_core.dualpipe`, torch's
 ScheduleDualPipeV, with overlapped F&B cells; needs M >= 2K), and the
 controllable-memory **V-Min**, **V-Half** and **V-ZB** (:mod:`gpipe_core.vshape`).
+DualPipe proper (two directions, parameters held twice) is a table of the same
+cells in :mod:`gpipe_core.bidirectional`, with its own dependency cut; the engine
+does not run it yet, so it is not registered here.
 """
 
 from __future__ import annotations
