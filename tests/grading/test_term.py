@@ -241,3 +241,14 @@ def test_the_readme_documents_every_field_of_the_record() -> None:
     section = readme.split("## The result record", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `([a-z_.]+)`", section, flags=re.M))
     assert set(record.SCHEMA["properties"]) <= documented, set(record.SCHEMA["properties"]) - documented
+
+
+def test_regrade_needs_a_reason_and_a_known_student(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autograder.cycle.regrade import regrade
+
+    monkeypatch.setenv("GPIPE_INSTRUCTOR_DIR", str(tmp_path / "instructor"))
+    (tmp_path / "instructor" / "submitted" / "ada" / A).mkdir(parents=True)
+    with pytest.raises(SystemExit, match="needs --reason"):
+        regrade([A], ["ada"], reason=" ")
+    with pytest.raises(SystemExit, match=r"no collected submission .* for \['zed'\]"):
+        regrade([A], ["ada", "zed"], reason="judge fixed")
