@@ -218,7 +218,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="solutions pass all tests, released notebooks fail all")
     p.add_argument("assignments", nargs="*")
     p.set_defaults(func=lambda args: check(args.assignments))
-    p = sub.add_parser("collect", help="import submissions from a folder")
+    p = sub.add_parser("collect", help="import submissions from a folder or a Canvas zip")
     p.add_argument("folder", type=Path)
     p.add_argument("--assignment", help="the assignment of notebooks lying directly in FOLDER/<student>/")
     p.add_argument("--roster", type=Path, help="CSV mapping Canvas user ids to student ids (for a Canvas zip)")
