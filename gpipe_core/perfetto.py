@@ -13,7 +13,14 @@ What is written (``{"traceEvents": [...], "displayTimeUnit": ..., "otherData": {
   ``microbatch``, the ``kind`` (F, B, I, W, or R for a recomputation) and
   the ``stage``;
 * metadata events naming the process and one thread per device
-  (``"device 0"``, ...) and keeping them in device order: one track per device.
+  (``"device 0"``, ...) and keeping them in device order: one track per device;
+* one *flow* (an arrow: ``"ph": "s"`` on the sender's slice, ``"ph": "f"``
+  on the receiver's) per message between two devices: a forward's output to
+  the next stage's forward, an input gradient (B or I) to the previous
+  stage's backward (its recomputation, when it has one). Messages between two
+  stages of one device (the tip of a V) move nothing and get no arrow. In a
+  simulated table with a link (:class:`~gpipe_core.comm.Comm`) the arrow's
+  length is the hop's cost plus any wait.
 
 A device whose slices overlap in time (two stages of one GPU on their own
 streams, an overlapped F&B) gets a second track, ``"device d (overlapped)"``,
@@ -62,6 +69,7 @@ def chrome_trace(trace: Trace, units_per_second: float = 1.0, name: str = "gpipe
             "ts": (e.start - t0) * scale, "dur": max(0.0, e.end - e.start) * scale, "pid": PID, "tid": tid,
             "args": {"microbatch": e.microbatch, "kind": e.kind, "stage": e.stage, "device": device},
         })
+    events += _flows(trace, t0, scale)
     for device in range(trace.K):
         tracks.add(device)  # an idle device still gets its track
     for tid in sorted(tracks):
@@ -89,6 +97,30 @@ def write(document: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     path.write_text(json.dumps(document))
     return path
+
+
+def _flows(trace: Trace, t0: float, scale: float) -> list[dict[str, Any]]:
+    """Flow events for every message between two devices (see the module docstring), on lane-0 tracks' ids."""
+    lanes = {(e.kind, e.microbatch, e.stage): device + LANES * lane for device, lane, e in _lanes(trace)}
+    timed = {(e.kind, e.microbatch, e.stage): e for e in trace.events}
+    stages = 1 + max((e.stage for e in trace.events), default=-1)
+    out: list[dict[str, Any]] = []
+    for e in sorted(trace.events, key=lambda e: (e.end, e.stage)):
+        to = e.stage + 1 if e.kind == "F" else e.stage - 1 if e.kind in ("B", "I") else -1
+        if not 0 <= to < stages or trace.row(to) == trace.row(e.stage):
+            continue
+        wants = ("F",) if e.kind == "F" else ("R", "I", "B")  # a recomputation is the first to need the gradient
+        receiver = next((timed[k, e.microbatch, to] for k in wants if (k, e.microbatch, to) in timed), None)
+        if receiver is None:
+            continue
+        key = (receiver.kind, receiver.microbatch, receiver.stage)
+        flow = {"name": "send" if e.kind == "F" else "gradient", "cat": "hop", "id": len(out) // 2, "pid": PID,
+                "args": {"microbatch": e.microbatch, "from_stage": e.stage, "to_stage": to}}
+        sent = (e.end - t0) * scale
+        out.append({**flow, "ph": "s", "tid": lanes[e.kind, e.microbatch, e.stage],
+                    "ts": max((e.start - t0) * scale, sent - 1e-3)})  # just inside the sender's slice
+        out.append({**flow, "ph": "f", "bp": "e", "tid": lanes[key], "ts": (receiver.start - t0) * scale})
+    return out
 
 
 def _lanes(trace: Trace) -> list[tuple[int, int, Event]]:

@@ -83,3 +83,53 @@ def test_overlapping_slices_get_a_second_track() -> None:
     assert [e["ts"] for e in doc["traceEvents"] if e["ph"] == "X"] == [0.0, 1e6, 3e6]  # seconds -> microseconds
     with pytest.raises(ValueError, match="units_per_second must be positive"):
         chrome_trace(trace, units_per_second=0)
+
+
+def flows(doc: dict) -> list[tuple[dict, dict]]:
+    """(start, finish) pairs of the document's flow events, matched by id."""
+    starts = {e["id"]: e for e in doc["traceEvents"] if e["ph"] == "s"}
+    ends = {e["id"]: e for e in doc["traceEvents"] if e["ph"] == "f"}
+    assert starts.keys() == ends.keys()
+    return [(starts[i], ends[i]) for i in sorted(starts)]
+
+
+def messages_between_devices(table: list, placement: list[int]) -> set[tuple[int, int, int]]:
+    """(micro-batch, from stage, to stage) of every message a table sends from one device to another."""
+    S, out = len(placement), set()
+    for a in flatten(table):
+        to = a.stage + 1 if a.kind == "F" else a.stage - 1 if a.kind in ("B", "I") else -1
+        if 0 <= to < S and placement[to] != placement[a.stage]:
+            out.add((a.microbatch, a.stage, to))
+    return out
+
+
+@pytest.mark.parametrize("name", ["1f1b", "zbv", "dualpipev", "interleaved"])
+def test_every_hop_between_devices_is_one_arrow_from_sender_to_receiver(name: str) -> None:
+    from gpipe_core.comm import Comm
+    from gpipe_core.simulate import Costs
+
+    b, K, M = BUILTINS[name], 4, 8
+    table, placement = b.build(M, K), b.placement(K)
+    doc = table_trace(table, K, Costs(1, 2, input_grad=1, weight_grad=1, comm=Comm(latency=0.5)), placement=placement)
+    slices = {(e["args"]["kind"], e["args"]["microbatch"], e["args"]["stage"]): e
+              for e in doc["traceEvents"] if e["ph"] == "X"}
+    arrows = flows(doc)
+    assert {(s["args"]["microbatch"], s["args"]["from_stage"], s["args"]["to_stage"]) for s, _ in arrows} == \
+        messages_between_devices(table, placement) and len(arrows) == len(messages_between_devices(table, placement))
+    for s, f in arrows:
+        i, src, dst = s["args"]["microbatch"], s["args"]["from_stage"], s["args"]["to_stage"]
+        sender = next(e for k, e in slices.items() if k[1:] == (i, src) and k[0] in ("F" if dst > src else "BI"))
+        assert s["tid"] == sender["tid"] == placement[src] and f["tid"] == placement[dst] and f["bp"] == "e"
+        assert sender["ts"] <= s["ts"] <= sender["ts"] + sender["dur"]  # bound to the sending slice
+        assert f["ts"] - (sender["ts"] + sender["dur"]) >= 500 - 1e-6  # the hop's 0.5 units (1 ms each) at least
+
+
+def test_a_real_run_draws_its_hops_and_none_inside_a_device() -> None:
+    x, y = batch(n=12)
+    with GPipe(small_model(layers=12), partitions=2, chunks=4, schedule="zbv", checkpoint="except_last") as pipe:
+        pipe.step(x, y, CE, seed=0)
+    arrows = flows(chrome_trace(pipe.trace))
+    got = {(s["args"]["microbatch"], s["args"]["from_stage"], s["args"]["to_stage"]) for s, _ in arrows}
+    assert got == messages_between_devices(pipe.table, pipe.placement) and len(arrows) == len(got)
+    assert not any(pipe.placement[s["args"]["from_stage"]] == pipe.placement[s["args"]["to_stage"]] for s, _ in arrows)
+    assert all(f["ts"] >= s["ts"] for s, f in arrows)  # a message is read after it was sent (one clock)
