@@ -5,12 +5,16 @@
 was measured (loss, throughput, speedup two honest ways, bubble, activation
 memory, gradient agreement). The model, data and training loop live in
 :mod:`gpipe_core.training`, shared with the distributed worker. ``gpipe sweep`` runs
-the sensitivity-to-M experiment, ``gpipe schedule`` prints a schedule table.
+the sensitivity-to-M experiment, ``gpipe schedule`` prints a schedule table and
+what the simulator gives it: step, bubble and, beside them, each device's busy
+and idle time and peak memory, under F:I:W costs and a link between devices
+of your choice, optionally as a Chrome/Perfetto trace.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 
@@ -103,17 +107,43 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ratio(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(":"))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected F:I:W, three times >= 0 such as 1:1:1 or 1:1.5:0.5, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
 def cmd_schedule(args: argparse.Namespace) -> int:
-    from .simulate import UNIT, peak_memory, simulate
+    from .comm import Comm
+    from .perfetto import table_trace, write
+    from .simulate import Costs, peak_memory, simulate
 
     builtin, K, M = BUILTINS[args.schedule], args.partitions, args.micro_batches
     table, placement = builtin.build(M, K), builtin.placement(K)
+    f, i, w = args.costs
+    link = args.latency or args.message_bytes or args.blocking_sends
+    comm = Comm(args.latency, args.bandwidth, args.message_bytes, overlap=not args.blocking_sends) if link else None
+    costs = Costs(forward=f, backward=i + w, input_grad=i, weight_grad=w, overlap=args.overlap, comm=comm)
     print(render(table, len(placement), placement))
-    trace = simulate(table, K, UNIT, placement=placement)
-    held = [int(h) for h in peak_memory(table, K, costs=UNIT, placement=placement)]
-    print(f"{len(table)} ticks; unit costs (F = I = W = 1, B = 2): step {trace.span:g}, bubble {trace.bubble():.3f}, "
+    trace = simulate(table, K, costs, placement=placement)
+    held = [int(h) for h in peak_memory(table, K, costs=costs, placement=placement)]
+    said = "unit costs (F = I = W = 1, B = 2)" if (f, i, w) == (1, 1, 1) and comm is None and args.overlap is None \
+        else f"costs F:I:W = {f:g}:{i:g}:{w:g} (B = {i + w:g}" + \
+        (f", F&B = {args.overlap:g}" if args.overlap is not None else "") + ")" + \
+        (f", each hop between devices {args.latency:g} + {args.message_bytes:g} B / {args.bandwidth:g} B per unit, "
+         + ("blocking sends" if args.blocking_sends else "sends beside compute") if comm else "")
+    print(f"{len(table)} ticks; {said}: step {trace.span:g}, bubble {trace.bubble():.3f}, "
           f"peak micro-batches held per device {held}" + (f" (chunks of 1/{builtin.virtual} stage)"
                                                           if builtin.virtual > 1 else ""))
+    for d in range(K):
+        print(f"  device {d}: busy {trace.busy(d):g}, idle {trace.span - trace.busy(d):g}, peak held {held[d]}")
+    if args.trace:
+        write(table_trace(table, K, costs, placement=placement, name=f"{args.schedule} K={K} M={M}"), args.trace)
+        print(f"Chrome/Perfetto trace written to {args.trace} (open it in ui.perfetto.dev)")
     return 0
 
 
@@ -165,6 +195,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     sched = sub.add_parser("schedule", parents=[common], help="print a schedule as a clock-tick table")
     sched.add_argument("--micro-batches", "-M", type=int, default=4)
+    sched.add_argument("--costs", type=_ratio, default=(1.0, 1.0, 1.0), metavar="F:I:W",
+                       help="times of one stage's forward, input gradient, weight gradient (B = I + W); default 1:1:1")
+    sched.add_argument("--overlap", type=float, metavar="F&B", help="time of an overlapped forward-and-backward "
+                       "cell (DualPipeV); default: F + B, no overlap gained")
+    link = sched.add_argument_group("communication: each hop between devices costs latency + bytes / bandwidth; "
+                                    "a hop inside one device is free")
+    link.add_argument("--latency", type=float, default=0.0, help="time units per hop (default 0)")
+    link.add_argument("--bandwidth", type=float, default=math.inf, help="bytes per time unit (default: no limit)")
+    link.add_argument("--message-bytes", type=float, default=0.0, help="bytes one micro-batch sends across a stage "
+                      "boundary, forward or back (default 0)")
+    link.add_argument("--blocking-sends", action="store_true", help="the sender waits for each send (default: "
+                      "sends run beside compute)")
+    sched.add_argument("--trace", metavar="FILE.json", help="write the simulated step as a Chrome/Perfetto trace")
     sched.set_defaults(func=cmd_schedule)
     return parser
 

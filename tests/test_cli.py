@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 
+import pytest
+
 from gpipe_core.cli import build_parser, main
 from gpipe_core.training import resolve_defaults
+from gpipe_core.zoo import BUILTINS
 
 
 def test_train_reports_and_the_loss_falls(capsys, tmp_path) -> None:  # noqa: ANN001
@@ -39,6 +43,35 @@ def test_schedule_prints_the_table(capsys) -> None:  # noqa: ANN001
     assert main(["schedule", "--partitions", "4", "--micro-batches", "4"]) == 0
     out = capsys.readouterr().out
     assert "stage 0: F0   F1   F2   F3    .    .    .    .    .    .   B3   B2   B1   B0" in out
+
+
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+def test_schedule_offers_every_builtin_with_costs_a_link_and_memory_beside_time(name: str, capsys,  # noqa: ANN001
+                                                                               tmp_path) -> None:  # noqa: ANN001
+    """Each device's busy, idle and peak held as the simulator gives them under the same F:I:W and link."""
+    from gpipe_core.comm import Comm
+    from gpipe_core.simulate import Costs, peak_memory, simulate
+
+    b, K, M, trace = BUILTINS[name], 4, 8, tmp_path / "step.json"
+    assert main(["schedule", "-K", str(K), "-M", str(M), "--schedule", name, "--costs", "1:1.5:0.5",
+                 "--latency", "0.25", "--message-bytes", "100", "--bandwidth", "400", "--blocking-sends",
+                 "--trace", str(trace)]) == 0
+    out = capsys.readouterr().out
+    costs = Costs(1, 2, input_grad=1.5, weight_grad=0.5, comm=Comm(0.25, 400, 100, overlap=False))
+    table, placement = b.build(M, K), b.placement(K)
+    want = simulate(table, K, costs, placement=placement)
+    held = peak_memory(table, K, costs=costs, placement=placement)
+    assert f"step {want.span:g}, bubble {want.bubble():.3f}" in out and "0.25 + 100 B / 400 B per unit" in out
+    for d in range(K):
+        assert f"device {d}: busy {want.busy(d):g}, idle {want.span - want.busy(d):g}, peak held {int(held[d])}" in out
+    slices = [e for e in json.loads(trace.read_text())["traceEvents"] if e["ph"] == "X"]
+    assert {e["args"]["device"] for e in slices} == set(range(K))
+
+
+def test_schedule_refuses_costs_it_cannot_read(capsys) -> None:  # noqa: ANN001
+    with pytest.raises(SystemExit):
+        main(["schedule", "--costs", "1:2"])
+    assert "expected F:I:W" in capsys.readouterr().err
 
 
 def test_sweep_writes_a_plot(capsys, tmp_path) -> None:  # noqa: ANN001
