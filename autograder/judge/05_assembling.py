@@ -147,8 +147,8 @@ def assembled(ask, rng: random.Random):
             try:
                 validate(table.value(f"my_schedule({M}, {K})"), M, K)
             except ScheduleError as exc:
-                raise Failed(f"{where}: your my_schedule (exercise 2) cannot run, so neither can the pipe; fix "
-                             f"exercise 2 first: {exc}") from None
+                raise Failed(f"{where}: your my_schedule cannot run, so neither can the pipe; fix it "
+                             f"first: {exc}") from None
             got = pipe.value(f"assemble on a {where}")
             expect(got["is_gpipe"], f"{where}: assemble must return a gpipe_core.GPipe")
             expect(got["K"] == K and got["M"] == M, f"{where}: the pipe has K={got['K']}, M={got['M']}")
@@ -171,8 +171,8 @@ def assembled(ask, rng: random.Random):
                 try:  # MyRecompute alone, on one stage: if it is wrong there, it is the cause here
                     recomputation.check_isolated(where1, alone.value(), spec1, x1, g1, seed1, False, ask.source)
                 except Failed as cause:
-                    raise Failed(f"{where}: the loss or gradients differ and the cause is MyRecompute (exercise 3): "
-                                 f"{cause}") from None
+                    raise Failed(f"{where}: the loss or gradients differ and the cause is your MyRecompute (its own "
+                                 f"exercise): {cause}") from None
                 raise
             losses = got["losses"]
             expect(losses[-1] < losses[0], f"{where}: four SGD steps did not lower the loss: {losses}")
