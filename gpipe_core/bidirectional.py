@@ -44,12 +44,14 @@ being 1/K of the model; an overlapped F&B costs F + B = 3), checked for K =
   a chunk each get their direction's gradients, and the step's gradient is
   their sum (DeepSeek all-reduces them).
 
-Not yet: ``GPipe(schedule="dualpipe")``. The engine's runtime, placement and
-memory meter take one device per stage and one route 0..S-1 for every
-micro-batch; running this table needs the cut (inputs at stage K, losses at
-stage K-1, the batch's second half on direction 1) and the shared chunk
-weights in the runtime and in :class:`~gpipe_core.GPipe`. torch's runtime
-cannot run it either: a ``PipelineStage`` always sends to stage s+1.
+Running it: :class:`~gpipe_core.two_way.TwoWayPipe` walks this table on one
+thread with the engine's stages and equals the sequential model
+(tests/test_dualpipe.py). Not yet ``GPipe(schedule="dualpipe")``: the
+engine's runtime, validator and simulator take one route 0..S-1 for every
+micro-batch and one module per stage; they need this cut (inputs at stage
+copy K, losses at K-1, the batch's second half on direction 1) and the
+copies. torch's runtime cannot run it either: a ``PipelineStage`` always
+sends to stage s+1.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""DualPipe, two directions and parameters held twice, against DeepSeek's closed forms under unit costs.
+"""DualPipe, two directions and parameters held twice: DeepSeek's closed forms, and the table run exactly.
 
 Unit costs: F = I = W = 1, B = 2 per stage copy (a stage being 1/K of the model), an overlapped
 F&B = F + B = 3. "Held" counts (micro-batch, stage copy) activations a device keeps.
@@ -6,12 +6,18 @@ F&B = F + B = 3. "Held" counts (micro-batch, stage copy) activations a device ke
 
 from __future__ import annotations
 
-import pytest
+import copy
 
-from gpipe_core import theory
+import pytest
+import torch
+from helpers.engine import assert_grads_close, batch, small_model
+from torch import nn
+
+from gpipe_core import sequential_step, theory
 from gpipe_core.actions import Action, Cell, Overlap, flatten
 from gpipe_core.bidirectional import check_dualpipe, dualpipe_schedule, measure
 from gpipe_core.schedule import ScheduleError, device_orders, v_placement
+from gpipe_core.two_way import TwoWayPipe
 from gpipe_core.validation import validate
 from gpipe_core.zoo import BUILTINS
 
@@ -92,3 +98,91 @@ def test_the_cut_is_what_the_one_way_validator_does_not_know() -> None:
 def test_dualpipe_names_its_conditions(M: int, K: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         dualpipe_schedule(M, K)
+
+
+# -- the table run: two directions, the chunks' copies, exact against the sequential model ---------------------------
+
+CE = nn.functional.cross_entropy
+
+
+@pytest.mark.parametrize(("K", "M", "checkpoint", "dropout"), [
+    (2, 4, "never", 0.0), (2, 6, "always", 0.3), (4, 8, "except_last", 0.3), (4, 10, "never", 0.2)])
+def test_the_table_runs_equal_to_the_sequential_model(K: int, M: int, checkpoint: str, dropout: float) -> None:
+    model = small_model(layers=8, dropout=dropout)
+    reference = copy.deepcopy(model)
+    x, y = batch(n=19)  # 19 samples: micro-batches of unequal size, in both directions
+    with TwoWayPipe(model, partitions=K, chunks=M, checkpoint=checkpoint) as pipe:
+        loss = pipe.step(x, y, CE, seed=3)
+    expected = sequential_step(reference, x, y, CE, balance=pipe.balance, chunks=M, seed=3)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-7)
+    assert_grads_close(model, reference)
+    assert {a.kind for a in flatten(pipe.table)} == {"F", "B", "I", "W"}  # whole, split and overlapped backwards ran
+
+
+def test_two_steps_accumulate_and_an_optimizer_step_reaches_both_copies() -> None:
+    model, x, y = small_model(layers=8, dropout=0.2), *batch(n=16)
+    reference = copy.deepcopy(model)
+    opt, ref_opt = (torch.optim.SGD(m.parameters(), lr=0.1) for m in (model, reference))
+    with TwoWayPipe(model, partitions=2, chunks=4) as pipe:
+        for step in range(2):
+            losses = pipe.step(x, y, CE, seed=step), pipe.step(x, y, CE, seed=10 + step)  # no zero_grad between
+            want = [sequential_step(reference, x, y, CE, balance=pipe.balance, chunks=4, seed=s)
+                    for s in (step, 10 + step)]
+            torch.testing.assert_close(torch.stack(losses), torch.stack(want), rtol=1e-5, atol=1e-7)
+            assert_grads_close(model, reference)
+            for o in (opt, ref_opt):
+                o.step()
+                o.zero_grad()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_mean_and_sum_losses_and_one_sample_micro_batches(reduction: str) -> None:
+    def loss_fn(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return CE(out, target, reduction=reduction)
+
+    model = small_model(layers=4)
+    reference = copy.deepcopy(model)
+    x, y = batch(n=8)
+    with TwoWayPipe(model, partitions=4, chunks=8) as pipe:  # 8 micro-batches of one sample
+        loss = pipe.step(x, y, loss_fn, reduction=reduction)
+    expected = loss_fn(reference(x), y)
+    expected.backward()
+    torch.testing.assert_close(loss, expected.detach(), rtol=1e-5, atol=1e-6)
+    assert_grads_close(model, reference)
+
+
+class Counter(nn.Module):
+    """A linear layer whose buffers count its calls and add up its inputs: state that does not depend on order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(12, 12)
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+        self.register_buffer("seen", torch.zeros(12))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.seen += x.detach().sum(0)
+        return torch.tanh(self.fc(x))
+
+
+def test_buffers_the_copies_change_reach_the_model() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(Counter(), Counter(), Counter(), nn.Linear(12, 4))
+    reference = copy.deepcopy(model)
+    x, y = batch(n=12)
+    with TwoWayPipe(model, partitions=2, chunks=6, checkpoint="always") as pipe:  # recomputation counts once
+        pipe.step(x, y, CE, seed=1)
+    sequential_step(reference, x, y, CE, balance=pipe.balance, chunks=6, seed=1)
+    for (name, b), c in zip(model.named_buffers(), reference.buffers()):
+        torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
+    assert int(model[0].calls) == 6  # once per micro-batch, whichever direction ran it
+
+
+def test_the_runner_names_what_it_needs() -> None:
+    with pytest.raises(ValueError, match=r"even number of devices K \(got K=3\)"):
+        TwoWayPipe(small_model(layers=6), partitions=3, chunks=6)
+    with pytest.raises(ValueError, match=r"balance \[4, 4\] has 2 chunks but DualPipe on K=4 .* give 4 layer counts"):
+        TwoWayPipe(small_model(layers=8), partitions=4, chunks=8, balance=[4, 4])

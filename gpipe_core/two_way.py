@@ -1,0 +1,141 @@
+"""Run a DualPipe table exactly, on one thread, with the engine's own stages.
+
+Why a runner of its own: :class:`~gpipe_core.GPipe`'s runtime sends every
+micro-batch from stage s to stage s+1 and runs one module per stage, while
+DualPipe (:mod:`gpipe_core.bidirectional`) cuts its chain between stage
+copies K-1 and K and runs each chunk twice, once per direction. Until the
+runtime knows that cut, :class:`TwoWayPipe` walks the table tick by tick on
+the calling thread (as the engine's ``inline`` executor does) and hands each
+action to an engine :class:`~gpipe_core.stage.Stage`, so recomputation,
+split backwards (I, W), dropout seeding and loss weighting are the engine's.
+
+What it adds is the two-way bookkeeping:
+
+* direction 0 runs the caller's chunks; direction 1 runs copies of them
+  (DeepSeek's parameters held twice), refreshed from the originals at every
+  step so an optimizer's updates reach both;
+* the batch's first M/2 micro-batches go down (direction 0), the last M/2
+  up: the table's micro-batch i of stage copy s is the batch's micro-batch
+  (s // K)(M/2) + i, and it runs chunk s mod K. Each stage is the engine's
+  stage of that chunk, so micro-batch n on chunk j draws the dropout mask
+  :func:`~gpipe_core.sequential_step` draws for (n, j);
+* after the step the copies' gradients are added into the originals'
+  ``.grad`` (what DeepSeek's all-reduce of the two copies does), and what the
+  copies' forwards changed in their buffers is added to the originals'
+  buffers: counters come out as the sequential model's; a running average
+  (BatchNorm's) does not, as the two directions update it in another order.
+
+CPU only: the copies live where the originals do.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import microbatch, tensors
+from .actions import Action, actions_of
+from .bidirectional import check_dualpipe, dualpipe_schedule
+from .common import Loss, LossFn, positive_int
+from .partition import balance_by_count, check_sequential, split_module, validate_balance
+from .rng import draw_base_seed
+from .stage import Stage
+
+
+class TwoWayPipe:
+    """DualPipe over ``partitions`` = K devices (K even) and ``chunks`` = M micro-batches (M even, M >= 2K)."""
+
+    def __init__(self, module: nn.Sequential, partitions: int, chunks: int, balance: Sequence[int] | None = None,
+                 checkpoint: object = "except_last") -> None:
+        check_sequential(module, "TwoWayPipe")
+        self.K, self.M = positive_int(partitions, "partitions (K)"), positive_int(chunks, "chunks (M)")
+        self.table = check_dualpipe(dualpipe_schedule(self.M, self.K), self.M, self.K)
+        self.balance = validate_balance(balance_by_count(len(module), self.K) if balance is None else balance,
+                                        len(module))
+        if len(self.balance) != self.K:
+            raise ValueError(f"balance {self.balance} has {len(self.balance)} chunks but DualPipe on K={self.K} "
+                             f"devices cuts the model into K: give {self.K} layer counts")
+        self.chunks = split_module(module, self.balance)
+        self.copies = [copy.deepcopy(c) for c in self.chunks]  # before any stage hooks its dropout layers
+        device = next(iter(module.parameters()), torch.zeros(())).device
+        if device.type != "cpu":
+            raise ValueError(f"TwoWayPipe runs on the CPU (the model is on {device}): move the model to the CPU")
+        self.stages = [Stage(s % self.K, part, device, checkpoint) for s, part in enumerate(self.chunks + self.copies)]
+
+    def step(self, x: Any, target: Tensor, loss_fn: LossFn, seed: int | None = None,
+             reduction: str = "mean") -> Tensor:
+        """One training step through the DualPipe table; gradients accumulate into the model's ``.grad``."""
+        K, M, half = self.K, self.M, self.M // 2
+        tensors.check(x, "the batch")
+        xs = microbatch.split(x, M)
+        targets = list(torch.tensor_split(target, M, dim=0))
+        loss = Loss(loss_fn, targets, microbatch.loss_weights(xs, reduction))
+        before = self._refresh()
+        base = draw_base_seed() if seed is None else seed
+        for s, stage in enumerate(self.stages):
+            stage.begin_step(M, base, loss if s % K == K - 1 else None, None)
+        # (micro-batch of the batch, stage copy) -> the activation it receives, and the gradient it receives
+        inbox: tuple[dict[tuple[int, int], Any], dict[tuple[int, int], Any]] = ({}, {})
+        outputs: dict[int, Tensor] = {}
+        with torch.enable_grad():
+            for tick in self.table:
+                for cell in tick:
+                    for a in actions_of(cell):
+                        self._run(a, (a.stage // K) * half + a.microbatch, xs, inbox, outputs)
+        self._merge(before)
+        return torch.stack([outputs[n].detach() for n in range(M)]).sum()
+
+    def _run(self, a: Action, n: int, xs: list[Any],
+             inbox: tuple[dict[tuple[int, int], Any], dict[tuple[int, int], Any]], outputs: dict[int, Tensor]) -> None:
+        """Action ``a`` of the table for micro-batch ``n`` of the batch, on its stage copy."""
+        s, j, stage = a.stage, a.stage % self.K, self.stages[a.stage]
+        sent, grads = inbox
+        if a.kind == "F":
+            out = stage.forward(n, xs[n] if j == 0 else sent.pop((n, s)))
+            if j == self.K - 1:
+                outputs[n] = out
+            else:
+                sent[(n, s + 1)] = out
+        elif a.kind == "W":
+            stage.backward_weight(n)
+        else:
+            grad = None if j == self.K - 1 else grads.pop((n, s))
+            grad_in = stage.backward(n, grad) if a.kind == "B" else stage.backward_input(n, grad)
+            if j > 0:
+                grads[(n, s - 1)] = grad_in
+
+    def _refresh(self) -> list[list[Tensor]]:
+        """The copies take the originals' parameters and buffers; returns the copies' buffers as they start."""
+        with torch.no_grad():
+            for original, twin in zip(self.chunks, self.copies):
+                for p, q in zip(original.parameters(), twin.parameters()):
+                    q.copy_(p)
+                    q.grad = None
+                for b, c in zip(original.buffers(), twin.buffers()):
+                    c.copy_(b)
+        return [[b.clone() for b in twin.buffers()] for twin in self.copies]
+
+    def _merge(self, before: list[list[Tensor]]) -> None:
+        """The copies' gradients into the originals' ``.grad``; their buffer changes into the originals'."""
+        with torch.no_grad():
+            for original, twin, start in zip(self.chunks, self.copies, before):
+                for p, q in zip(original.parameters(), twin.parameters()):
+                    if q.grad is not None:
+                        p.grad = q.grad.clone() if p.grad is None else p.grad.add_(q.grad)
+                for b, c, c0 in zip(original.buffers(), twin.buffers(), start):
+                    b.add_(c - c0)
+
+    def close(self) -> None:
+        """Remove the hooks the stages put on the dropout layers."""
+        for stage in self.stages:
+            stage.rng.remove()
+
+    def __enter__(self) -> TwoWayPipe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
