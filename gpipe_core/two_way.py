@@ -59,11 +59,11 @@ class TwoWayPipe:
         if len(self.balance) != self.K:
             raise ValueError(f"balance {self.balance} has {len(self.balance)} chunks but DualPipe on K={self.K} "
                              f"devices cuts the model into K: give {self.K} layer counts")
-        self.chunks = split_module(module, self.balance)
-        self.copies = [copy.deepcopy(c) for c in self.chunks]  # before any stage hooks its dropout layers
         device = next(iter(module.parameters()), torch.zeros(())).device
         if device.type != "cpu":
             raise ValueError(f"TwoWayPipe runs on the CPU (the model is on {device}): move the model to the CPU")
+        self.chunks = split_module(module, self.balance)
+        self.copies = [copy.deepcopy(c) for c in self.chunks]  # before any stage hooks its dropout layers
         self.stages = [Stage(s % self.K, part, device, checkpoint) for s, part in enumerate(self.chunks + self.copies)]
 
     def step(self, x: Any, target: Tensor, loss_fn: LossFn, seed: int | None = None,
