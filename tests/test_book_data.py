@@ -7,6 +7,7 @@ reader meets it.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import subprocess
 import sys
@@ -213,3 +214,30 @@ def test_explorer_memory_differs_by_schedule(data: dict) -> None:
                 assert entries["gpipe"]["memory"][c] == [M] * K
                 assert entries["1f1b"]["memory"][c] == [min(K - d, M) for d in range(K)]
                 assert entries["zb-h1"]["memory"][c] == [K] * K
+
+
+@pytest.mark.parametrize("name", ["1f1b", "zbv", "dualpipev", "zb-h2"])
+def test_explorer_link_presets_are_the_simulators_with_a_link(data: dict, name: str) -> None:
+    """Preset link x len(costs) + cost: the same costs with each hop between devices a quarter forward, beside
+    the compute or blocking; never shorter than without the link, and the memory (set by the order) unchanged."""
+    from gpipe_core.comm import Comm
+
+    unit, builtin, costs = data["unit"], BUILTINS[name], data["costs"]
+    assert len(data["comms"]) == 3 and "free" in data["comms"][0]
+    for K, M in ((2, 8), (4, 4), (8, 32)):
+        entry = data["schedules"][name]["entries"][f"{K},{M}"]
+        if "why" in entry:
+            continue
+        table, placement, V = builtin.build(M, K), builtin.placement(K), builtin.virtual
+        orders = [list(flatten([o])) for o in device_orders(table, placement)]
+        for link, comm in ((1, Comm(latency=0.25)), (2, Comm(latency=0.25, overlap=False))):
+            for c, preset in enumerate(costs):
+                at = link * len(costs) + c
+                trace = simulate(table, K, dataclasses.replace(_costs(preset, V), comm=comm), placement=placement)
+                start = {(e.stage, e.microbatch, e.kind): e.start for e in trace.events}
+                starts = entry["start"][at]
+                starts = entry["start"][starts] if isinstance(starts, int) else starts
+                for d, order in enumerate(orders):
+                    assert [s / unit for s in starts[d]] == [start[a.stage, a.microbatch, a.kind] for a in order]
+                assert entry["length"][at] / unit == max(e.end for e in trace.events)
+                assert entry["length"][at] >= entry["length"][c] and entry["memory"][at] == entry["memory"][c]

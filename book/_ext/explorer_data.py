@@ -20,15 +20,23 @@ refuses that K and M:
     overlapped F&B cell (DualPipeV's) gives its forward, then its backward,
     timed end to end inside the cell as the simulator draws them.
 ``start[c][d][n]``
-    when the n-th action of device d starts under cost preset c, in units of
+    when the n-th action of device d starts under preset c, in units of
     1/UNIT forward (whole numbers keep the file small); a number in place of
     the list means "as under that preset" (a table without I and W times the
     presets with the same forward and backward alike).
 ``length[c]``, ``bubble[c]``
     the step's length (in the same units) and its idle fraction under preset c
     (the simulator's).
+
+A preset c is a cost preset (F : I : W) and a link preset (``COMMS``: no
+communication cost, or each hop between two devices taking a quarter of a
+forward, beside the compute or blocking its sender; a hop inside one device
+is free): c = link x len(COSTS) + cost, so the first len(COSTS) presets are
+the cost presets without a link.
 ``memory[c][d]``
-    device d's peak activation memory under preset c, from the simulator
+    device d's peak activation memory under preset c (the same for every
+    preset: a device runs one action at a time, so its peak depends only on
+    its order, and it is sized once), from the simulator
     (``gpipe_core.simulate.peak_memory``), in micro-batches of a whole
     device's share of the model (a stage held counts 1/V).
 ``bubble_formula``, ``memory_remat``, ``memory_stored``
@@ -40,6 +48,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from gpipe_core.comm import Comm
 from gpipe_core.schedule import device_orders, flatten
 from gpipe_core.simulate import Costs, peak_memory, simulate
 from gpipe_core.theory import bubble_fraction, memory_units_rematerialized, memory_units_stored
@@ -60,6 +69,11 @@ COSTS = [
     {"F": 1.0, "I": 1.0, "W": 1.0, "label": "1 : 1 : 1 (backward = 2 forwards, as for matrix products)"},
     {"F": 1.0, "I": 1.5, "W": 0.5, "label": "1 : 1½ : ½ (the input gradient dominates)"},
 ]
+COMMS = [
+    {"label": "free (no communication cost)", "comm": None},
+    {"label": "each hop between devices ¼ forward, beside the compute", "comm": Comm(latency=0.25)},
+    {"label": "each hop between devices ¼ forward, the sender waits", "comm": Comm(latency=0.25, overlap=False)},
+]
 KINDS = "FBIW"
 NAMES = {"gpipe": "GPipe (fill-drain)", "1f1b": "1F1B", "interleaved": "interleaved 1F1B (V = 2)",
          "zb-h1": "ZB-H1 (zero bubble, 1F1B's memory)", "zb-h2": "ZB-H2 (zero bubble, more memory)",
@@ -74,28 +88,30 @@ def schedule_entry(builtin: Builtin, K: int, M: int) -> dict[str, Any] | None:
     orders = [list(flatten([order])) for order in device_orders(table, placement)]
     split = any(a.kind in "IW" for order in orders for a in order)
     starts: list[Any] = []
-    lengths, bubbles, memory, seen = [], [], [], {}
-    for c, preset in enumerate(COSTS):
+    lengths, bubbles, seen = [], [], {}
+    memory = None
+    for c, (link, preset) in enumerate((link, preset) for link in COMMS for preset in COSTS):
         key = (preset["F"], preset["I"], preset["W"]) if split else (preset["F"], preset["I"] + preset["W"])
+        key += (COMMS.index(link),)
         if key in seen:  # a table without I and W times presets with equal F and B alike: reuse, do not re-walk
             first = seen[key]
             lengths.append(lengths[first])
             bubbles.append(bubbles[first])
-            memory.append(memory[first])
             starts.append(first)
             continue
         seen[key] = c
         costs = Costs(forward=preset["F"] / V, backward=(preset["I"] + preset["W"]) / V,
-                      input_grad=preset["I"] / V, weight_grad=preset["W"] / V)
+                      input_grad=preset["I"] / V, weight_grad=preset["W"] / V, comm=link["comm"])
         trace = simulate(table, K, costs, placement=placement)  # its events start where times() puts them
         lengths.append(_units(max(e.end for e in trace.events)))
         bubbles.append(round(trace.bubble(), 6))
-        memory.append([round(m / V, 3) for m in peak_memory(table, K, costs=costs, placement=placement)])
+        if memory is None:  # the order alone sets it (see the module docstring)
+            memory = [round(m / V, 3) for m in peak_memory(table, K, costs=costs, placement=placement)]
         start = {(e.stage, e.microbatch, e.kind): e.start for e in trace.events}
         starts.append([[_units(start[a.stage, a.microbatch, a.kind]) for a in order] for order in orders])
     return {
         "order": [" ".join(f"{a.kind}{a.microbatch}:{a.stage}" for a in order) for order in orders],
-        "virtual": V, "start": starts, "length": lengths, "bubble": bubbles, "memory": memory,
+        "virtual": V, "start": starts, "length": lengths, "bubble": bubbles, "memory": [memory] * len(starts),
         "bubble_formula": round(bubble_fraction(M, K), 6),
         "memory_remat": memory_units_rematerialized(N, L, M, K), "memory_stored": memory_units_stored(N, L, K),
     }
@@ -120,6 +136,7 @@ def explorer_data() -> dict[str, Any]:
     costs = [{**p, "B": p["I"] + p["W"]} for p in COSTS]
     return {
         "N": N, "L": L, "maxK": MAX_K, "maxM": MAX_M, "unit": UNIT, "costs": costs,
+        "comms": [link["label"] for link in COMMS],
         "kinds": {k: {"label": LABELS[k], "color": COLORS[k]} for k in KINDS},
         "schedules": {name: {"label": NAMES.get(name, name), "virtual": builtin.virtual,
                              "entries": {f"{K},{M}": _entry_or_reason(builtin, K, M)

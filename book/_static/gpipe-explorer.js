@@ -3,12 +3,12 @@
  * It draws, never computes: window.GPIPE_EXPLORER (written at build time from
  * gpipe_core by book/_ext/gpipe_book.py and explorer_data.py) holds, for every
  * built-in schedule, K and M, each device's actions in order, their start times
- * under every cost preset (gpipe_core's simulator), the bubble, and each
+ * under every cost and link preset (gpipe_core's simulator), the bubble, and each
  * device's peak activation memory. A schedule's entries live in their own file
  * (gpipe-explorer-<name>.js), loaded when a reader first picks it. Any
  * <div class="gpipe-explorer"> becomes controls, a Gantt chart with a memory
  * bar beside every device's row, a legend and readouts.
- * Optional attributes: data-k, data-m, data-schedule, data-cost.
+ * Optional attributes: data-k, data-m, data-schedule, data-cost, data-link.
  *
  * The chart is laid out in CSS pixels for the width it is given (and again
  * when that width changes), so it always fits its column, phone included,
@@ -76,13 +76,14 @@
     return { kind: token[0], mb: +token.slice(1, colon), stage: +token.slice(colon + 1) };
   }
 
-  function draw(svg, data, entry, cost, width) {
+  // `at`: the preset (cost and link) whose timeline to draw; `cost`: the cost preset, which sets each box's length.
+  function draw(svg, data, entry, at, cost, width) {
     while (svg.firstChild) svg.removeChild(svg.firstChild);
-    var K = entry.order.length, T = entry.length[cost] / data.unit, virtual = entry.virtual > 1;
-    var starts = entry.start[cost];
+    var K = entry.order.length, T = entry.length[at] / data.unit, virtual = entry.virtual > 1;
+    var starts = entry.start[at];
     if (typeof starts === "number") starts = entry.start[starts];  // the same timeline as that preset
     var chart = Math.max(width - LEFT - GAP - MEMORY, 60), scale = chart / T;
-    var memory = entry.memory[cost], height = K * ROW + AXIS, peak = Math.max.apply(null, memory.concat([1]));
+    var memory = entry.memory[at], height = K * ROW + AXIS, peak = Math.max.apply(null, memory.concat([1]));
     svg.setAttribute("viewBox", "0 0 " + width + " " + height);
     svg.setAttribute("width", width);
     svg.setAttribute("height", height);
@@ -154,6 +155,12 @@
                              value: root.dataset.cost || 0, "data-role": "cost",
                              "aria-label": "cost of forward : input gradient : weight gradient" }, costWrap);
     var costShown = el("output", { "data-role": "cost-value" }, costWrap);
+    var links = data.comms || ["free"];
+    var linkWrap = control(controls, "link between devices", "link");
+    var link = el("input", { type: "range", min: 0, max: links.length - 1, step: 1,
+                             value: root.dataset.link || 0, "data-role": "link",
+                             "aria-label": "communication cost of a hop between devices" }, linkWrap);
+    var linkShown = el("output", { "data-role": "link-value" }, linkWrap);
     var note = el("p", { "class": "gpipe-explorer-note", "data-role": "note" }, root);
     var figure = el("div", { "class": "gpipe-explorer-figure" }, root);
     var svg = el("svg", { role: "img", "aria-label": "pipeline schedule Gantt chart" }, figure, true);
@@ -170,15 +177,18 @@
     var memory = item("GPipe's memory law per stage", "memory");
 
     function update() {
-      var K = +k.value, M = +m.value, name = select.value, c = +cost.value, preset = data.costs[c];
+      var K = +k.value, M = +m.value, name = select.value, c = +cost.value, l = +link.value, preset = data.costs[c];
       k.parentNode.querySelector("output").textContent = K;
       m.parentNode.querySelector("output").textContent = M;
       costShown.textContent = preset.label;
-      load(data, name, function () { show(K, M, name, c, preset); });
+      linkShown.textContent = links[l];
+      load(data, name, function () { show(K, M, name, c, l, preset); });
     }
 
-    function show(K, M, name, c, preset) {
-      if (+k.value !== K || +m.value !== M || select.value !== name || +cost.value !== c) return;  // moved on
+    function show(K, M, name, c, l, preset) {
+      if (+k.value !== K || +m.value !== M || select.value !== name || +cost.value !== c ||
+          +link.value !== l) return;  // moved on
+      var at = l * data.costs.length + c;  // the preset of this cost and this link
       var schedule = data.schedules[name], entry = schedule.entries[K + "," + M];
       var ok = !entry.why;
       figure.style.display = keys.style.display = readout.style.display = ok ? "" : "none";
@@ -187,18 +197,18 @@
         "and costs 1/" + schedule.virtual + " of a whole device's." : "")
         : schedule.label + " has no table for K = " + K + ", M = " + M + ": " + entry.why;
       if (!ok) return;
-      draw(svg, data, entry, c, Math.floor(figure.clientWidth) || 600);
+      draw(svg, data, entry, at, c, Math.floor(figure.clientWidth) || 600);
       legend(keys, data, entry);
-      length.textContent = fmt(entry.length[c] / data.unit) + " (one forward = 1, one backward = " +
+      length.textContent = fmt(entry.length[at] / data.unit) + " (one forward = 1, one backward = " +
         fmt(preset.B) + ")";
-      bubble.textContent = entry.bubble[c].toFixed(3);
+      bubble.textContent = entry.bubble[at].toFixed(3);
       formula.textContent = "(" + K + "-1)/(" + M + "+" + K + "-1) = " + entry.bubble_formula.toFixed(3);
-      inflight.textContent = "[" + entry.memory[c].map(fmt).join(", ") + "] of M = " + M + " (device 0 first)";
+      inflight.textContent = "[" + entry.memory[at].map(fmt).join(", ") + "] of M = " + M + " (device 0 first)";
       memory.textContent = fmt(entry.memory_remat) + " units with re-materialisation, N + (L/K)(N/M); " +
         fmt(entry.memory_stored) + " without, N\u00b7L/K (N=" + data.N + ", L=" + data.L +
         "; one unit = one sample's activation at one layer)";
     }
-    [k, m, cost].forEach(function (input) { input.addEventListener("input", update); });
+    [k, m, cost, link].forEach(function (input) { input.addEventListener("input", update); });
     select.addEventListener("change", update);
     var width = 0;
     window.addEventListener("resize", function () {
