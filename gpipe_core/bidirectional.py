@@ -44,9 +44,9 @@ being 1/K of the model; an overlapped F&B costs F + B = 3), checked for K =
   a chunk each get their direction's gradients, and the step's gradient is
   their sum (DeepSeek all-reduces them).
 
-Running it: :class:`~gpipe_core.two_way.TwoWayPipe` walks this table on one
-thread with the engine's stages and equals the sequential model
-(tests/test_dualpipe.py). Not yet ``GPipe(schedule="dualpipe")``: the
+Running it: :class:`~gpipe_core.two_way.TwoWayPipe` walks this table with the
+engine's stages, inline or one thread per device, and equals the sequential
+model (tests/test_dualpipe.py). Not yet ``GPipe(schedule="dualpipe")``: the
 engine's runtime, validator and simulator take one route 0..S-1 for every
 micro-batch and one module per stage; they need this cut (inputs at stage
 copy K, losses at K-1, the batch's second half on direction 1) and the

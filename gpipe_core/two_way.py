@@ -1,13 +1,15 @@
-"""Run a DualPipe table exactly, on one thread, with the engine's own stages.
+"""Run a DualPipe table exactly, with the engine's own stages, inline or one thread per device.
 
 Why a runner of its own: :class:`~gpipe_core.GPipe`'s runtime sends every
 micro-batch from stage s to stage s+1 and runs one module per stage, while
 DualPipe (:mod:`gpipe_core.bidirectional`) cuts its chain between stage
 copies K-1 and K and runs each chunk twice, once per direction. Until the
-runtime knows that cut, :class:`TwoWayPipe` walks the table tick by tick on
-the calling thread (as the engine's ``inline`` executor does) and hands each
-action to an engine :class:`~gpipe_core.stage.Stage`, so recomputation,
-split backwards (I, W), dropout seeding and loss weighting are the engine's.
+runtime knows that cut, :class:`TwoWayPipe` walks the table itself, as the
+engine's two executors do: tick by tick on the calling thread (``inline``),
+or one thread per device running its own order and waiting for what it
+receives (``threads``). Each action goes to an engine
+:class:`~gpipe_core.stage.Stage`, so recomputation, split backwards (I, W),
+dropout seeding and loss weighting are the engine's.
 
 What it adds is the two-way bookkeeping:
 
@@ -31,6 +33,7 @@ CPU only: the copies live where the originals do.
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,20 +41,60 @@ import torch
 from torch import Tensor, nn
 
 from . import microbatch, tensors
-from .actions import Action, actions_of
+from .actions import Action, Cell, actions_of
 from .bidirectional import check_dualpipe, dualpipe_schedule
-from .common import Loss, LossFn, positive_int
+from .common import Loss, LossFn, StageError, positive_int
 from .partition import balance_by_count, check_sequential, split_module, validate_balance
 from .rng import draw_base_seed
+from .schedule import device_orders, v_placement
 from .stage import Stage
 
 
+class _Stopped(Exception):
+    """Another worker failed: this one stops where it waits."""
+
+
+class _Mailbox:
+    """What is in flight, keyed (kind, micro-batch of the batch, receiving stage copy); a taker waits for it."""
+
+    def __init__(self, timeout: float) -> None:
+        self.items: dict[tuple[str, int, int], Any] = {}
+        self.cond = threading.Condition()
+        self.failed: BaseException | None = None
+        self.timeout = timeout
+
+    def put(self, key: tuple[str, int, int], value: Any) -> None:
+        with self.cond:
+            self.items[key] = value
+            self.cond.notify_all()
+
+    def take(self, key: tuple[str, int, int]) -> Any:
+        with self.cond:
+            if not self.cond.wait_for(lambda: key in self.items or self.failed is not None, self.timeout):
+                raise TimeoutError(f"waited {self.timeout}s for {key}: the table's orders do not deliver it")
+            if self.failed is not None:
+                raise _Stopped
+            return self.items.pop(key)
+
+    def fail(self, error: BaseException) -> None:
+        with self.cond:
+            self.failed = self.failed or error
+            self.cond.notify_all()
+
+
 class TwoWayPipe:
-    """DualPipe over ``partitions`` = K devices (K even) and ``chunks`` = M micro-batches (M even, M >= 2K)."""
+    """DualPipe over ``partitions`` = K devices (K even) and ``chunks`` = M micro-batches (M even, M >= 2K).
+
+    ``executor``: ``"inline"`` runs the table tick by tick on the calling thread; ``"threads"`` gives each
+    device a thread that runs its own order, waiting for what it receives (at most ``timeout`` seconds).
+    """
 
     def __init__(self, module: nn.Sequential, partitions: int, chunks: int, balance: Sequence[int] | None = None,
-                 checkpoint: object = "except_last") -> None:
+                 checkpoint: object = "except_last", executor: str = "inline", timeout: float = 60.0) -> None:
         check_sequential(module, "TwoWayPipe")
+        if executor not in ("inline", "threads"):
+            raise ValueError(f"executor must be 'inline' or 'threads', got {executor!r}")
+        self.executor, self.timeout = executor, timeout
         self.K, self.M = positive_int(partitions, "partitions (K)"), positive_int(chunks, "chunks (M)")
         self.table = check_dualpipe(dualpipe_schedule(self.M, self.K), self.M, self.K)
         self.balance = validate_balance(balance_by_count(len(module), self.K) if balance is None else balance,
@@ -69,7 +112,7 @@ class TwoWayPipe:
     def step(self, x: Any, target: Tensor, loss_fn: LossFn, seed: int | None = None,
              reduction: str = "mean") -> Tensor:
         """One training step through the DualPipe table; gradients accumulate into the model's ``.grad``."""
-        K, M, half = self.K, self.M, self.M // 2
+        K, M = self.K, self.M
         tensors.check(x, "the batch")
         xs = microbatch.split(x, M)
         targets = list(torch.tensor_split(target, M, dim=0))
@@ -78,35 +121,58 @@ class TwoWayPipe:
         base = draw_base_seed() if seed is None else seed
         for s, stage in enumerate(self.stages):
             stage.begin_step(M, base, loss if s % K == K - 1 else None, None)
-        # (micro-batch of the batch, stage copy) -> the activation it receives, and the gradient it receives
-        inbox: tuple[dict[tuple[int, int], Any], dict[tuple[int, int], Any]] = ({}, {})
-        outputs: dict[int, Tensor] = {}
+        box, outputs = _Mailbox(self.timeout), {}
         with torch.enable_grad():
-            for tick in self.table:
-                for cell in tick:
-                    for a in actions_of(cell):
-                        self._run(a, (a.stage // K) * half + a.microbatch, xs, inbox, outputs)
+            if self.executor == "inline":
+                self._walk([c for tick in self.table for c in tick], xs, box, outputs)
+            else:
+                self._threads(xs, box, outputs)
+        if box.failed is not None:
+            raise box.failed
         self._merge(before)
         return torch.stack([outputs[n].detach() for n in range(M)]).sum()
 
-    def _run(self, a: Action, n: int, xs: list[Any],
-             inbox: tuple[dict[tuple[int, int], Any], dict[tuple[int, int], Any]], outputs: dict[int, Tensor]) -> None:
+    def _threads(self, xs: list[Any], box: _Mailbox, outputs: dict[int, Tensor]) -> None:
+        """One thread per device, each walking its own order of the table."""
+        workers = [threading.Thread(target=self._walk, args=(order, xs, box, outputs), daemon=True)
+                   for order in device_orders(self.table, v_placement(self.K))]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
+    def _walk(self, cells: Sequence[Cell], xs: list[Any], box: _Mailbox, outputs: dict[int, Tensor]) -> None:
+        """Run ``cells`` in order; the first failure anywhere stops every walker."""
+        with torch.enable_grad():
+            for cell in cells:
+                for a in actions_of(cell):
+                    n, j = (a.stage // self.K) * (self.M // 2) + a.microbatch, a.stage % self.K
+                    try:
+                        self._run(a, n, xs, box, outputs)
+                    except _Stopped:
+                        return
+                    except BaseException as exc:  # noqa: BLE001 - every failure must reach the caller
+                        error = StageError(j, Action(a.kind, n, j), exc)  # the model's stage, the batch's micro-batch
+                        error.__cause__ = exc
+                        box.fail(error)
+                        return
+
+    def _run(self, a: Action, n: int, xs: list[Any], box: _Mailbox, outputs: dict[int, Tensor]) -> None:
         """Action ``a`` of the table for micro-batch ``n`` of the batch, on its stage copy."""
         s, j, stage = a.stage, a.stage % self.K, self.stages[a.stage]
-        sent, grads = inbox
         if a.kind == "F":
-            out = stage.forward(n, xs[n] if j == 0 else sent.pop((n, s)))
+            out = stage.forward(n, xs[n] if j == 0 else box.take(("F", n, s)))
             if j == self.K - 1:
                 outputs[n] = out
             else:
-                sent[(n, s + 1)] = out
+                box.put(("F", n, s + 1), out)
         elif a.kind == "W":
             stage.backward_weight(n)
         else:
-            grad = None if j == self.K - 1 else grads.pop((n, s))
+            grad = None if j == self.K - 1 else box.take(("G", n, s))
             grad_in = stage.backward(n, grad) if a.kind == "B" else stage.backward_input(n, grad)
             if j > 0:
-                grads[(n, s - 1)] = grad_in
+                box.put(("G", n, s - 1), grad_in)
 
     def _refresh(self) -> list[list[Tensor]]:
         """The copies take the originals' parameters and buffers; returns the copies' buffers as they start."""

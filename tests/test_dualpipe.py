@@ -16,6 +16,7 @@ from torch import nn
 from gpipe_core import sequential_step, theory
 from gpipe_core.actions import Action, Cell, Overlap, flatten
 from gpipe_core.bidirectional import check_dualpipe, dualpipe_schedule, measure
+from gpipe_core.common import StageError
 from gpipe_core.schedule import ScheduleError, device_orders, v_placement
 from gpipe_core.two_way import TwoWayPipe
 from gpipe_core.validation import validate
@@ -105,13 +106,15 @@ def test_dualpipe_names_its_conditions(M: int, K: int, message: str) -> None:
 CE = nn.functional.cross_entropy
 
 
+@pytest.mark.parametrize("executor", ["inline", "threads"])
 @pytest.mark.parametrize(("K", "M", "checkpoint", "dropout"), [
     (2, 4, "never", 0.0), (2, 6, "always", 0.3), (4, 8, "except_last", 0.3), (4, 10, "never", 0.2)])
-def test_the_table_runs_equal_to_the_sequential_model(K: int, M: int, checkpoint: str, dropout: float) -> None:
+def test_the_table_runs_equal_to_the_sequential_model(K: int, M: int, checkpoint: str, dropout: float,
+                                                      executor: str) -> None:
     model = small_model(layers=8, dropout=dropout)
     reference = copy.deepcopy(model)
     x, y = batch(n=19)  # 19 samples: micro-batches of unequal size, in both directions
-    with TwoWayPipe(model, partitions=K, chunks=M, checkpoint=checkpoint) as pipe:
+    with TwoWayPipe(model, partitions=K, chunks=M, checkpoint=checkpoint, executor=executor) as pipe:
         loss = pipe.step(x, y, CE, seed=3)
     expected = sequential_step(reference, x, y, CE, balance=pipe.balance, chunks=M, seed=3)
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-7)
@@ -123,7 +126,7 @@ def test_two_steps_accumulate_and_an_optimizer_step_reaches_both_copies() -> Non
     model, x, y = small_model(layers=8, dropout=0.2), *batch(n=16)
     reference = copy.deepcopy(model)
     opt, ref_opt = (torch.optim.SGD(m.parameters(), lr=0.1) for m in (model, reference))
-    with TwoWayPipe(model, partitions=2, chunks=4) as pipe:
+    with TwoWayPipe(model, partitions=2, chunks=4, executor="threads") as pipe:
         for step in range(2):
             losses = pipe.step(x, y, CE, seed=step), pipe.step(x, y, CE, seed=10 + step)  # no zero_grad between
             want = [sequential_step(reference, x, y, CE, balance=pipe.balance, chunks=4, seed=s)
@@ -181,7 +184,20 @@ def test_buffers_the_copies_change_reach_the_model() -> None:
     assert int(model[0].calls) == 6  # once per micro-batch, whichever direction ran it
 
 
+def test_a_failing_stage_is_named_and_stops_every_thread() -> None:
+    class Breaks(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise ValueError("boom")
+
+    model = nn.Sequential(nn.Linear(12, 12), nn.Linear(12, 12), Breaks(), nn.Linear(12, 4))
+    with TwoWayPipe(model, partitions=2, chunks=4, executor="threads", timeout=30) as pipe:
+        with pytest.raises(StageError, match=r"stage 1 failed in the forward of micro-batch .*ValueError: boom"):
+            pipe.step(*batch(n=8), CE)
+
+
 def test_the_runner_names_what_it_needs() -> None:
+    with pytest.raises(ValueError, match="executor must be 'inline' or 'threads'"):
+        TwoWayPipe(small_model(layers=4), partitions=2, chunks=4, executor="processes")
     with pytest.raises(ValueError, match=r"even number of devices K \(got K=3\)"):
         TwoWayPipe(small_model(layers=6), partitions=3, chunks=6)
     with pytest.raises(ValueError, match=r"balance \[4, 4\] has 2 chunks but DualPipe on K=4 .* give 4 layer counts"):
