@@ -1,19 +1,34 @@
-"""The paper's formulas, in one place, so the engine, the book and the grader agree.
+"""The paper's formulas and the newer schedules' closed forms, in one place, so the engine, the book and the
+grader agree.
 
-GPipe (Huang et al. 2019, section 2.3) states two laws that the whole course
-checks against measurements:
+GPipe (Huang et al. 2019, arXiv:1811.06965, section 2.3) gives the two laws
+the course checks against measurements:
 
 * the bubble: with K stages and M micro-batches each stage idles for K-1 of the
-  M+K-1 forward slots, so the idle fraction is (K-1)/(M+K-1);
-* activation memory with re-materialisation: a stage keeps only its boundary
-  input for every micro-batch (N samples in all) plus the working set of one
-  micro-batch being recomputed ((L/K) layers of N/M samples): O(N + (L/K)(N/M)).
-  Without re-materialisation a stage keeps every layer's activations for the
-  whole batch: O(N * L/K) per stage, O(N * L) for the pipeline.
+  M+K-1 forward slots, so the idle fraction is (K-1)/(M+K-1) (the paper writes
+  the overhead as O((K-1)/(M+K-1)) and calls it negligible for M >= 4K);
+* peak activation memory with re-materialisation, O(N + L/K x N/M): a stage
+  keeps only its boundary input for every micro-batch (N samples in all) plus
+  the working set of one micro-batch being recomputed (L/K layers of N/M
+  samples). Without re-materialisation and partitioning the paper states
+  O(N x L). The per-stage form O(N x L/K) of :func:`memory_units_stored` is
+  this course's derivation (the paper's O(N x L) shared by K stages), not a
+  formula of the paper; the often-quoted O(N L/K + (N/M) L)
+  (:func:`memory_units_cheatsheet`) is neither.
+
+After GPipe (the second half of the file): step time, bubble and peak
+activations per device of the schedules in :mod:`gpipe_core.zoo`,
+:mod:`gpipe_core.breadth_first`, :mod:`gpipe_core.dualpipe` and
+:mod:`gpipe_core.vshape`, all under unit costs F = I = W = 1, B = I + W = 2,
+each valid in a stated range of M (a call outside it says the range and to
+simulate instead). ``tests/test_zoo.py`` holds each closed form to the
+simulated table, and the explorer (:mod:`gpipe_core.widgets`) prints each
+schedule's own.
 
 Every function takes M before K, as the schedules do (``gpipe_schedule(M, K)``).
 
-Memory is counted in *units*: one sample's activation at one layer boundary.
+Memory is counted in *units*: one sample's activation at one layer boundary
+(GPipe's laws) or one micro-batch held by one stage (:func:`peak_held`).
 Multiply by the bytes of such an activation to get bytes.
 """
 
