@@ -82,5 +82,5 @@ def case(name: str, overlap: bool, K: int, M: int, N: int, H: int, action: float
 
 def run(quick: bool = False) -> list[Row]:
     sizes = dict(K=2, M=4, N=32, H=64, action=0.010, latency=0.002, transfer=0.003, repeats=2) if quick else \
-        dict(K=4, M=8, N=64, H=256, action=0.020, latency=0.004, transfer=0.006, repeats=5)
+        dict(K=4, M=8, N=64, H=256, action=0.040, latency=0.008, transfer=0.012, repeats=5)
     return [case(name, overlap, **sizes) for name in SCHEDULES for overlap in SETTINGS.values()]  # type: ignore[arg-type]
