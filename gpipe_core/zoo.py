@@ -288,5 +288,8 @@ def lookup(name: str) -> Builtin:
     try:
         return BUILTINS[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown schedule {name!r}: use one of {sorted(BUILTINS)} or pass a table") from None
+        elsewhere = " (DualPipe, two directions, runs in gpipe_core.two_way.TwoWayPipe)" \
+            if name.lower() == "dualpipe" else ""
+        raise ValueError(f"unknown schedule {name!r}{elsewhere}: use one of {sorted(BUILTINS)} or pass a table") \
+            from None
 
