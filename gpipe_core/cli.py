@@ -140,7 +140,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
           f"peak micro-batches held per device {held}" + (f" (chunks of 1/{builtin.virtual} stage)"
                                                           if builtin.virtual > 1 else ""))
     for d in range(K):
-        print(f"  device {d}: busy {trace.busy(d):g}, idle {trace.span - trace.busy(d):g}, peak held {held[d]}")
+        print(f"  device {d} | busy {trace.busy(d):g}, idle {trace.span - trace.busy(d):g}, peak held {held[d]}")
     if args.trace:
         write(table_trace(table, K, costs, placement=placement, name=f"{args.schedule} K={K} M={M}"), args.trace)
         print(f"Chrome/Perfetto trace written to {args.trace} (open it in ui.perfetto.dev)")

@@ -63,7 +63,7 @@ def test_schedule_offers_every_builtin_with_costs_a_link_and_memory_beside_time(
     held = peak_memory(table, K, costs=costs, placement=placement)
     assert f"step {want.span:g}, bubble {want.bubble():.3f}" in out and "0.25 + 100 B / 400 B per unit" in out
     for d in range(K):
-        assert f"device {d}: busy {want.busy(d):g}, idle {want.span - want.busy(d):g}, peak held {int(held[d])}" in out
+        assert f"device {d} | busy {want.busy(d):g}, idle {want.span - want.busy(d):g}, peak held {int(held[d])}" in out
     slices = [e for e in json.loads(trace.read_text())["traceEvents"] if e["ph"] == "X"]
     assert {e["args"]["device"] for e in slices} == set(range(K))
 
