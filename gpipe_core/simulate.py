@@ -10,7 +10,9 @@ runtime measures, so prediction and measurement draw side by side. An
 overlapped F&B cell (DualPipe's) takes ``Costs.overlap`` when given, else
 its forward and backward added (what a CPU worker, which runs them one after
 the other, takes); its two actions are drawn end to end inside the cell, in
-proportion to their own costs. Communication (``Costs.comm``, a
+proportion to their own costs (with ``Costs.in_turn``, as the engine's
+worker issues them: one after the other, each when its own inputs are
+there). The costs live in :mod:`gpipe_core.costs`. Communication (``Costs.comm``, a
 :class:`~gpipe_core.comm.Comm`): a hop between devices costs latency plus
 bytes / bandwidth, a hop inside one device nothing; an overlapped send delays
 only its receiver, a blocking one also keeps its sender busy (the action's
@@ -54,6 +56,7 @@ from .schedule import Action, check_placement, dependency_map, device_orders, wa
 from .trace import Trace
 
 __all__ = ["UNIT", "Costs", "Sizes", "costs_from_trace", "peak_memory", "simulate", "times"]
+
 
 def _stages(K: int, placement: Sequence[int] | None) -> tuple[int, list[int]]:
     if placement is None:
