@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -24,12 +25,12 @@ from gpipe_core.theory import ideal_speedup
 from .common import Row, attainable_speedup, interleaved, paired
 
 
-def hardware_scaling(model: nn.Sequential, x: torch.Tensor, M: int, repeats: int,
-                     section: str = "2 efficiency", name: str = "") -> Row:
-    """The machine's own ceiling: both stages' work on two threads at once, with no dependencies at all.
+def two_stage_work(model: nn.Sequential, x: torch.Tensor, M: int) -> dict[str, Callable[[], None]]:
+    """Both stages' work with no dependencies: one after the other on one thread, and on two threads at once.
 
     If two cores cannot run two independent stage-sized streams of GEMMs twice as
-    fast as one (shared memory bandwidth, a busy host), no pipeline can either.
+    fast as one (shared memory bandwidth, a busy host, the GIL for small layers),
+    no pipeline can either: serial / parallel is the machine's ceiling.
     """
     halves = split_module(model, balance_by_count(len(model), 2))
     chunks = torch.tensor_split(x, M)
@@ -50,7 +51,13 @@ def hardware_scaling(model: nn.Sequential, x: torch.Tensor, M: int, repeats: int
         for w in workers:
             w.join()
 
-    t = interleaved({"serial": serial, "parallel": parallel}, repeats)
+    return {"serial": serial, "parallel": parallel}
+
+
+def hardware_scaling(model: nn.Sequential, x: torch.Tensor, M: int, repeats: int,
+                     section: str = "2 efficiency", name: str = "") -> Row:
+    """The machine's own ceiling (:func:`two_stage_work`'s serial / parallel), as a row."""
+    t = interleaved(two_stage_work(model, x, M), repeats)
     model.zero_grad(set_to_none=True)
     return Row.estimate(section, f"{name}hardware: both stages' work, M={M}, on two threads with no dependencies",
                         paired(t["serial"], t["parallel"]),

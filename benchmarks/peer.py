@@ -7,11 +7,14 @@ stage. Both sides run the same number of steps; we compare wall time per step
 and check that both leave the same gradients.
 
 The peer's own speed is no target, since it may be far from what the hardware
-allows. The target is against a perfect engine: the same micro-batches in a
-plain loop on one thread, divided by the ideal overlap K*M/(M+K-1). Its step
-time over ours (timed in alternating turns) says how much of the achievable
-speed we reach; the peer ratio and the peer's distance from that bound are
-reported beside it.
+allows. The target is against a perfect engine *on this machine*: the same
+micro-batches in a plain loop on one thread, divided by the overlap this
+machine allows (the ideal K*M/(M+K-1) scaled by how much faster two threads
+run both stages' independent work than one, and never below 1). Its step time
+over ours, round by round, says how much of the achievable speed we reach:
+at least 0.97 on medium stages and 0.90 on small ones. The inline executor
+on small stages is also held to the plain loop itself (at most 1.05 times).
+Against the ideal overlap alone, and against the peer, the rows inform.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from gpipe_core.partition import balance_by_count, split_module
 from gpipe_core.theory import ideal_speedup
 
 from .common import Row, attainable_speedup, interleaved
-from .efficiency import hardware_scaling
+from .efficiency import two_stage_work
 
 
 def _free_port() -> int:
@@ -93,15 +96,25 @@ def peer_times(K: int, L: int, H: int, N: int, M: int, steps: int) -> tuple[list
         return torch.load(Path(out) / "times.pt"), grads
 
 
+TARGETS = {("medium", "threads"): ">= 0.97", ("small", "threads"): ">= 0.90", ("small", "inline"): ">= 0.90"}
+
+
 def case(name: str, L: int, H: int, N: int, M: int, steps: int,
          executors: tuple[str, ...] = ("threads",)) -> list[Row]:
-    """Rows for one model size: ours against a perfect engine (the target), against the peer, and the bound."""
+    """Rows for one model size: ours against a perfect engine on this machine (the target), the peer, the bound.
+
+    Each round times ours, the plain loop (a perfect engine's work) and the
+    machine's ceiling (both stages' work on one thread, then on two with no
+    dependencies) back to back, so every round gives its own "what this machine
+    allows" and its own ratio, and the row's spread is the 95% interval of
+    their median.
+    """
     K = 2
     times, peer_grads = peer_times(K, L, H, N, M, steps)
     theirs = statistics.median(times)
     shape = f"{L}x Linear({H},{H}), N={N}, M={M}"
+    ideal = ideal_speedup(M, K)
     rows: list[Row] = []
-    ours: dict[str, Row] = {}
     for executor in executors:
         torch.manual_seed(0)
         model = mlp(L, H)
@@ -118,33 +131,40 @@ def case(name: str, L: int, H: int, N: int, M: int, steps: int,
                 (nn.functional.mse_loss(model(xi), yi) / M).backward()
 
         t = interleaved({"ours": lambda p=pipe, x=x, y=y: p.step(x, y, nn.functional.mse_loss, seed=0),
-                         "plain": plain}, steps)
-        perfect = [p / ideal_speedup(M, K) for p in t["plain"].runs]  # a perfect engine overlaps ideally
-        caveat = " (it cannot overlap CPU stages: at most 1/ideal)" if executor == "inline" else ""
-        ours[executor] = Row.estimate(
-            "3 peer", f"{name}: a perfect engine's step / ours ({executor})",
-            [f / o for f, o in zip(perfect, t["ours"].runs)],
-            target=">= 0.95" if executor == "threads" else "",
-            detail=f"{shape}: the plain loop over the ideal overlap K*M/(M+K-1) = {ideal_speedup(M, K):.2f}, "
-                   f"{statistics.median(perfect) * 1e3:.2f} ms, against ours {t['ours'].median * 1e3:.2f} ms; "
-                   f"paired repeats{caveat}")
-        rows.append(ours[executor])
-        rows.append(Row("3 peer", f"{name}: ScheduleGPipe step / ours ({executor})", theirs / t["ours"].median,
-                        spread=max(times) / t["ours"].median - min(times) / t["ours"].median,
-                        detail=f"torch.distributed.pipelining {theirs * 1e3:.2f} ms (one process per stage, gloo), "
-                               f"ours {t['ours'].median * 1e3:.2f} ms"))
-        rows.append(Row("3 peer", f"{name}: relative gradient difference from the peer ({executor})", diff,
-                        unit="", target="<= 1e-05"))
+                         "plain": plain, **two_stage_work(model, x, M)}, steps)
         model.zero_grad(set_to_none=True)
-    # What two threads can overlap on this machine at all (cores, memory bandwidth, the GIL for small layers).
-    ceiling = hardware_scaling(model, x, M, steps, section="3 peer", name=f"{name}: ")
-    here = attainable_speedup(ideal_speedup(M, K), ceiling.value)
-    rows.append(ceiling)
-    rows += [Row("3 peer", f"{name}: a perfect engine on this machine / ours ({executor})",
-                 row.value * ideal_speedup(M, K) / here,
-                 detail=f"the plain loop over what this machine allows ({here:.2f}x, from the ceiling above) "
-                        "instead of over the ideal overlap") for executor, row in ours.items()]
-    floor = statistics.median(perfect)
+        ours, plain_runs = t["ours"].runs, t["plain"].runs
+        ceiling = [s / p for s, p in zip(t["serial"].runs, t["parallel"].runs)]
+        here = [attainable_speedup(ideal, c) for c in ceiling]  # a perfect engine's speedup here, round by round
+        caveat = " (it cannot overlap CPU stages: at most 1/ideal)" if executor == "inline" else ""
+        rows += [
+            Row.estimate("3 peer", f"{name}: a perfect engine on this machine / ours ({executor})",
+                         [p / h / o for p, h, o in zip(plain_runs, here, ours)],
+                         target=TARGETS.get((name, executor), ""),
+                         detail=f"{shape}: per round, the plain loop over what this machine allows (the ideal "
+                                f"{ideal:.2f} scaled by that round's ceiling, at least 1; median "
+                                f"{statistics.median(here):.2f}) against ours {t['ours'].median * 1e3:.2f} ms"),
+            Row.estimate("3 peer", f"{name}: hardware: both stages' work, M={M}, on two threads with no dependencies "
+                                   f"({executor})", ceiling,
+                         detail="the ceiling any 2-stage CPU pipeline meets on this machine (2.0 would be perfect), "
+                                "timed in the same rounds"),
+            Row.estimate("3 peer", f"{name}: a perfect engine's step / ours ({executor})",
+                         [p / ideal / o for p, o in zip(plain_runs, ours)],
+                         detail=f"{shape}: the plain loop over the ideal overlap K*M/(M+K-1) = {ideal:.2f}, "
+                                f"{statistics.median(plain_runs) / ideal * 1e3:.2f} ms, against ours "
+                                f"{t['ours'].median * 1e3:.2f} ms; paired repeats{caveat}"),
+            Row.estimate("3 peer", f"{name}: ours ({executor}) step / the plain loop over the same layers",
+                         [o / p for o, p in zip(ours, plain_runs)], target="<= 1.05" if executor == "inline" else "",
+                         detail=f"ours {t['ours'].median * 1e3:.2f} ms, the plain loop "
+                                f"{t['plain'].median * 1e3:.2f} ms; paired repeats"),
+            Row("3 peer", f"{name}: ScheduleGPipe step / ours ({executor})", theirs / t["ours"].median,
+                spread=max(times) / t["ours"].median - min(times) / t["ours"].median,
+                detail=f"torch.distributed.pipelining {theirs * 1e3:.2f} ms (one process per stage, gloo), "
+                       f"ours {t['ours'].median * 1e3:.2f} ms"),
+            Row("3 peer", f"{name}: relative gradient difference from the peer ({executor})", diff,
+                unit="", target="<= 1e-05"),
+        ]
+    floor = statistics.median(plain_runs) / ideal
     rows.append(Row("3 peer", f"{name}: ScheduleGPipe step / a perfect engine (the bound)", theirs / floor,
                     detail="no engine on these stages beats the peer by more than this ratio"))
     return rows

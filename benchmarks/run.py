@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpointing, efficiency, overhead, runtime_overhead, scaling
+from . import breakdown, checkpointing, efficiency, floor, overhead, runtime_overhead, scaling
 from .common import Row, one_thread_per_stage, print_table
 
 RESULTS = Path(__file__).parent / "results"
@@ -75,6 +75,8 @@ def main() -> int:
         rows += peer.run(quick=q)
     if 4 in only:
         rows += runtime_overhead.run(M=32, repeats=3) if q else runtime_overhead.run()
+        rows += floor.run(M=32, repeats=3) if q else floor.run()
+        rows += breakdown.run(repeats=6) if q else breakdown.run()
     if 5 in only:
         mem_rows, extra["memory"] = checkpointing.memory(N=64, H=64, L=8) if q else checkpointing.memory()
         rows += mem_rows

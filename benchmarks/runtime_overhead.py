@@ -109,7 +109,8 @@ def _voluntary_switches() -> int:
 
 def run(Ks: tuple[int, ...] = (1, 2, 4), M: int = 256, repeats: int = 15) -> list[Row]:
     floor_us = instrument_floor() * 2 * 1e6  # two stage calls (F and B) per micro-batch per stage
-    targets = {("inline", K): "<= 10" for K in Ks} | {("threads", 2): "<= 15", ("threads", 4): "<= 30"}
+    # threads at K=2 is held to its own floor (benchmarks/floor.py) rather than to a budget in microseconds
+    targets = {("inline", K): "<= 10" for K in Ks} | {("threads", 4): "<= 30"}
     rows = [row for executor in ("inline", "threads") for K in Ks
             for row in configuration(executor, K, M, repeats, targets.get((executor, K), ""), floor_us)]
     if 2 in Ks:  # the mailbox's part in the threaded figure: K=2 again with a wake-up per message, then with none
