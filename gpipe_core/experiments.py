@@ -86,6 +86,16 @@ class SweepRow:
     ideal: float
     bubble_measured: float
     bubble_theory: float
+    pipeline_runs: tuple[float, ...] = ()  # every timed run, in turns with the one-stage side's
+    sequential_runs: tuple[float, ...] = ()
+
+    @property
+    def readable(self) -> bool:
+        """Every pipelined run beat every one-stage run, or every one lost: the runs agree on a side."""
+        if not self.pipeline_runs or not self.sequential_runs:
+            return False
+        return (max(self.pipeline_runs) < min(self.sequential_runs)
+                or min(self.pipeline_runs) > max(self.sequential_runs))
 
 
 def sweep_micro_batches(model: nn.Sequential, x: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor],
@@ -95,19 +105,23 @@ def sweep_micro_batches(model: nn.Sequential, x: Tensor, y: Tensor, loss_fn: Cal
     """Speedup of K stages over the same micro-batched work on one stage, for each M.
 
     Both sides use ``threads_per_stage`` intra-op threads per stage, so the ideal
-    is K*M/(M+K-1).
+    is K*M/(M+K-1). The two sides are timed in turns (:func:`interleaved_times`),
+    so a load that comes and goes hits both; each row keeps every run, and
+    ``row.readable`` says whether the runs agree on which side is faster.
     """
     rows = []
     for M in micro_batches:
         pipe = GPipe(model, partitions=K, chunks=M, checkpoint=checkpoint, threads_per_stage=threads_per_stage)
         one = GPipe(copy.deepcopy(model), partitions=1, chunks=M, checkpoint=checkpoint,
                     threads_per_stage=threads_per_stage)
-        t_pipe, _ = median_time(lambda p=pipe: p.step(x, y, loss_fn, seed=0), repeats)
+        runs = interleaved_times({"pipe": lambda p=pipe: p.step(x, y, loss_fn, seed=0),
+                                  "one": lambda p=one: p.step(x, y, loss_fn, seed=0)}, repeats)
         bubble = pipe.trace.bubble() if pipe.trace else float("nan")
-        t_one, _ = median_time(lambda p=one: p.step(x, y, loss_fn, seed=0), repeats)
         pipe.close()
         one.close()
-        row = SweepRow(M, t_pipe, t_one, t_one / t_pipe, ideal_speedup(M, K), bubble, bubble_fraction(M, K))
+        t_pipe, t_one = statistics.median(runs["pipe"]), statistics.median(runs["one"])
+        row = SweepRow(M, t_pipe, t_one, t_one / t_pipe, ideal_speedup(M, K), bubble, bubble_fraction(M, K),
+                       tuple(runs["pipe"]), tuple(runs["one"]))
         rows.append(row)
         if progress:
             progress(row)

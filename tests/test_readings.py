@@ -36,3 +36,12 @@ def test_reveal_sets_the_prediction_beside_measurement_and_formula() -> None:
     assert "you predicted 3.5" in text and "measured       1.8" in text and "formula        3.6" in text
     assert "closer to the formula" in text and "four workers share two cores" in text
     assert "you made no prediction" in reveal("speedup", None, 1.8, 3.6, "load")
+
+
+def test_a_sweep_row_is_readable_only_when_its_runs_agree_on_a_side() -> None:
+    from gpipe_core.experiments import SweepRow
+
+    row = SweepRow(8, 0.1, 0.18, 1.8, 1.78, 0.1, 0.11, pipeline_runs=(0.09, 0.1, 0.12), sequential_runs=(0.17, 0.2))
+    assert row.readable
+    assert not SweepRow(8, 0.1, 0.11, 1.1, 1.78, 0.1, 0.11, (0.09, 0.15), (0.11, 0.2)).readable
+    assert not SweepRow(8, 0.1, 0.11, 1.1, 1.78, 0.1, 0.11).readable  # no runs kept: nothing to read
