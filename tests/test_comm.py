@@ -163,3 +163,27 @@ def test_the_engine_waits_out_every_hop_between_devices(name: str, K: int, overl
         assert {t for t, _ in slept} <= {worker[h.receiver.stage] for h in crossing}
     else:
         assert sorted(t for t, _ in slept) == senders and all(s == delay for _, s in slept)
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+@pytest.mark.parametrize("name", ["1f1b", "zb-h1", "zbv", "dualpipev"])
+def test_the_simulator_never_starts_an_action_later_than_the_engine_did(name: str, overlap: bool) -> None:
+    """Given each stage's shortest measured action of each kind and the injected link, the simulator's
+    timeline is a lower bound of the engine's: every action starts no later than it really did. Nothing here
+    depends on speed: the engine can only add time (a sleep never returns early), never remove it."""
+    comm = Comm(latency=0.01, overlap=overlap)
+    pipe, _, _ = run(name, 2, 4, comm)
+    trace, S = pipe.trace, len(pipe.placement)
+
+    def shortest(kind: str) -> list[float]:
+        return [min((e.duration for e in trace.events if e.kind == kind and e.stage == s), default=0.0)
+                for s in range(S)]
+
+    costs = Costs(forward=shortest("F"), backward=shortest("B"), input_grad=shortest("I"),
+                  weight_grad=shortest("W"), comm=comm, in_turn=True)
+    predicted = times(pipe.table, 2, costs, placement=pipe.placement)
+    t0 = min(e.start for e in trace.events)
+    late = [(str(a), start, at[0] - t0) for a, (start, _) in predicted.items()
+            for at in [boxes(trace)[a.kind, a.microbatch, a.stage]] if start > at[0] - t0 + 1e-9]
+    assert not late, f"the simulator starts these later than the engine did: {late[:3]}"
+    assert max(end for _, end in predicted.values()) >= 2 * comm.latency  # at least a hop there and one back
