@@ -72,7 +72,7 @@ does not run it yet, so it is not registered here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .breadth_first import looped_bfs_schedule
@@ -82,16 +82,14 @@ from .schedule import (
     Schedule,
     ScheduleError,
     check_sizes,
-    dependencies,
     gpipe_schedule,
     loop_placement,
     one_f_one_b_schedule,
     ticks_from_orders,
     v_placement,
 )
+from .tick_fill import Counts, fill_ticks
 from .vshape import v_half_schedule, v_min_schedule, v_zb_schedule
-
-Chooser = Callable[[int, Callable[[Action], bool], "_Counts"], "Action | None"]
 
 
 @dataclass(frozen=True)
@@ -149,13 +147,13 @@ def zb_h2_schedule(M: int, K: int) -> Schedule:
     check_sizes(M, K)
     cap = 2 * K - 1
 
-    def choose(d: int, ready: Callable[[Action], bool], n: _Counts) -> Action | None:
+    def choose(d: int, ready: Callable[[Action], bool], n: Counts) -> Action | None:
         for a in (n.next("I", d), n.next("F", d) if n.held(d) < cap else None, n.oldest_w(d)):
             if a is not None and ready(a):
                 return a
         return None
 
-    return _tick_schedule(M, list(range(K)), [[] for _ in range(K)], choose)
+    return fill_ticks(M, list(range(K)), [[] for _ in range(K)], choose)
 
 
 def zbv_schedule(M: int, K: int) -> Schedule:
@@ -164,14 +162,14 @@ def zbv_schedule(M: int, K: int) -> Schedule:
     placement = v_placement(K)
     queues = [_zbv_order(M, K, d) for d in range(K)]
 
-    def cooldown(d: int, ready: Callable[[Action], bool], n: _Counts) -> Action | None:
+    def cooldown(d: int, ready: Callable[[Action], bool], n: Counts) -> Action | None:
         for s in (d, 2 * K - 1 - d):
             a = n.next("I", s)
             if a is not None and ready(a):
                 return a
         return n.oldest_w(d)
 
-    return _tick_schedule(M, placement, queues, cooldown)
+    return fill_ticks(M, placement, queues, cooldown)
 
 
 def _zbv_order(M: int, K: int, d: int) -> list[Action]:
@@ -199,67 +197,6 @@ def _zbv_order(M: int, K: int, d: int) -> list[Action]:
             order += [Action("I", ni[s], s), Action("W", ni[s], s)]
             ni[s] += 1
     return order
-
-
-class _Counts:
-    """Per stage, how many F, I and W have run: what a device's next action of each kind is."""
-
-    def __init__(self, M: int, placement: Sequence[int]) -> None:
-        self.M = M
-        self.stages = [[s for s, dev in enumerate(placement) if dev == d] for d in range(max(placement) + 1)]
-        self.done = {k: [0] * len(placement) for k in "FIW"}
-
-    def next(self, kind: str, s: int) -> Action | None:
-        """Stage s's next ``kind`` action (actions of one kind run in micro-batch order), None when all ran."""
-        n = self.done[kind][s]
-        return Action(kind, n, s) if n < self.M else None  # type: ignore[arg-type]
-
-    def held(self, d: int) -> int:
-        return sum(self.done["F"][s] - self.done["W"][s] for s in self.stages[d])
-
-    def oldest_w(self, d: int) -> Action | None:
-        pending = [(self.done["W"][s], -s) for s in self.stages[d] if self.done["W"][s] < self.done["I"][s]]
-        return Action("W", min(pending)[0], -min(pending)[1]) if pending else None
-
-    def ran(self, a: Action) -> None:
-        self.done[a.kind][a.stage] += 1
-
-
-def _tick_schedule(M: int, placement: Sequence[int], queues: Sequence[Sequence[Action]],
-                   choose: Chooser) -> Schedule:
-    """Fill ticks one at a time: each device runs the head of its queue when it is ready, and once the
-    queue is empty whatever ``choose`` picks among ready actions. Every stage splits its backward (I, W),
-    so :func:`~gpipe_core.schedule.dependencies` gives what each action waits for."""
-    S, K = len(placement), max(placement) + 1
-    counts = _Counts(M, placement)
-    tick_of: dict[Action, int] = {}
-    heads, table = [0] * K, []
-    while len(tick_of) < 3 * M * S:
-        t = len(table)
-
-        def ready(a: Action, t: int = t) -> bool:
-            return a not in tick_of and all(tick_of.get(w, t) < t for w in dependencies(a, S))
-
-        tick = []
-        for d in range(K):
-            if heads[d] < len(queues[d]):
-                head = queues[d][heads[d]]
-                pick = head if ready(head) else None
-            else:
-                pick = choose(d, ready, counts) if counts.stages[d] else None
-            if pick is not None and ready(pick):
-                tick.append(pick)
-        if not tick:
-            raise ScheduleError(f"the builder is stuck at tick {t} (M={M}, placement {list(placement)}): "
-                                "no device has a ready action; this is a bug in gpipe_core.zoo")
-        for a in tick:
-            tick_of[a] = t
-            counts.ran(a)
-            d = placement[a.stage]
-            if heads[d] < len(queues[d]) and queues[d][heads[d]] == a:
-                heads[d] += 1
-        table.append(sorted(tick, key=lambda a: placement[a.stage]))
-    return table
 
 
 def _one_per_device(K: int) -> list[int]:
