@@ -126,14 +126,12 @@ def times(schedule: Sequence[Sequence[Cell]], K: int, costs: Costs | None = None
 
 
 def simulate(schedule: Sequence[Sequence[Cell]], K: int, costs: Costs | None = None,
-             recompute: Sequence[bool] | bool = False, M: int | None = None,
-             placement: Sequence[int] | None = None) -> Trace:
+             recompute: Sequence[bool] | bool = False, placement: Sequence[int] | None = None) -> Trace:
     """Event-driven timeline of ``schedule`` under ``costs``, as a Trace (rows: devices).
 
     Without ``placement`` there are K stages, one per device. ``recompute`` says
     which micro-batches re-run their forward at the start of their backward (B,
-    or I for a split one); a bool applies to all. ``M`` is not needed (the
-    table says it) and stays for old callers.
+    or I for a split one); a bool applies to all. M is the table's own.
     """
     costs = costs or Costs()
     S, placement = _stages(K, placement)
