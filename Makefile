@@ -19,16 +19,19 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(VENV)/bin/gpipe train
 
+# One pytest-xdist worker per core (--dist loadgroup: the graded class and the built site each stay on one
+# worker, tests/helpers/needs.py FIXTURE_GROUPS); WORKERS=0 runs the suite in this process.
+WORKERS ?= auto
 test: $(STAMP) browser bubblewrap
 	$(VENV)/bin/ruff check .
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -n $(WORKERS) --dist loadgroup
 
 # The edit loop: ruff, then the engine and course unit tests, leaving out every test marked with a need
 # (tests/helpers/needs.py: Chromium, the book build, the sandbox, torchrun ranks, the graded class, slow work).
 FAST := not browser and not book and not sandbox and not distributed and not class and not slow
 test-fast: $(STAMP)
 	$(VENV)/bin/ruff check .
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -m "$(FAST)"
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -m "$(FAST)" -n $(WORKERS)
 
 # The whole suite three times from a clean clone of HEAD with two busy loops per core beside it (.ci/stress).
 stress:

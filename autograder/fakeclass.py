@@ -52,6 +52,13 @@ def planted(assignment: str) -> list[dict[str, Any]]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
+def needs_probe(mistake: dict[str, Any]) -> bool:
+    """Whether a planted mistake loses its tests only in a real probe: ``slow`` ones need the probe's time
+    limit, ``view`` ones the grading view (gpipe_core without the bodies learners write). The others lose
+    them in the judge's tests too (tests/test_judge.py runs the probe's tasks in-process)."""
+    return bool(mistake.get("slow") or mistake.get("view"))
+
+
 def grade_id(cell: Any) -> str | None:
     return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
 
@@ -109,8 +116,12 @@ STUBBORN_LOOP = ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_I
                  "while True:\n    time.sleep(0.05)\n")
 
 
-def build(folder: Path, released: Path, assignments: list[str], small: str) -> list[Case]:
-    """Write the class into ``folder`` (layout for ``collect``); ``small`` gets the hard cases."""
+def build(folder: Path, released: Path, assignments: list[str], small: str,
+          every_mistake: bool = True) -> list[Case]:
+    """Write the class into ``folder`` (layout for ``collect``); ``small`` gets the hard cases.
+
+    Without ``every_mistake``, an assignment's planted mistakes are the first one and those that
+    :func:`needs_probe` (the test suite's class: tests/test_judge.py judges the others in-process)."""
     cases: list[Case] = []
 
     def put(case: Case, nb: Any | None, name: str | None = None, raw: str | None = None) -> None:
@@ -134,6 +145,8 @@ def build(folder: Path, released: Path, assignments: list[str], small: str) -> l
         put(Case("correct", a, "every exercise solved"), with_saved_outputs(correct), file)
         put(Case("untouched", a, "the released notebook as is", lost=everything, zero=True), stub, file)
         for i, mistake in enumerate(planted(a), 1):
+            if not (every_mistake or i == 1 or needs_probe(mistake)):
+                continue
             put(Case(f"mistake{i}", a, f"planted mistake {mistake['name']}: {mistake['description']}",
                      lost=frozenset(mistake["loses"])),
                 replace_cell(correct, mistake["cell"], mistake["source"]), file)

@@ -5,9 +5,13 @@ Fixtures: a small model, and the book's site and browser (helpers.book).
 Marks (helpers.needs): at collection every test gets the marks its fixtures
 imply (``graded`` -> class and sandbox, ``site`` -> book, ``browser`` ->
 browser, ``released`` -> slow), so ``make test-fast`` can leave them out;
-explicit marks cover the rest. While a test runs, every
-command it starts is seen through an audit hook, and one that needs a mark the
-test lacks (bubblewrap, torchrun, Chromium, a book build) fails it at teardown.
+explicit marks cover the rest. Tests that share an expensive session fixture
+(the graded class, the built site) also get one ``xdist_group``, so ``make
+test``'s workers (pytest-xdist, ``--dist loadgroup``) build each only once.
+
+While a test runs, every command it starts is seen through an audit hook, and
+one that needs a mark the test lacks (bubblewrap, torchrun, Chromium, a book
+build) fails it at teardown.
 
 SIGINT: every test must leave SIGINT's handler as it found it. A library that
 runs an asyncio loop in-process (``loop.add_signal_handler``) and never
@@ -25,7 +29,7 @@ from collections.abc import Iterator
 import pytest
 from helpers.book import browser, page, phone, server, site  # noqa: F401 - fixtures of tests/test_book.py
 from helpers.engine import small_model
-from helpers.needs import COLLECTED, LAUNCHED, fixture_needs, unmarked
+from helpers.needs import COLLECTED, LAUNCHED, fixture_group, fixture_needs, unmarked
 from torch import nn
 
 
@@ -42,6 +46,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         for mark in sorted(fixture_needs(item.fixturenames)):
             item.add_marker(mark)
+        group = fixture_group(item.fixturenames)
+        if group:  # pytest-xdist's --dist loadgroup keeps a group on one worker, so its session fixture runs once
+            item.add_marker(pytest.mark.xdist_group(group))
     config.stash[COLLECTED] = list(items)
 
 

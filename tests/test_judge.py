@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from autograder import course_root
+from autograder import assignments, course_root
 from autograder.draws import escapes
-from autograder.fakeclass import planted, replace_cell
+from autograder.fakeclass import needs_probe, planted, replace_cell
 from autograder.judge import Foreign, grade_submission, read_probe_output
 from autograder.judge.extract import extract
 from autograder.judge.grade import draws
@@ -221,16 +221,21 @@ def test_a_table_copied_for_the_visible_size_fails_on_the_drawn_ones() -> None:
     assert "M=1, K=1" in result.messages["test_fill_drain"][0]
 
 
-@pytest.mark.parametrize("assignment", ["01_microbatching", "02_partitioner", "03_scheduler"])
+@pytest.mark.parametrize("assignment", [a for a in assignments() if planted(a)])
 def test_planted_mistakes_lose_exactly_their_cells(assignment: str) -> None:
+    """Every planted mistake, judged with the probe's tasks in this process. Those that need a real probe (its
+    time limit, or the grading view) are graded in the class instead (tests/grading/test_class.py)."""
     source = nbformat.read(solution(assignment), as_version=4)
     for mistake in planted(assignment):
-        if mistake.get("slow"):
-            continue  # needs the probe's time limit (see the graded class); in this process it would just run on
+        if needs_probe(mistake):
+            continue
         nb = replace_cell(source, mistake["cell"], mistake["source"])
         result = grade_submission(assignment, solution(assignment), in_process(learner_from(assignment, nb)), seed=7)
         lost = {cell for cell, score in result.scores.items() if score == 0}
-        assert lost == set(mistake["loses"]), (mistake["name"], result.messages)
+        assert lost == set(mistake["loses"]), (
+            f"{assignment} planted mistake {mistake['name']!r} should fail exactly {sorted(mistake['loses'])} but "
+            f"failed {sorted(lost)} (if it fails only on the grading view, mark it \"view\": true in "
+            f"autograder/planted/{assignment}.json, and the class grades it): {result.messages}")
         if "message" in mistake:  # the message names the cause
             said = " ".join(m for cell in lost for m in result.messages[cell])
             assert mistake["message"] in said, (mistake["name"], said)

@@ -44,7 +44,7 @@ def graded(env: dict[str, str], released: Path) -> Graded:
     if small is None:
         pytest.skip("no assignment with planted mistakes yet")
     folder = workspace(env) / "class"
-    cases = fakeclass.build(folder, released, assignments(), small)
+    cases = fakeclass.build(folder, released, assignments(), small, every_mistake=False)  # the rest: test_judge
     os.environ["GPIPE_INSTRUCTOR_DIR"], saved = env["GPIPE_INSTRUCTOR_DIR"], os.environ.get("GPIPE_INSTRUCTOR_DIR")
     try:  # the attacks aim at this class's instructor folder
         attacks = hostile.build(folder, released) + hostile_two.build(folder, released) \

@@ -46,6 +46,16 @@ FIXTURE_NEEDS = {
 }
 
 
+# fixture -> the pytest-xdist group of every test using it: one worker builds the fixture, once (first match wins)
+FIXTURE_GROUPS = (("released", "class"), ("graded", "class"), ("site", "book"))
+
+
+def fixture_group(fixturenames: Iterable[str]) -> str | None:
+    """The xdist group of a test whose fixtures include an expensive session fixture, else None."""
+    names = set(fixturenames)
+    return next((group for fixture, group in FIXTURE_GROUPS if fixture in names), None)
+
+
 def fixture_needs(fixturenames: Iterable[str]) -> set[str]:
     """The marks implied by a test's fixture closure."""
     return set().union(*(FIXTURE_NEEDS.get(name, set()) for name in fixturenames))
