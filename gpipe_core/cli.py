@@ -74,6 +74,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.gantt:
             save_gantt(pipe.trace, args.gantt, f"K={pipe.K}, M={pipe.chunks}: measured step")
             print(f"Gantt chart of the last step written to {args.gantt}")
+        if args.trace:
+            from .perfetto import chrome_trace, write
+
+            write(chrome_trace(pipe.trace), args.trace)
+            print(f"Chrome/Perfetto trace of the last step written to {args.trace} (open it in ui.perfetto.dev)")
     warning = loss_warning(run.losses)
     if warning:
         print(warning, file=sys.stderr)
@@ -174,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dropout", type=float, default=0.1)
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     train.add_argument("--gantt", metavar="FILE.png", help="draw the last step's measured Gantt chart")
+    train.add_argument("--trace", metavar="FILE.json", help="write the last step as a Chrome/Perfetto trace")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     multi = train.add_argument_group("distributed (torch.distributed.pipelining, one process per stage)")
     multi.add_argument("--distributed", action="store_true", help="launch K processes with torchrun instead of "

@@ -68,6 +68,15 @@ def test_schedule_offers_every_builtin_with_costs_a_link_and_memory_beside_time(
     assert {e["args"]["device"] for e in slices} == set(range(K))
 
 
+def test_train_writes_the_last_step_as_a_perfetto_trace(capsys, tmp_path) -> None:  # noqa: ANN001
+    trace = tmp_path / "step.json"
+    assert main(["train", "-K", "2", "-M", "4", "--layers", "4", "--hidden-dim", "16", "--batch-size", "16",
+                 "--steps", "1", "--quiet", "--schedule", "zb-h1", "--trace", str(trace)]) == 0
+    assert f"trace of the last step written to {trace}" in capsys.readouterr().out
+    slices = [e for e in json.loads(trace.read_text())["traceEvents"] if e["ph"] == "X"]
+    assert {e["args"]["device"] for e in slices} == {0, 1} and {e["args"]["kind"] for e in slices} >= {"F", "I", "W"}
+
+
 def test_schedule_refuses_costs_it_cannot_read(capsys) -> None:  # noqa: ANN001
     with pytest.raises(SystemExit):
         main(["schedule", "--costs", "1:2"])

@@ -106,6 +106,11 @@ def train(args: argparse.Namespace) -> int:
                 save_gantt(trace, args.gantt, f"K={pipe.K} processes, M={pipe.chunks}: measured step "
                                               f"(torch.distributed.pipelining, {args.schedule})")
                 print(f"Gantt chart of the last step written to {args.gantt}")
+            if args.trace and trace is not None:
+                from ..perfetto import chrome_trace, write
+
+                write(chrome_trace(trace), args.trace)
+                print(f"Chrome/Perfetto trace of the last step written to {args.trace}")
             warning = loss_warning(run.losses)
             if warning:
                 print(warning, file=sys.stderr)
