@@ -116,6 +116,11 @@ def accumulate(ask, rng: random.Random):
             expect(got["forward_sizes"] == sizes,
                    f"{where}: the model was called on batches of {got['forward_sizes']} samples; run it on each "
                    f"micro-batch in turn ({sizes}), never on the whole batch")
+            M = len(sizes)
+            expect(got.get("order", ["F", "B"] * M) == ["F", "B"] * M,
+                   f"{where}: your calls ran {''.join(got.get('order', []))} (F a forward, B its backward): backward "
+                   "each micro-batch's loss before the next forward, so only one micro-batch's activations are alive "
+                   "at a time")
             try:
                 same_grads(got["grads"], want, names, where)
             except Failed as exc:

@@ -59,10 +59,18 @@ def task_call(m: Any, fn: str, args: list, kwargs: dict) -> Any:
 def task_accumulate(m: Any, model: dict, x: Tensor, y: Tensor, loss: str, cuts: list[int], repeat: bool) -> dict:
     net = harness.build(model)
     seen: list[int] = []
+    order: list[str] = []  # "F" per forward of the model, "B" when a backward goes through that forward's output
+
+    def forward_done(mod: Any, a: Any, out: Any) -> None:
+        order.append("F")
+        if isinstance(out, Tensor) and out.grad_fn is not None:
+            out.grad_fn.register_hook(lambda *_: order.append("B"))
+
     net.register_forward_pre_hook(lambda mod, a: seen.append(int(a[0].shape[0])))
+    net.register_forward_hook(forward_done)
     xs, ys = list(torch.tensor_split(x, cuts)), list(torch.tensor_split(y, cuts))
     value = _learner(m, "accumulate_gradients")(net, xs, ys, harness.loss_function(loss))
-    out = {"loss": value, "grads": harness.grads(net), "forward_sizes": list(seen)}
+    out = {"loss": value, "grads": harness.grads(net), "forward_sizes": list(seen), "order": list(order)}
     if repeat:
         _learner(m, "accumulate_gradients")(net, xs, ys, harness.loss_function(loss))
         out["grads2"] = harness.grads(net)
