@@ -79,7 +79,7 @@ def verdict(fast: Timing, slow: Timing, claim: str, note: str | None = None) -> 
         said = (f"unreadable: the runs of {fast.name} ({fast.median * 1e3:,.1f} ms, spread "
                 f"{fast.spread * 1e3:,.1f}) and {slow.name} ({slow.median * 1e3:,.1f} ms, spread "
                 f"{slow.spread * 1e3:,.1f}) overlap, so this run cannot say whether {claim}")
-    return f"{said}{' ' + note if note else ''}"
+    return f"{said}. {note[0].upper()}{note[1:]}" if note else f"{said}."
 
 
 def reveal(what: str, predicted: float | None, measured: float, formula: float | None, why: str) -> str:
