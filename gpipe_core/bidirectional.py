@@ -44,14 +44,15 @@ being 1/K of the model; an overlapped F&B costs F + B = 3), checked for K =
   a chunk each get their direction's gradients, and the step's gradient is
   their sum (DeepSeek all-reduces them).
 
-Running it: :class:`~gpipe_core.two_way.TwoWayPipe` walks this table with the
+Running it: ``GPipe(schedule="dualpipe")`` hands each step to a
+:class:`~gpipe_core.two_way.TwoWayPipe`, which walks this table with the
 engine's stages, inline or one thread per device, and equals the sequential
-model (tests/test_dualpipe.py). Not yet ``GPipe(schedule="dualpipe")``: the
-engine's runtime, validator and simulator take one route 0..S-1 for every
-micro-batch and one module per stage; they need this cut (inputs at stage
-copy K, losses at K-1, the batch's second half on direction 1) and the
-copies. torch's runtime cannot run it either: a ``PipelineStage`` always
-sends to stage s+1.
+model (tests/test_dualpipe.py, tests/test_dualpipe_gpipe.py). The engine's own
+runtime, validator and simulator take one route 0..S-1 for every micro-batch
+and one module per stage, so the table is registered apart from the one-way
+schedules (:data:`gpipe_core.zoo.TWO_WAY`), and :func:`measure` times it.
+torch's runtime cannot run it either: a ``PipelineStage`` always sends to
+stage s+1.
 """
 
 from __future__ import annotations

@@ -10,6 +10,11 @@ optimizer, exactly as with a plain model.
 K is the number of devices (pipeline depth) and M the number of
 micro-batches, as in the paper. With virtual stages each device holds V
 stages, so the model is cut into S = K * V pieces and ``balance`` has S counts.
+
+``schedule="dualpipe"`` (two directions, :mod:`gpipe_core.bidirectional`) cuts
+the model into K pieces and holds each twice; its steps go to a
+:class:`~gpipe_core.two_way.TwoWayPipe` on the same executor, whose stage copies
+(``placement`` has 2K entries) give ``trace`` and ``memory`` as the runtime's do.
 """
 
 from __future__ import annotations
@@ -27,12 +32,13 @@ from .checkpoint import check_checkpoint
 from .common import Loss, LossFn, positive_int
 from .devices import DeviceLike, resolve_devices
 from .rng import draw_base_seed
-from .runtime import Runtime
+from .runtime import Runtime, StepResult
 from .schedule import ScheduleLike, check_placement, loop_placement
 from .stage import Stage
 from .trace import Clock, Trace
+from .two_way import TwoWayPipe
 from .validation import resolve
-from .zoo import lookup
+from .zoo import TWO_WAY, lookup
 
 
 class GPipe(nn.Module):
@@ -47,7 +53,8 @@ class GPipe(nn.Module):
         virtual: V, stages per device (interleaved and V-shaped schedules); S = K * V.
         placement: the device (0..K-1) of each of the S stages; default: stage s on device s mod K.
         checkpoint: ``"always"``, ``"except_last"``, ``"never"`` or a policy object.
-        schedule: a built-in name (``"gpipe"``, ``"1f1b"``, ...; see ``gpipe_core.zoo``) or a table.
+        schedule: a built-in name (``"gpipe"``, ``"1f1b"``, ...; see ``gpipe_core.zoo``) or a table;
+            ``"dualpipe"`` runs two directions (K even, M even and >= 2K; CPU; no running statistics).
         deferred_batch_norm: BatchNorm running statistics from the whole batch, once per step.
         threads_per_stage: intra-op threads of each CPU worker (default: cores / workers).
         timeout: seconds a step may take before it is stopped (None: no limit).
@@ -64,6 +71,17 @@ class GPipe(nn.Module):
                  executor: str = "threads") -> None:
         super().__init__()
         partition.check_sequential(module, "GPipe")
+        self._two_way: TwoWayPipe | None = None
+        self.check_finite = check_finite
+        self._result: Any = None
+        self._trace: Trace | None = None
+        self.memory: list[int] | None = None
+        if isinstance(schedule, str) and schedule.lower() in TWO_WAY:
+            if virtual != 1 or placement is not None or deferred_batch_norm:
+                raise ValueError(f"schedule {schedule!r} places its 2K stage copies itself and refuses BatchNorm: "
+                                 "leave virtual, placement and deferred_batch_norm out")
+            self._init_two_way(module, balance, partitions, chunks, devices, checkpoint, timeout, executor)
+            return
         V = positive_int(virtual, "virtual (V, stages per device)")
         builtin = lookup(schedule) if isinstance(schedule, str) else None  # the registry, asked once
         if builtin is not None and builtin.virtual > 1 and placement is None:
@@ -101,10 +119,20 @@ class GPipe(nn.Module):
         self._stages = [Stage(s, part, dev, self.checkpoint, self._clock)
                         for s, (part, dev) in enumerate(zip(self.stage_modules, self.devices))]
         self._runtime = Runtime(self._stages, self.table, self.placement, threads_per_stage, timeout, executor)
-        self.check_finite = check_finite
-        self._result: Any = None
-        self._trace: Trace | None = None
-        self.memory: list[int] | None = None
+
+    def _init_two_way(self, module: nn.Sequential, balance: Sequence[int] | None, partitions: int | None,
+                      chunks: int, devices: Any, checkpoint: Any, timeout: float | None, executor: str) -> None:
+        """DualPipe: K model pieces, each held twice, run by a TwoWayPipe (module docstring)."""
+        self.chunks, self.checkpoint = positive_int(chunks, "chunks (M)"), check_checkpoint(checkpoint)
+        K = self._devices_wanted(partitions, balance, devices, 1, None)
+        self.devices = resolve_devices(devices, K)
+        if any(d.type != "cpu" for d in self.devices):
+            raise ValueError("schedule 'dualpipe' runs on CPU workers only: pass devices='cpu'")
+        self._clock = Clock()
+        self._two_way = TwoWayPipe(module, K, self.chunks, balance, self.checkpoint, executor, timeout, self._clock)
+        self.balance, self.S, self.K = self._two_way.balance, K, K
+        self.table, self.placement = self._two_way.table, self._two_way.placement
+        self.stage_modules = nn.ModuleList(self._two_way.chunks)  # the copies stay out of parameters()
 
     @staticmethod
     def _devices_wanted(partitions: int | None, balance: Sequence[int] | None, devices: Any, V: int,
@@ -126,6 +154,8 @@ class GPipe(nn.Module):
 
     def forward(self, x: Any) -> Any:
         """Inference: pipeline the forward pass over M micro-batches (no gradients kept)."""
+        if self._two_way is not None:
+            return self._two_way.forward(x)
         xs = self._split(x)
         result = self._run(xs, None, 0, measure_memory=False)
         return microbatch.join([result.outputs[i] for i in range(len(xs))])
@@ -139,10 +169,13 @@ class GPipe(nn.Module):
         batch) or adds over it (``reduction="sum"``: they are added as they are),
         so the gradients equal the full-batch ones. Returns the full-batch loss.
         """
-        xs = self._split(x)
+        tensors.check(x, "the batch")
         n = tensors.first(x).shape[0]
         if not isinstance(target, Tensor) or target.shape[:1] != (n,):
             raise ValueError(f"target must be a tensor with the batch's {n} samples in dimension 0")
+        if self._two_way is not None:
+            return self._two_way_step(self._two_way, x, target, loss_fn, seed, measure_memory, reduction)
+        xs = self._split(x)
         targets = [t.to(self.devices[-1]) for t in torch.tensor_split(target, len(xs), dim=0)]
         loss = Loss(_finite(loss_fn) if self.check_finite else loss_fn, targets,
                     microbatch.loss_weights(xs, reduction))
@@ -150,6 +183,18 @@ class GPipe(nn.Module):
         if measure_memory:
             self.memory = result.memory
         return torch.stack([result.outputs[i] for i in range(len(xs))]).sum()
+
+    def _two_way_step(self, two_way: TwoWayPipe, x: Any, target: Tensor, loss_fn: LossFn, seed: int | None,
+                      measure_memory: bool, reduction: str) -> Tensor:
+        """A DualPipe step, run by its TwoWayPipe; its stamps and bytes kept as the runtime's would be."""
+        self._clock.begin(self.devices)
+        self._result, self._trace = None, None
+        loss = two_way.step(x, target, _finite(loss_fn) if self.check_finite else loss_fn, seed, reduction,
+                            measure_memory)
+        self._result = StepResult({}, two_way.stamps(), two_way.memory)
+        if measure_memory:
+            self.memory = two_way.memory
+        return loss
 
     def _split(self, x: Any) -> list[Any]:
         tensors.check(x, "the batch")
@@ -167,12 +212,14 @@ class GPipe(nn.Module):
         """The timed events of the last step (built on first access: a step only stores raw stamps)."""
         if self._trace is None and self._result is not None:
             self._trace = Trace.from_stamps(self.K, self._result.stamps, self._clock,
-                                            None if self.S == self.K else self.placement)
+                                            None if len(self.placement) == self.K else self.placement)
         return self._trace
 
     def close(self) -> None:
         """Remove the hooks this pipe put on the model's dropout layers."""
-        for stage in self._stages:
+        if self._two_way is not None:
+            self._two_way.close()
+        for stage in getattr(self, "_stages", ()):
             stage.rng.remove()
 
     def __enter__(self) -> GPipe:

@@ -3,8 +3,8 @@
 Why a runner of its own: :class:`~gpipe_core.GPipe`'s runtime sends every
 micro-batch from stage s to stage s+1 and runs one module per stage, while
 DualPipe (:mod:`gpipe_core.bidirectional`) cuts its chain between stage
-copies K-1 and K and runs each chunk twice, once per direction. Until the
-runtime knows that cut, :class:`TwoWayPipe` walks the table itself, as the
+copies K-1 and K and runs each chunk twice, once per direction. Rather than
+teach the runtime that cut, :class:`TwoWayPipe` walks the table itself, as the
 engine's two executors do: tick by tick on the calling thread (``inline``),
 or one thread per device running its own order and waiting for what it
 receives (``threads``). Each action goes to an engine
@@ -24,8 +24,17 @@ What it adds is the two-way bookkeeping:
 * after the step the copies' gradients are added into the originals'
   ``.grad`` (what DeepSeek's all-reduce of the two copies does), and what the
   copies' forwards changed in their buffers is added to the originals'
-  buffers: counters come out as the sequential model's; a running average
-  (BatchNorm's) does not, as the two directions update it in another order.
+  buffers: counters and sums come out as the sequential model's. A running
+  average (BatchNorm's, or an InstanceNorm tracking statistics) cannot: both
+  directions start the step from the same statistics and each updates them
+  in its own order, so the sum of their changes is not the sequential
+  model's micro-batch-by-micro-batch average. Such a model is refused, with
+  the layer named, rather than silently trained differently.
+
+:class:`~gpipe_core.GPipe` with ``schedule="dualpipe"`` builds one of these and
+hands its steps to it (its stamps become ``GPipe.trace``, its measured bytes
+``GPipe.memory``); inference (``pipe(x)``) runs every micro-batch through the
+original chunks, which is the sequential model's forward.
 
 CPU only: the copies live where the originals do.
 """
@@ -39,15 +48,29 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _NormBase
 
 from . import microbatch, tensors
 from .actions import Action, Cell, actions_of
 from .bidirectional import check_dualpipe, dualpipe_schedule
 from .common import Loss, LossFn, StageError, positive_int
+from .memory import MemoryMeter
 from .partition import balance_by_count, check_sequential, split_module, validate_balance
 from .rng import draw_base_seed
 from .schedule import device_orders, v_placement
 from .stage import Stage
+from .trace import Clock, StageStamps
+
+
+def check_no_running_averages(module: nn.Module) -> None:
+    """Refuse layers whose buffers hold a running average: DualPipe's two directions cannot reproduce it."""
+    for name, layer in module.named_modules():
+        if isinstance(layer, _NormBase) and layer.track_running_stats:
+            raise ValueError(
+                f"layer {name!r} ({type(layer).__name__}) keeps running statistics, and DualPipe's two directions "
+                "update them from the same start in two orders, so they would differ from the sequential model's: "
+                "use another schedule (e.g. 'dualpipev', the same order in one direction), or build the layer "
+                "with track_running_stats=False")
 
 
 class _Stopped(Exception):
@@ -90,8 +113,10 @@ class TwoWayPipe:
     """
 
     def __init__(self, module: nn.Sequential, partitions: int, chunks: int, balance: Sequence[int] | None = None,
-                 checkpoint: object = "except_last", executor: str = "inline", timeout: float = 60.0) -> None:
+                 checkpoint: object = "except_last", executor: str = "inline", timeout: float | None = 60.0,
+                 clock: Clock | None = None) -> None:
         check_sequential(module, "TwoWayPipe")
+        check_no_running_averages(module)
         if executor not in ("inline", "threads"):
             raise ValueError(f"executor must be 'inline' or 'threads', got {executor!r}")
         self.executor, self.timeout = executor, timeout
@@ -107,11 +132,35 @@ class TwoWayPipe:
             raise ValueError(f"TwoWayPipe runs on the CPU (the model is on {device}): move the model to the CPU")
         self.chunks = split_module(module, self.balance)
         self.copies = [copy.deepcopy(c) for c in self.chunks]  # before any stage hooks its dropout layers
-        self.stages = [Stage(s % self.K, part, device, checkpoint) for s, part in enumerate(self.chunks + self.copies)]
+        self.placement = v_placement(self.K)  # the device of each stage copy
+        self.stages = [Stage(s % self.K, part, device, checkpoint, clock)
+                       for s, part in enumerate(self.chunks + self.copies)]
+        self.memory: list[int] | None = None  # peak activation bytes per device of the last measured step
+
+    def stamps(self) -> list[StageStamps]:
+        """The last step's stamps per stage copy (micro-batches numbered in the batch), for a Trace."""
+        return [StageStamps(s, stage.device, list(stage.events)) for s, stage in enumerate(self.stages)]
+
+    def forward(self, x: Any) -> Any:
+        """Inference: every micro-batch through the original chunks in turn (the sequential model's forward)."""
+        tensors.check(x, "the batch")
+        xs = microbatch.split(x, self.M)
+        for stage in self.stages[:self.K]:
+            stage.begin_step(self.M, 0, None, None)
+        outs = []
+        with torch.no_grad():
+            for n, out in enumerate(xs):
+                for stage in self.stages[:self.K]:
+                    out = stage.forward(n, out)
+                outs.append(out)
+        return microbatch.join(outs)
 
     def step(self, x: Any, target: Tensor, loss_fn: LossFn, seed: int | None = None,
-             reduction: str = "mean") -> Tensor:
-        """One training step through the DualPipe table; gradients accumulate into the model's ``.grad``."""
+             reduction: str = "mean", measure_memory: bool = False) -> Tensor:
+        """One training step through the DualPipe table; gradients accumulate into the model's ``.grad``.
+
+        ``measure_memory``: count the activation bytes each device holds (both its stage copies) into
+        :attr:`memory`, as :class:`~gpipe_core.GPipe` does."""
         K, M = self.K, self.M
         tensors.check(x, "the batch")
         xs = microbatch.split(x, M)
@@ -119,8 +168,10 @@ class TwoWayPipe:
         loss = Loss(loss_fn, targets, microbatch.loss_weights(xs, reduction))
         before = self._refresh()
         base = draw_base_seed() if seed is None else seed
+        meters = {d: MemoryMeter([p for s, st in enumerate(self.stages) if self.placement[s] == d
+                                  for p in st.module.parameters()]) for d in range(K)} if measure_memory else {}
         for s, stage in enumerate(self.stages):
-            stage.begin_step(M, base, loss if s % K == K - 1 else None, None)
+            stage.begin_step(M, base, loss if s % K == K - 1 else None, meters.get(self.placement[s]))
         box, outputs = _Mailbox(self.timeout), {}
         with torch.enable_grad():
             if self.executor == "inline":
@@ -130,12 +181,13 @@ class TwoWayPipe:
         if box.failed is not None:
             raise box.failed
         self._merge(before)
+        self.memory = [meters[d].peak for d in range(K)] if meters else None
         return torch.stack([outputs[n].detach() for n in range(M)]).sum()
 
     def _threads(self, xs: list[Any], box: _Mailbox, outputs: dict[int, Tensor]) -> None:
         """One thread per device, each walking its own order of the table."""
         workers = [threading.Thread(target=self._walk, args=(order, xs, box, outputs), daemon=True)
-                   for order in device_orders(self.table, v_placement(self.K))]
+                   for order in device_orders(self.table, self.placement)]
         for w in workers:
             w.start()
         for w in workers:

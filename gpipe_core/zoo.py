@@ -66,8 +66,12 @@ ScheduleLoopedBFS), **DualPipeV** (:mod:`gpipe_core.dualpipe`, torch's
 ScheduleDualPipeV, with overlapped F&B cells; needs M >= 2K), and the
 controllable-memory **V-Min**, **V-Half** and **V-ZB** (:mod:`gpipe_core.vshape`).
 DualPipe proper (two directions, parameters held twice) is a table of the same
-cells in :mod:`gpipe_core.bidirectional`, with its own dependency cut; the engine
-does not run it yet, so it is not registered here.
+cells in :mod:`gpipe_core.bidirectional`, but over 2K stage *copies* with its
+chain cut between copies K-1 and K and M/2 micro-batches per direction. It is
+registered apart, in :data:`TWO_WAY`: ``GPipe(schedule="dualpipe")`` and
+``gpipe schedule`` take it, while the consumers that iterate :data:`BUILTINS`
+(the one-way validator, simulator, explorer, torch export) assume one route
+0..S-1 for every micro-batch, which its table does not have.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .bidirectional import dualpipe_schedule
 from .breadth_first import looped_bfs_schedule
 from .dualpipe import dualpipev_schedule
 from .schedule import (
@@ -220,13 +225,18 @@ BUILTINS: dict[str, Builtin] = {
 }
 
 
+# Two-way schedules: tables over 2K stage copies (placement v_placement(K)), the chain cut between copies K-1 and
+# K; GPipe runs them with gpipe_core.two_way.TwoWayPipe, gpipe_core.bidirectional checks and times them.
+TWO_WAY: dict[str, Builtin] = {"dualpipe": Builtin("dualpipe", dualpipe_schedule, 2, v_placement)}
+
+
 def lookup(name: str) -> Builtin:
-    """The registry's entry for a schedule name, in any case; the error lists every name there is."""
+    """The one-way registry's entry for a schedule name, in any case; the error lists every name there is."""
     try:
         return BUILTINS[name.lower()]
     except KeyError:
-        elsewhere = " (DualPipe, two directions, runs in gpipe_core.two_way.TwoWayPipe)" \
-            if name.lower() == "dualpipe" else ""
+        elsewhere = " (DualPipe has two directions: GPipe(schedule='dualpipe') runs it, " \
+            "gpipe_core.bidirectional.check_dualpipe checks its table)" if name.lower() in TWO_WAY else ""
         raise ValueError(f"unknown schedule {name!r}{elsewhere}: use one of {sorted(BUILTINS)} or pass a table") \
             from None
 

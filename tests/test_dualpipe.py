@@ -195,13 +195,6 @@ def test_a_failing_stage_is_named_and_stops_every_thread() -> None:
             pipe.step(*batch(n=8), CE)
 
 
-def test_gpipe_points_to_the_runner() -> None:
-    from gpipe_core import GPipe
-
-    with pytest.raises(ValueError, match=r"'DualPipe' \(DualPipe, two directions, runs in gpipe_core.two_way"):
-        GPipe(small_model(layers=4), partitions=2, chunks=4, schedule="DualPipe")
-
-
 def test_the_runner_names_what_it_needs() -> None:
     with pytest.raises(ValueError, match="executor must be 'inline' or 'threads'"):
         TwoWayPipe(small_model(layers=4), partitions=2, chunks=4, executor="processes")
