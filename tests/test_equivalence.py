@@ -11,7 +11,7 @@ from helpers.engine import assert_grads_close, batch, small_model
 from torch import nn
 
 from gpipe_core import GPipe, sequential_step
-from gpipe_core.zoo import BUILTINS
+from gpipe_core.zoo import BUILTINS, TWO_WAY
 
 CE = nn.functional.cross_entropy
 GRID = list(itertools.product([1, 2, 3, 4], [1, 2, 3, 8], ["always", "except_last", "never"], ["gpipe", "1f1b"]))
@@ -146,11 +146,14 @@ def test_inline_executor_matches_sequential(K: int, M: int, schedule: str) -> No
 # steps scaled wrongly (pytorch/torchtitan #1733, #2972), scaled again at every stage (deepspeedai/DeepSpeed #8152),
 # M < K hanging (torchtitan #775), micro-batches of one sample.
 
-ALL = sorted(BUILTINS)
+ALL = sorted(BUILTINS) + sorted(TWO_WAY)  # DualPipe (two directions) too, through the same GPipe
 
 
 def fits(schedule: str, M: int, K: int) -> bool:
-    """False where the schedule itself refuses the sizes (DualPipeV needs M >= 2K); the tests then expect the error."""
+    """False where the schedule itself refuses the sizes (DualPipeV needs M >= 2K, DualPipe also K and M even); the
+    tests then expect the error."""
+    if schedule == "dualpipe":
+        return K % 2 == 0 and M % 2 == 0 and M >= 2 * K
     return schedule != "dualpipev" or M >= 2 * K
 
 
@@ -197,7 +200,7 @@ def test_fewer_micro_batches_than_devices(schedule: str, M: int) -> None:
     ref = copy.deepcopy(model)
     x, y = batch(n=7)
     if not fits(schedule, M, K):
-        with pytest.raises(ValueError, match=rf"needs M >= 2K .*got M={M}, K={K}"):
+        with pytest.raises(ValueError, match=rf"needs (M >= 2K .*got M={M}, K={K}|an even number of devices K)"):
             GPipe(model, partitions=K, chunks=M, schedule=schedule)
         return
     pipe = GPipe(model, partitions=K, chunks=M, schedule=schedule, timeout=60)  # a hang fails, it does not stall
@@ -210,12 +213,13 @@ def test_fewer_micro_batches_than_devices(schedule: str, M: int) -> None:
 
 @pytest.mark.parametrize("schedule", ALL)
 def test_micro_batches_of_one_sample(schedule: str) -> None:
+    M = 4 if schedule == "dualpipe" else 5  # DualPipe needs M even
     model = small_model(layers=8, dropout=0.3)
     ref = copy.deepcopy(model)
-    x, y = batch(n=5)
-    pipe = GPipe(model, partitions=2, chunks=5, schedule=schedule, timeout=60)
+    x, y = batch(n=M)
+    pipe = GPipe(model, partitions=2, chunks=M, schedule=schedule, timeout=60)
     loss = pipe.step(x, y, CE, seed=4)
-    ref_loss = sequential_step(ref, x, y, CE, balance=pipe.balance, chunks=5, seed=4)
+    ref_loss = sequential_step(ref, x, y, CE, balance=pipe.balance, chunks=M, seed=4)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-7)
     assert_grads_close(model, ref)
-    assert {e.microbatch for e in pipe.trace.events} == set(range(5))
+    assert {e.microbatch for e in pipe.trace.events} == set(range(M))

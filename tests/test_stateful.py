@@ -21,7 +21,7 @@ from gpipe_core.zoo import BUILTINS
 
 CE = nn.functional.cross_entropy
 MODES = ["always", "except_last", "never"]
-SCHEDULES = sorted(BUILTINS)
+SCHEDULES = sorted(BUILTINS)  # DualPipe (zoo.TWO_WAY) refuses BatchNorm: its own test is at the end
 K, M, H = 2, 4, 6
 
 
@@ -107,3 +107,28 @@ def test_is_recomputing_is_false_in_plain_pytorch_and_in_inference() -> None:
         pipe(batch()[0])
     counter = model[-1]
     assert counter.log == [False] * 3
+
+
+@pytest.mark.parametrize("checkpoint", MODES)
+def test_dualpipe_refuses_running_statistics_and_keeps_counters_exact(checkpoint: str) -> None:
+    """DualPipe's two directions start a step from the same buffers and update them in two orders: changes that add
+    up (counters, sums) are merged exactly, a running average (BatchNorm's) could not be, so it is refused."""
+    with pytest.raises(ValueError, match=r"\(BatchNorm1d\) keeps running statistics"):
+        GPipe(stateful_model(K), partitions=K, chunks=M, schedule="dualpipe")
+    torch.manual_seed(0)
+    model = nn.Sequential(CallCounter(H), nn.Dropout(0.2), CallCounter(H), CallCounter(H))
+    ref = copy.deepcopy(model)
+    x, y = batch()
+    with GPipe(model, balance=[2, 2], chunks=M, checkpoint=checkpoint, schedule="dualpipe") as pipe:
+        for step in range(2):
+            pipe.step(x, y, CE, seed=step)
+            sequential_step(ref, x, y, CE, balance=pipe.balance, chunks=M, seed=step)
+    for (name, got), want in zip(model.named_buffers(), ref.buffers()):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
+    # the originals run direction 0, micro-batches 0..M/2-1, each recomputed unless "never" (the one micro-batch
+    # "except_last" keeps, M-1, goes up direction 1 on the copies); the copies log into their own lists
+    recomputed = 0 if checkpoint == "never" else M // 2
+    for counter in (m for m in model.modules() if isinstance(m, CallCounter)):
+        assert int(counter.calls) == 2 * M  # the copies' calls were added in: once per micro-batch per step
+        assert len(counter.log) == 2 * (M // 2 + recomputed) and counter.log.count(True) == 2 * recomputed
+        assert counter.log[0] is False

@@ -4,6 +4,11 @@ Unit costs (gpipe_core.simulate.UNIT): F = I = W = 1, B = 2; "held" is the
 peak number of (micro-batch, stage) activations a device keeps, from the
 forward's start to the end of its B or W. Every number below is a formula of
 gpipe_core.theory, checked against the simulated table.
+
+DualPipe (``zoo.TWO_WAY``) is not iterated here: its table has 2K stage copies
+with the chain cut between K-1 and K, which this one-way validator and
+simulator do not know; tests/test_dualpipe.py checks it with its own
+validator and timer against DeepSeek's closed forms.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ The equivalence grid of the schedules after GPipe: each table of
 overlapped F&B cells) over every checkpoint mode, both executors, dropout and
 uneven micro-batches, against :func:`~gpipe_core.sequential_step` with the
 same stages and seeds. (Module state, BatchNorm and counters, is held to the
-sequential model for every built-in in tests/test_stateful.py.)
+sequential model for every built-in in tests/test_stateful.py.) DualPipe, registered
+apart (``zoo.TWO_WAY``: two directions, 2K stage copies), runs through the same
+``GPipe`` on both executors in tests/test_dualpipe_gpipe.py.
 """
 
 from __future__ import annotations
