@@ -91,8 +91,10 @@ def summary(schedule_fn: ScheduleFn | str, K: int, M: int, N: int = 256, L: int 
     """The table read on both clocks, the simulator's peak memory per device, and the named schedule's own laws.
 
     ``ticks``/``bubble_ticks``: every action one tick. ``step_units``/``bubble_units``/``peak_memory``: at
-    unit costs (F = I = W = 1, B = 2). ``bubble_law``, ``step_law``, ``peak_law``: the closed forms of the
-    schedule named by ``law`` (a built-in's name by default), absent with ``why_no_law`` when none holds.
+    unit costs (F = I = W = 1, B = 2) per stage; with ``virtual`` (V) stages per device a stage's forward is
+    1/V of the device's, so ``step_units / virtual`` compares with one-stage-per-device schedules.
+    ``bubble_law``, ``step_law``, ``peak_law``: the closed forms of the schedule named by ``law`` (a
+    built-in's name by default), absent with ``why_no_law`` when none holds.
     GPipe's activation-unit laws (``memory_remat``, ``memory_stored``) are given for GPipe only.
     """
     build, placement, law = _resolve(schedule_fn, placement, law)
@@ -106,6 +108,7 @@ def summary(schedule_fn: ScheduleFn | str, K: int, M: int, N: int = 256, L: int 
         "step_units": on_units.span,
         "bubble_units": on_units.bubble(),
         "peak_memory": peak_memory(table, K, costs=UNIT_COSTS, placement=place),
+        "virtual": V,
         **_law(law, M, K, V),
     }
     if law == "gpipe":
@@ -113,12 +116,19 @@ def summary(schedule_fn: ScheduleFn | str, K: int, M: int, N: int = 256, L: int 
     return out
 
 
+def _per_device(s: dict[str, Any]) -> str:
+    """With V stages per device a unit is one stage's forward, 1/V of the device's share: say so, and convert."""
+    V = s["virtual"]
+    return f" stage units (= {s['step_units'] / V:g} in units of a device's whole forward, V={V})" if V > 1 else ""
+
+
 def _title(s: dict[str, Any], K: int, M: int, N: int, L: int) -> str:
     held = ", ".join(f"{m:g}" for m in s["peak_memory"])
-    lines = [f"K={K}, M={M}: {s['ticks']} ticks drawn (every action one tick; a B counts as one, though it is an I "
-             f"and a W together)",
-             f"at unit costs (F = I = W = 1, B = 2): step {s['step_units']:g}, bubble {s['bubble_units']:.3f}, "
-             f"peak micro-batches held per device [{held}]"]
+    lines = [f"K={K}, M={M}: {s['ticks']} ticks drawn (every action one tick, so a B counts as one although it is "
+             f"an I and a W together)",
+             f"at unit costs (F = I = W = 1, B = 2): step {s['step_units']:g}{_per_device(s)}, bubble "
+             f"{s['bubble_units']:.3f}, peak micro-batches held per device [{held}]"
+             + (f" (counted per stage, each 1/{s['virtual']} of the model)" if s["virtual"] > 1 else "")]
     if s.get("law"):
         law = ", ".join(f"{m:g}" for m in s["peak_law"])
         lines.append(f"{s['law']}'s own laws: step {s['step_law']:g}, bubble {s['bubble_law']:.3f}, "
