@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from .actions import Overlap, actions_of
 from .bidirectional import dualpipe_schedule
 from .bidirectional import measure as measure_two_way
+from .comm import Comm
 from .schedule import device_orders, v_placement
 from .simulate import Costs, Sizes, peak_memory, simulate
 from .zoo import BUILTINS
@@ -209,6 +210,24 @@ def dualpipe_rows(pp: int = 8) -> list[Row]:
         Row(DUALPIPE, "DualPipeV parameters per device, x 1F1B's (2 stages of PP)", setting, 2.0,
             float(BUILTINS["dualpipev"].placement(pp // 2).count(0))),
     ]
+
+
+def link_cost(names: tuple[str, ...] = ("gpipe", "1f1b", "zb-h1", "zb-h2", "zbv", "interleaved", "dualpipev"),
+              Ms: tuple[int, ...] = (8, 16, 32), K: int = 4, hop: float = 0.25) -> dict[str, list[float]]:
+    """What a link adds to each schedule's step: the step with every hop between devices costing ``hop``
+    (sent beside the compute) less the step without, per M, under F = I = W = 1 per device share."""
+    out = {}
+    for name in names:
+        b = BUILTINS[name]
+        extra = []
+        for M in Ms:
+            table, placement = b.build(M, K), b.placement(K)
+            spans = [simulate(table, K, Costs(1 / b.virtual, 2 / b.virtual, input_grad=1 / b.virtual,
+                                              weight_grad=1 / b.virtual, comm=comm), placement=placement).span
+                     for comm in (Comm(latency=hop), None)]
+            extra.append(spans[0] - spans[1])
+        out[name] = extra
+    return out
 
 
 def rows() -> list[Row]:

@@ -69,3 +69,13 @@ def test_a_difference_is_relative_unless_the_published_figure_is_zero() -> None:
     assert Row("s", "q", "x", 4.0, 5.0).difference == pytest.approx(0.25)
     assert Row("s", "q", "x", 0.0, 0.01).difference == 0.01 and Row("s", "q", "x", 0.0, 0.01).explained
     assert not Row("s", "q", "x", 1.0, 1.05).explained and Row("s", "q", "x", 1.0, 1.05, why="w").explained
+
+
+def test_what_a_link_adds_to_each_step() -> None:
+    """Beside the compute, a hop h between devices adds GPipe's 2(K-1)h once (the fill and the drain cross
+    the devices once each), whatever M; 1F1B's strict alternation puts hops on its critical path in the
+    steady state too, so what it pays grows with M."""
+    extra = papers.link_cost(("gpipe", "1f1b", "zb-h1"), Ms=(8, 16, 32), K=4, hop=0.25)
+    assert extra["gpipe"] == [2 * 3 * 0.25] * 3
+    assert extra["1f1b"][0] < extra["1f1b"][1] < extra["1f1b"][2]
+    assert len(set(extra["zb-h1"])) == 1 and extra["zb-h1"][0] > 0
