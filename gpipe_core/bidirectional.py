@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from .actions import KINDS, Action, Cell, Overlap, actions_of, flatten, overlap_error
 from .dualpipe import device_order
 from .schedule import Schedule, ScheduleError, check_sizes, device_orders, v_placement, walk
+from .trace import Trace
 
 
 def check_dualpipe_sizes(M: int, K: int) -> None:
@@ -173,19 +174,23 @@ class TwoWayRun:
     held: list[int]
 
 
-def measure(table: Sequence[Sequence[Cell]], K: int, f: float = 1, b: float = 2, i: float = 1, w: float = 1,
-            overlap: float | None = None) -> TwoWayRun:
-    """Time the table with per-stage costs (an F&B cell takes ``overlap``, else f + b) and count activations
-    held (from a forward's start to the end of the B or W that frees it; frees before allocations)."""
-    cost = {"F": f, "B": b, "I": i, "W": w}
-
+def _timed(table: Sequence[Sequence[Cell]], K: int, cost: dict[str, float], overlap: float | None,
+           ) -> tuple[list[list[Cell]], dict[Action, tuple[float, float]]]:
+    """Each device's order and every action's (start, end): an F&B cell's actions share the cell's span."""
     def duration(cell: Cell) -> float:
         if isinstance(cell, Overlap):
             return (cost["F"] + cost[cell.backward.kind]) if overlap is None else overlap
         return cost[cell.kind]
 
     orders = device_orders(table, v_placement(K))
-    when = walk(orders, dependency_map(flatten(orders), K), duration)
+    return orders, walk(orders, dependency_map(flatten(orders), K), duration)
+
+
+def measure(table: Sequence[Sequence[Cell]], K: int, f: float = 1, b: float = 2, i: float = 1, w: float = 1,
+            overlap: float | None = None) -> TwoWayRun:
+    """Time the table with per-stage costs (an F&B cell takes ``overlap``, else f + b) and count activations
+    held (from a forward's start to the end of the B or W that frees it; frees before allocations)."""
+    orders, when = _timed(table, K, {"F": f, "B": b, "I": i, "W": w}, overlap)
     step = max(end for _, end in when.values()) - min(start for start, _ in when.values())
     held = []
     for order in orders:
@@ -201,3 +206,24 @@ def measure(table: Sequence[Sequence[Cell]], K: int, f: float = 1, b: float = 2,
             peak = max(peak, level)
         held.append(peak)
     return TwoWayRun(step, held)
+
+
+def timeline(table: Sequence[Sequence[Cell]], K: int, f: float = 1, b: float = 2, i: float = 1, w: float = 1,
+             overlap: float | None = None) -> Trace:
+    """The timed table as a :class:`~gpipe_core.trace.Trace` (rows: devices; stages: the 2K copies; micro-batches
+    numbered in the batch, direction 1's from M/2), an F&B cell drawn as its forward then its backward, each
+    its share of the cell in proportion to its own cost, as :func:`gpipe_core.simulate.simulate` draws them."""
+    cost = {"F": f, "B": b, "I": i, "W": w}
+    orders, when = _timed(table, K, cost, overlap)
+    half = 1 + max(a.microbatch for a in when)
+    trace = Trace(K, placement=v_placement(K))
+    for cell in (c for order in orders for c in order):
+        start, end = when[actions_of(cell)[0]]
+        parts, span = actions_of(cell), end - start
+        total = sum(cost[a.kind] for a in parts) or 1.0
+        for a in parts:
+            share = span * cost[a.kind] / total
+            trace.add(a.stage, (a.stage // K) * half + a.microbatch, a.kind, start, start + share)
+            start += share
+    trace.events.sort(key=lambda e: e.start)
+    return trace

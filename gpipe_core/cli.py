@@ -23,7 +23,7 @@ from torch import nn
 
 from .training import MODELS
 from .validation import render
-from .zoo import BUILTINS
+from .zoo import BUILTINS, TWO_WAY
 
 
 def _devices(choice: str) -> str | None:
@@ -127,6 +127,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     from .perfetto import table_trace, write
     from .simulate import Costs, peak_memory, simulate
 
+    if args.schedule in TWO_WAY:
+        return _two_way_schedule(args)
     builtin, K, M = BUILTINS[args.schedule], args.partitions, args.micro_batches
     table, placement = builtin.build(M, K), builtin.placement(K)
     f, i, w = args.costs
@@ -152,16 +154,46 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def _two_way_schedule(args: argparse.Namespace) -> int:
+    """DualPipe's table, step, bubble and memory, timed by :mod:`gpipe_core.bidirectional` (its chain is cut)."""
+    from .bidirectional import measure, timeline
+    from .perfetto import chrome_trace, write
+
+    if args.latency or args.message_bytes or args.blocking_sends:
+        raise ValueError("the link between devices is not simulated for DualPipe's two-way table (its chain is cut "
+                         "between stage copies K-1 and K): drop --latency, --message-bytes and --blocking-sends")
+    K, M, (f, i, w) = args.partitions, args.micro_batches, args.costs
+    build = TWO_WAY[args.schedule]
+    table = build.build(M, K)
+    print(render(table, K, build.placement(K)))
+    print(f"stage copies 0..{K - 1} carry micro-batches 0..{M // 2 - 1} down from device 0, copies {K}..{2 * K - 1} "
+          f"micro-batches {M // 2}..{M - 1} (numbered 0..{M // 2 - 1} above) up from device {K - 1}")
+    run = measure(table, K, f, i + w, i, w, args.overlap)
+    trace = timeline(table, K, f, i + w, i, w, args.overlap)
+    said = "unit costs (F = I = W = 1, B = 2)" if (f, i, w) == (1, 1, 1) and args.overlap is None \
+        else f"costs F:I:W = {f:g}:{i:g}:{w:g} (B = {i + w:g}" + \
+        (f", F&B = {args.overlap:g}" if args.overlap is not None else "") + ")"
+    print(f"{len(table)} ticks; {said}: step {run.step:g}, bubble {trace.bubble():.3f}, peak activations held per "
+          f"device {run.held} (stage copies, each 1/K of the model; parameters: two chunks per device)")
+    for d in range(K):
+        print(f"  device {d} | busy {trace.busy(d):g}, idle {trace.span - trace.busy(d):g}, peak held {run.held[d]}")
+    if args.trace:
+        write(chrome_trace(trace, name=f"{args.schedule} K={K} M={M}"), args.trace)
+        print(f"Chrome/Perfetto trace written to {args.trace} (open it in ui.perfetto.dev)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpipe", description="GPipe pipeline parallelism: train, sweep, schedule")
     sub = parser.add_subparsers(dest="command", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--partitions", "-K", type=int, default=2, help="pipeline stages K (default 2)")
-    common.add_argument("--schedule", choices=sorted(BUILTINS), default="gpipe")
     common.add_argument("--seed", type=int, default=0)
+    one_way = argparse.ArgumentParser(add_help=False)  # train and sweep: the runtime's one-way schedules
+    one_way.add_argument("--schedule", choices=sorted(BUILTINS), default="gpipe")
 
-    train = sub.add_parser("train", parents=[common], help="train a model through the pipeline and report")
+    train = sub.add_parser("train", parents=[common, one_way], help="train a model through the pipeline and report")
     train.add_argument("--model", choices=MODELS, default="mlp",
                        help="mlp: residual MLP on a teacher's labels; bn: the same with BatchNorm; "
                             "gpt: a small decoder on the shipped Shakespeare text (default mlp)")
@@ -189,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     multi.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="machine 0's address, the same on every machine")
     train.set_defaults(func=cmd_train)
 
-    sweep = sub.add_parser("sweep", parents=[common], help="speedup and bubble against M")
+    sweep = sub.add_parser("sweep", parents=[common, one_way], help="speedup and bubble against M")
     sweep.add_argument("--micro-batches", "-M", type=_int_list, default=[1, 2, 4, 8, 16, 32])
     sweep.add_argument("--layers", type=int, default=24)
     sweep.add_argument("--hidden-dim", type=int, default=512)
@@ -200,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(func=cmd_sweep)
 
     sched = sub.add_parser("schedule", parents=[common], help="print a schedule as a clock-tick table")
+    sched.add_argument("--schedule", choices=sorted(BUILTINS) + sorted(TWO_WAY), default="gpipe",
+                       help="dualpipe: two directions, K and M even, M >= 2K (no link simulated)")
     sched.add_argument("--micro-batches", "-M", type=int, default=4)
     sched.add_argument("--costs", type=_ratio, default=(1.0, 1.0, 1.0), metavar="F:I:W",
                        help="times of one stage's forward, input gradient, weight gradient (B = I + W); default 1:1:1")

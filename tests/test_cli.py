@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from gpipe_core.actions import flatten
+from gpipe_core.bidirectional import dualpipe_schedule
 from gpipe_core.cli import build_parser, main
 from gpipe_core.training import resolve_defaults
 from gpipe_core.zoo import BUILTINS
@@ -66,6 +68,23 @@ def test_schedule_offers_every_builtin_with_costs_a_link_and_memory_beside_time(
         assert f"device {d} | busy {want.busy(d):g}, idle {want.span - want.busy(d):g}, peak held {int(held[d])}" in out
     slices = [e for e in json.loads(trace.read_text())["traceEvents"] if e["ph"] == "X"]
     assert {e["args"]["device"] for e in slices} == set(range(K))
+
+
+def test_schedule_shows_dualpipe_step_bubble_and_memory(capsys, tmp_path) -> None:  # noqa: ANN001
+    """DualPipe (zoo.TWO_WAY) is timed by gpipe_core.bidirectional: DeepSeek's step 3M + K - 2 and K + 1 held."""
+    K, M, trace = 4, 8, tmp_path / "step.json"
+    assert main(["schedule", "-K", str(K), "-M", str(M), "--schedule", "dualpipe", "--trace", str(trace)]) == 0
+    out = capsys.readouterr().out
+    assert f"step {3 * M + K - 2:g}, bubble {(K - 2) / (3 * M + K - 2):.3f}" in out
+    for d in range(K):
+        assert f"device {d} | busy {3 * M}, idle {K - 2}, peak held {K + 1}" in out
+    slices = [e for e in json.loads(trace.read_text())["traceEvents"] if e["ph"] == "X"]
+    assert {e["args"]["device"] for e in slices} == set(range(K))
+    assert len(slices) == len(list(flatten(dualpipe_schedule(M, K))))  # one slice per action, F&B cells split
+    assert main(["schedule", "-K", "3", "-M", "8", "--schedule", "dualpipe"]) == 2
+    assert "even number of devices K (got K=3): use K=4" in capsys.readouterr().err
+    assert main(["schedule", "-K", "4", "-M", "8", "--schedule", "dualpipe", "--latency", "1"]) == 2
+    assert "drop --latency" in capsys.readouterr().err
 
 
 def test_train_writes_the_last_step_as_a_perfetto_trace(capsys, tmp_path) -> None:  # noqa: ANN001

@@ -15,7 +15,7 @@ from torch import nn
 
 from gpipe_core import sequential_step, theory
 from gpipe_core.actions import Action, Cell, Overlap, flatten
-from gpipe_core.bidirectional import check_dualpipe, dualpipe_schedule, measure
+from gpipe_core.bidirectional import check_dualpipe, dualpipe_schedule, measure, timeline
 from gpipe_core.common import StageError
 from gpipe_core.schedule import ScheduleError, device_orders, v_placement
 from gpipe_core.two_way import TwoWayPipe
@@ -43,6 +43,18 @@ def test_each_device_holds_two_chunks_and_each_micro_batch_crosses_k_devices(K: 
         assert sorted(s % K for s in range(2 * K) if placement[s] == d) == sorted({d, K - 1 - d})
     assert [placement[s] for s in range(K)] == list(range(K))  # direction 0 enters at device 0
     assert [placement[K + j] for j in range(K)] == list(reversed(range(K)))  # direction 1 at device K-1
+
+
+@pytest.mark.parametrize(("K", "M", "costs"), [(4, 8, (1, 2, 1, 1)), (6, 14, (1, 2.5, 1.5, 1)), (2, 6, (2, 3, 1, 2))])
+def test_the_timeline_is_the_measured_step_drawn(K: int, M: int, costs: tuple[float, ...]) -> None:
+    table = dualpipe_schedule(M, K)
+    run, trace = measure(table, K, *costs), timeline(table, K, *costs)
+    f, b, i, w = costs
+    assert trace.span == run.step and trace.placement == v_placement(K)
+    assert i + w == b  # a split backward costs what a whole one does
+    for d in range(K):  # each device: M/2 micro-batches on each of its two chunks, F and a whole backward each
+        assert trace.busy(d) == pytest.approx(M * (f + b))
+    assert sorted(e.microbatch for e in trace.events if e.kind == "F") == sorted(list(range(M)) * K)  # the batch's
 
 
 @pytest.mark.parametrize(("K", "M"), [(2, 4), (4, 8), (6, 14)])

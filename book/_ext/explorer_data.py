@@ -7,7 +7,10 @@ K = 1..max_K and M = 1..max_M under a few cost presets and the page's
 JavaScript (``book/_static/gpipe-explorer.js``) only draws the result.
 
 Every schedule of ``gpipe_core.zoo.BUILTINS`` is offered, so a schedule added
-there appears on the site with the next build. With V virtual stages per
+there appears on the site with the next build. DualPipe (``zoo.TWO_WAY``) is
+not: its table cuts the chain between stage copies K-1 and K, which the
+simulator timing these entries does not know; ``gpipe schedule --schedule
+dualpipe`` shows its step, bubble and memory. With V virtual stages per
 device each stage is 1/V of a device's share of the model, so its actions cost
 1/V of the preset's; that keeps every schedule on the same time axis.
 
