@@ -121,6 +121,14 @@ def test_inference_is_the_sequential_forward() -> None:
 
 def test_the_one_way_registry_points_to_gpipe() -> None:
     assert set(TWO_WAY).isdisjoint(BUILTINS)  # one route 0..S-1 per micro-batch in BUILTINS; DualPipe cuts it
-    for ask in (lambda: lookup("dualpipe"), lambda: resolve("dualpipe", 4, 2)):
+    assert lookup("DualPipe") is TWO_WAY["dualpipe"] and TWO_WAY["dualpipe"].two_way  # one lookup finds both
+    for ask in (lambda: resolve("dualpipe", 4, 2), lambda: resolve(TWO_WAY["dualpipe"], 4, 2)):
         with pytest.raises(ValueError, match=r"two directions: GPipe\(schedule='dualpipe'\) runs it"):
             ask()
+
+
+def test_the_torch_export_says_why_it_cannot_take_dualpipe() -> None:
+    from gpipe_core.distributed.export import TablePipe
+
+    with pytest.raises(ValueError, match=r"PipelineStage always sends to stage s\+1.*export 'dualpipev'"):
+        TablePipe(small_model(layers=4), chunks=4, schedule="dualpipe")

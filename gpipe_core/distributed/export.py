@@ -62,6 +62,10 @@ class TablePipe:
                  schedule: ScheduleLike = "1f1b", virtual: int = 1, placement: Sequence[int] | None = None,
                  checkpoint: str = "never", device: torch.device | str | None = None,
                  group: dist.ProcessGroup | None = None) -> None:
+        if isinstance(schedule, str) and schedule.lower() == "dualpipe":
+            raise ValueError("torch's runtime cannot run DualPipe: a PipelineStage always sends to stage s+1, and "
+                             "DualPipe's chain is cut between stage copies K-1 and K; run it on "
+                             "gpipe_core.GPipe(schedule='dualpipe'), or export 'dualpipev'")
         if not dist.is_initialized():
             raise RuntimeError("no process group: call gpipe_core.distributed.init() (under torchrun) before TablePipe")
         check_sequential(module, "TablePipe")
