@@ -44,7 +44,7 @@ def _layers(kind: str, seed: int) -> tuple[dict, int]:
 def rng_hint(got: dict, source: str) -> str:
     """Why gradients with dropout differ, from what the policy did with the stage's rng."""
     if got.get("rng_sets_backward", 1) == 0:
-        if GLOBAL_RNG.search(source):
+        if got.get("global_rng") or GLOBAL_RNG.search(source):
             return ("you restore torch's global RNG, but the stage's dropout draws from the rng handed to the "
                     "policy: call rng.set_state(...) with the state rng.get_state() returned before the forward")
         return ("backward never calls rng.set_state(...): restore the stage's rng to the state rng.get_state() "

@@ -84,7 +84,18 @@ def run_isolated(policy: Any, model: nn.Module, x: Tensor, seed: int, grad_outpu
     stage_rng.generator.manual_seed(seed)
     rng = CountingRandom(stage_rng)
     run = (lambda h: model(h).pow(2).mean()) if loss else model
+    global_calls: list[str] = []  # torch's global RNG, which the stage's dropout does not draw from
+    originals = {name: getattr(torch, name) for name in ("get_rng_state", "set_rng_state")}
+
+    def counted(name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            global_calls.append(name)
+            return originals[name](*args, **kwargs)
+        return call
+
     try:
+        for name in originals:
+            setattr(torch, name, counted(name))
         with stage_rng.active():
             out, saved = policy.forward(run, x, rng)
             forward_sets = rng.sets
@@ -92,9 +103,12 @@ def run_isolated(policy: Any, model: nn.Module, x: Tensor, seed: int, grad_outpu
                 grad_output = torch.ones_like(out)
             grad = policy.backward(run, saved, grad_output, rng)
     finally:
+        for name, original in originals.items():
+            setattr(torch, name, original)
         stage_rng.remove()
     return {"out": out, "grad": grad, "grads": grads(model), "rng_gets": rng.gets,
-            "rng_sets_backward": rng.sets - forward_sets, "rng_recorded_late": rng.late}
+            "rng_sets_backward": rng.sets - forward_sets, "rng_recorded_late": rng.late,
+            "global_rng": bool(global_calls)}
 
 
 def stages_for_step(net: nn.Sequential, balance: list[int], x: Tensor, y: Tensor, M: int, seed: int,
