@@ -38,7 +38,7 @@ from .stage import Stage
 from .trace import Clock, Trace
 from .two_way import TwoWayPipe
 from .validation import resolve
-from .zoo import TWO_WAY, lookup
+from .zoo import lookup
 
 
 class GPipe(nn.Module):
@@ -76,14 +76,14 @@ class GPipe(nn.Module):
         self._result: Any = None
         self._trace: Trace | None = None
         self.memory: list[int] | None = None
-        if isinstance(schedule, str) and schedule.lower() in TWO_WAY:
+        builtin = lookup(schedule) if isinstance(schedule, str) else None  # the registry, asked once
+        if builtin is not None and builtin.two_way:
             if virtual != 1 or placement is not None or deferred_batch_norm:
                 raise ValueError(f"schedule {schedule!r} places its 2K stage copies itself and refuses BatchNorm: "
                                  "leave virtual, placement and deferred_batch_norm out")
             self._init_two_way(module, balance, partitions, chunks, devices, checkpoint, timeout, executor)
             return
         V = positive_int(virtual, "virtual (V, stages per device)")
-        builtin = lookup(schedule) if isinstance(schedule, str) else None  # the registry, asked once
         if builtin is not None and builtin.virtual > 1 and placement is None:
             if V not in (1, builtin.virtual):
                 raise ValueError(f"schedule {schedule!r} runs {builtin.virtual} stages per device, not virtual={V}: "

@@ -177,5 +177,8 @@ def resolve(schedule: ScheduleLike | Builtin, M: int, K: int, placement: Sequenc
     """A schedule (a name or an entry of :data:`gpipe_core.zoo.BUILTINS`, or a table) as a table checked for M, K."""
     if isinstance(schedule, str):
         schedule = lookup(schedule)
+    if isinstance(schedule, Builtin) and schedule.two_way:
+        raise ValueError(f"{schedule.name!r} has two directions: GPipe(schedule={schedule.name!r}) runs it, "
+                         "gpipe_core.bidirectional.check_dualpipe checks its table")
     table = schedule.build(M, K) if isinstance(schedule, Builtin) else schedule
     return validate(table, M, K, placement)

@@ -68,8 +68,9 @@ controllable-memory **V-Min**, **V-Half** and **V-ZB** (:mod:`gpipe_core.vshape`
 DualPipe proper (two directions, parameters held twice) is a table of the same
 cells in :mod:`gpipe_core.bidirectional`, but over 2K stage *copies* with its
 chain cut between copies K-1 and K and M/2 micro-batches per direction. It is
-registered apart, in :data:`TWO_WAY`: ``GPipe(schedule="dualpipe")`` and
-``gpipe schedule`` take it, while the consumers that iterate :data:`BUILTINS`
+listed apart, in :data:`TWO_WAY` (its entry says ``two_way``; :func:`lookup`
+finds both): ``GPipe(schedule="dualpipe")`` and ``gpipe schedule`` take it,
+while the consumers that iterate :data:`BUILTINS`
 (the one-way validator, simulator, explorer, torch export) assume one route
 0..S-1 for every micro-batch, which its table does not have.
 """
@@ -99,12 +100,17 @@ from .vshape import v_half_schedule, v_min_schedule, v_zb_schedule
 
 @dataclass(frozen=True)
 class Builtin:
-    """A named schedule: ``build(M, K)`` gives its table, ``placement(K)`` its stages' devices (V per device)."""
+    """A named schedule: ``build(M, K)`` gives its table, ``placement(K)`` its stages' devices (V per device).
+
+    ``two_way``: a table over 2K stage copies with the chain cut (:data:`TWO_WAY`), which GPipe runs with
+    :class:`~gpipe_core.two_way.TwoWayPipe` and the one-way validator refuses.
+    """
 
     name: str
     build: Callable[[int, int], Schedule]
     virtual: int
     placement: Callable[[int], list[int]]
+    two_way: bool = False
 
 
 def interleaved_schedule(M: int, K: int, V: int = 2) -> Schedule:
@@ -227,16 +233,12 @@ BUILTINS: dict[str, Builtin] = {
 
 # Two-way schedules: tables over 2K stage copies (placement v_placement(K)), the chain cut between copies K-1 and
 # K; GPipe runs them with gpipe_core.two_way.TwoWayPipe, gpipe_core.bidirectional checks and times them.
-TWO_WAY: dict[str, Builtin] = {"dualpipe": Builtin("dualpipe", dualpipe_schedule, 2, v_placement)}
+TWO_WAY: dict[str, Builtin] = {"dualpipe": Builtin("dualpipe", dualpipe_schedule, 2, v_placement, two_way=True)}
 
 
 def lookup(name: str) -> Builtin:
-    """The one-way registry's entry for a schedule name, in any case; the error lists every name there is."""
-    try:
-        return BUILTINS[name.lower()]
-    except KeyError:
-        elsewhere = " (DualPipe has two directions: GPipe(schedule='dualpipe') runs it, " \
-            "gpipe_core.bidirectional.check_dualpipe checks its table)" if name.lower() in TWO_WAY else ""
-        raise ValueError(f"unknown schedule {name!r}{elsewhere}: use one of {sorted(BUILTINS)} or pass a table") \
-            from None
-
+    """The entry for a schedule name, in any case, one-way or two-way: the one place a name is resolved."""
+    entry = BUILTINS.get(name.lower()) or TWO_WAY.get(name.lower())
+    if entry is None:
+        raise ValueError(f"unknown schedule {name!r}: use one of {sorted(BUILTINS) + sorted(TWO_WAY)} or pass a table")
+    return entry
