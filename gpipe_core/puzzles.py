@@ -1,13 +1,15 @@
 """Schedule puzzles: given K, M, per-action costs and a memory cap, how fast can a step be?
 
-Assignment 07 asks learners to beat the bubble on a ladder of small pipelines.
-A target typed by hand could be wrong in either direction (unreachable, or
-beatable by a cleverer table), so every target here is computed:
-:func:`gpipe_core.puzzle_search.solve` runs an exact A* search over every schedule the puzzle's rules allow and
-returns the best step time together with device orders that reach it. The
-search is exact because its lower bound never overestimates, so the first
-finished schedule it takes off the queue is optimal: a target is *reachable*
-(the orders come back with it) and *tight* (no rule-abiding table is faster).
+Assignment 07 ends with a ladder of such puzzles, drawn per student
+(:mod:`gpipe_core.puzzle_ladder`). This module is what a learner needs to
+state, check and score a table: the :class:`Puzzle` statement, the puzzle
+rules, the step time and peak memory of a table, every criterion a table
+misses (:func:`shortfalls`, the same words the grader uses) and a one-look
+:func:`report`. The *target* of a puzzle (the best step time any rule-abiding
+table reaches) is computed by the grader's exact search, which is not part of
+this package: a search that hands out optimal tables would hand out the answers.
+What learners get instead is :func:`gpipe_core.puzzle_ladder.lower_bound`, a
+proven floor that no table can beat.
 
 The model is the course's: each device runs its actions one at a time in the
 order of the table; an action starts when its device is free and the actions
@@ -18,19 +20,16 @@ micro-batch's forward on one of its stages until its weight gradient (W, or the
 whole backward B) on that stage has finished. The peak depends only on each
 device's order, not on the timing.
 
-Puzzle rule (what makes exhaustive search small enough to be exact): on every
-stage, forwards run in micro-batch order, and so do input-gradient passes
-(I or B) and weight-gradient passes (W). Micro-batches are identical, so we
-expect the rule to cost no time; tests/test_puzzles.py checks that on small
-pipelines against every order, in or out of micro-batch order. Tables that
-break it are rejected with the offending action named.
+Puzzle rule: on every stage, forwards run in micro-batch order, and so do
+input-gradient passes (I or B) and weight-gradient passes (W). Micro-batches
+are identical, so the rule costs no time (tests/test_puzzles.py checks that
+against every order on small pipelines) and keeps the grader's search exact.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
 
 from .schedule import Action, dependency_map, device_orders, loop_placement, ticks_from_orders, v_placement, walk
 from .simulate import Costs
@@ -41,7 +40,7 @@ Orders = list[list[Action]]
 
 @dataclass(frozen=True)
 class Puzzle:
-    """One rung of the ladder. Costs are whole time units per action on one stage (chunk)."""
+    """One puzzle. Costs are whole time units per action on one stage (chunk); ``cap=None``: no memory cap."""
 
     name: str
     K: int
@@ -76,15 +75,25 @@ class Puzzle:
         return Costs(forward=self.F, backward=self.B, input_grad=self.I, weight_grad=self.W)
 
     def cost(self, kind: str) -> int:
+        """Time units of one action of ``kind`` (F, B, I or W) on one stage."""
         return {"F": self.F, "B": self.B, "I": self.I, "W": self.W}[kind]
+
+    def statement(self) -> str:
+        """The puzzle in one line: sizes, placement, costs, kinds allowed and the cap."""
+        where = "one stage per device" if self.V == 1 else f"V={self.V} chunks per device, placement {self.placement}"
+        costs = f"F={self.F}, I={self.I}, W={self.W} (or B={self.B})" if self.split else f"F={self.F}, B={self.B}"
+        kinds = "F, I, W (B allowed)" if self.split else "F, B"
+        cap = "none" if self.cap is None else f"{self.cap} stage-micro-batches per device"
+        return f"K={self.K} devices, M={self.M} micro-batches, {where}; costs {costs}; kinds {kinds}; memory cap {cap}"
 
 
 @dataclass(frozen=True)
 class Score:
-    """What a table achieves on a puzzle: step time and each device's peak stage-micro-batches."""
+    """What a table achieves on a puzzle: step time, each device's peak stage-micro-batches and idle time."""
 
     time: int
     peak: tuple[int, ...]
+    idle: tuple[int, ...] = ()
 
 
 def check_rules(p: Puzzle, orders: Orders) -> None:
@@ -108,7 +117,7 @@ def check_rules(p: Puzzle, orders: Orders) -> None:
 
 
 def score(p: Puzzle, orders: Orders) -> Score:
-    """Step time (earliest starts under the puzzle's costs) and peak memory per device of complete orders.
+    """Step time (earliest starts under the puzzle's costs), peak memory and idle time per device of complete orders.
 
     A device holds a stage-micro-batch from the start of its F to the end of its W or B;
     with one action at a time per device that peak depends only on the device's order.
@@ -116,6 +125,7 @@ def score(p: Puzzle, orders: Orders) -> Score:
     """
     actions = [a for order in orders for a in order]
     times = walk(orders, dependency_map(actions, p.S), lambda a: p.cost(a.kind))
+    step = int(max((end for _, end in times.values()), default=0))
     peaks = []
     for order in orders:
         held = peak = 0
@@ -123,7 +133,8 @@ def score(p: Puzzle, orders: Orders) -> Score:
             held += 1 if a.kind == "F" else -1 if a.kind in "BW" else 0
             peak = max(peak, held)
         peaks.append(peak)
-    return Score(int(max((end for _, end in times.values()), default=0)), tuple(peaks))
+    idle = tuple(step - sum(p.cost(a.kind) for a in order) for order in orders)
+    return Score(step, tuple(peaks), idle)
 
 
 def evaluate(p: Puzzle, table: Sequence[Sequence[Action]]) -> Score:
@@ -137,10 +148,70 @@ def evaluate(p: Puzzle, table: Sequence[Sequence[Action]]) -> Score:
     return score(p, orders)
 
 
+def shortfalls(p: Puzzle, table: Sequence[Sequence[Action]], target: int | None = None) -> list[str]:
+    """Every criterion ``table`` misses on ``p``, one sentence each; empty when it meets them all.
+
+    The criteria: a valid table on the puzzle's devices that obeys the puzzle rules; each device's
+    peak within the cap; and, when ``target`` is given (the grader gives it), a step time no longer
+    than the target. The grader's messages are these sentences.
+    """
+    found = _sizes(table)
+    if found is not None and found != (p.M, p.S):
+        return [f"puzzle: your table has {found[0]} micro-batches on {found[1]} stages, this puzzle has M={p.M} on "
+                f"S={p.S} stages (a table written for another puzzle, another rung or another student's drawing, "
+                "does not fit): build it for the puzzle you are given"]
+    try:
+        got = evaluate(p, table)
+    except ValueError as exc:
+        return [f"rules: {exc}"]
+    out = []
+    if p.cap is not None:
+        for d, held in enumerate(got.peak):
+            if held > p.cap:
+                out.append(f"memory: device {d} holds {held} stage-micro-batches at its peak, over the cap of "
+                           f"{p.cap} (the step time is not the fault: start fewer forwards on device {d} before its "
+                           "first backward, or retire weight gradients sooner)")
+    if target is not None and got.time > target:
+        out.append(f"time: step time {got.time}, the target is {target} ({got.time - target} too slow; idle per "
+                   f"device {list(got.idle)})")
+    return out
+
+
+def _sizes(table: Sequence[Sequence[Action]]) -> tuple[int, int] | None:
+    """(micro-batches, stages) a table mentions, or None when it is not a list of ticks of Actions."""
+    try:
+        actions = [a for tick in table for a in tick if isinstance(a, Action)]
+    except TypeError:
+        return None
+    if not actions:
+        return None
+    return max(a.microbatch for a in actions) + 1, max(a.stage for a in actions) + 1
+
+
+def report(p: Puzzle, table: Sequence[Sequence[Action]], target: int | None = None) -> str:
+    """What a learner reads: time, peak and idle time per device, the floor, and each criterion not yet met."""
+    from .puzzle_ladder import lower_bound
+
+    floor = lower_bound(p)
+    missed = shortfalls(p, table, target)
+    try:
+        got = evaluate(p, table)
+    except ValueError:
+        return f"{p.name}: not yet: " + "; ".join(missed)
+    cap = "no cap" if p.cap is None else f"cap {p.cap}"
+    goal = f"target {target}" if target is not None else "target: the grader's exact best"
+    line = (f"{p.name}: step time {got.time} ({goal}; proven lower bound {floor}), peak per device "
+            f"{list(got.peak)} ({cap}), idle per device {list(got.idle)}")
+    if missed:
+        return f"{line}: not yet: " + "; ".join(missed)
+    if target is None and got.time > floor:
+        return f"{line}: within the rules and the cap; {got.time - floor} above the lower bound"
+    return f"{line}: reached"
+
+
 def table_from_orders(p: Puzzle, orders: Orders) -> list[list[Action]]:
     """Device orders placed on the earliest unit ticks (one action per device per tick)."""
     return ticks_from_orders(orders, p.placement)
-
 
 
 def table_from_text(p: Puzzle, rows: Sequence[str]) -> list[list[Action]]:
@@ -150,13 +221,17 @@ def table_from_text(p: Puzzle, rows: Sequence[str]) -> list[list[Action]]:
     add the stage after a colon (``F3:4``), as :func:`gpipe_core.render` writes
     it. Actions are placed on the earliest ticks their dependencies allow.
     """
-    if isinstance(rows, str) or len(rows) != p.K:
-        raise ValueError(f"{p.name}: give one line per device, {p.K} lines (got {rows!r:.60})")
+    if isinstance(rows, str):
+        raise ValueError(f"{p.name}: give a list of lines, one per device ({p.K} lines), not one string")
+    if len(rows) != p.K:
+        raise ValueError(f"{p.name}: give one line per device: this puzzle has K={p.K} devices, your text has "
+                         f"{len(rows)} lines (a table written for another puzzle, another rung or another "
+                         "student's drawing, does not fit)")
     orders: Orders = []
     for d, row in enumerate(rows):
         order = []
         for token in row.split():
-            kind, _, rest = token[0], None, token[1:]
+            kind, rest = token[0], token[1:]
             mb, _, stage = rest.partition(":")
             if kind not in "FBIW" or not mb.isdigit() or (stage and not stage.isdigit()):
                 raise ValueError(f"device {d}: {token!r} is not an action like F3 or F3:4 (kind, micro-batch, "
@@ -173,80 +248,3 @@ def text_from_orders(p: Puzzle, orders: Orders) -> list[str]:
     """The inverse of :func:`table_from_text`: one line per device."""
     return [" ".join(f"{a.kind}{a.microbatch}" + (f":{a.stage}" if p.V > 1 else "") for a in order)
             for order in orders]
-
-LADDER: list[Puzzle] = [
-    Puzzle("first light", K=2, M=4,
-           story="Two devices, no memory limit: any schedule that never idles needlessly will do."),
-    Puzzle("one in, one out", K=4, M=8, cap=4,
-           story="Eight micro-batches but room for only four on a device: GPipe's fill needs eight."),
-    Puzzle("tighter than K", K=4, M=8, cap=3,
-           story="Room for three on four devices: the first device cannot even fill the pipe."),
-    Puzzle("split the backward", K=4, M=8, split=True, cap=4,
-           story="The backward splits into I (sent upstream at once) and W (whenever you like)."),
-    Puzzle("split under pressure", K=4, M=8, split=True, cap=3,
-           story="The same split, one micro-batch less room: when do you pay off a W?"),
-    Puzzle("slow input gradients", K=3, M=6, I=2, B=3, split=True, cap=3,
-           story="I costs twice F here; W is short. Where do the gaps move?"),
-    Puzzle("two chunks per device", K=3, M=6, V=2, cap=6,
-           story="Each device holds two half-size chunks, stage s on device s mod 3. A 1F1B on the "
-                 "unsplit model (F=2, B=4) takes 48; interleave to do better at the same memory."),
-    Puzzle("the V", K=3, M=6, V=2, shape="v", split=True, cap=6,
-           story="Chunks in a V: device d holds stages d and 5-d, so the turn at the bottom stays on one device."),
-    Puzzle("V under pressure", K=3, M=6, V=2, shape="v", split=True, cap=4,
-           story="The V again with two chunk-micro-batches less room per device."),
-]
-
-
-def target(p: Puzzle) -> int:
-    """The best step time any rule-abiding table reaches on ``p``.
-
-    For the ladder it is read from :mod:`gpipe_core.puzzle_targets`, which
-    ``python -m gpipe_core.puzzles`` writes from the exact search (a test checks
-    the file against a fresh search); any other puzzle is searched here.
-    """
-    from .puzzle_targets import TARGETS
-
-    if p in LADDER and p.name in TARGETS:
-        return TARGETS[p.name]
-    return _solved(p)[0]
-
-
-@cache
-def _solved(p: Puzzle) -> tuple[int, tuple[tuple[Action, ...], ...]]:
-    from .puzzle_search import solve
-
-    best, orders = solve(p)
-    return best, tuple(tuple(o) for o in orders)
-
-
-def reference_orders(p: Puzzle) -> Orders:
-    """Device orders that reach the best step time (for instructors and tests; learners find their own)."""
-    return [list(o) for o in _solved(p)[1]]
-
-
-def report(p: Puzzle, table: Sequence[Sequence[Action]]) -> str:
-    """One line a learner can read: their time and memory against the target and the cap."""
-    got = evaluate(p, table)
-    cap = "no cap" if p.cap is None else f"cap {p.cap}"
-    verdict = "reached" if got.time <= target(p) and (p.cap is None or max(got.peak) <= p.cap) else "not yet"
-    return (f"{p.name}: step time {got.time} (target {target(p)}), peak per device {list(got.peak)} "
-            f"({cap}): {verdict}")
-
-
-def write_targets(path: str | None = None) -> dict[str, int]:
-    """Search every ladder puzzle and write gpipe_core/puzzle_targets.py (run when the ladder changes)."""
-    from pathlib import Path
-
-    targets = {p.name: _solved(p)[0] for p in LADDER}
-    lines = ['"""Best step time of each ladder puzzle, written by ``python -m gpipe_core.puzzles`` from the exact',
-             'search in :mod:`gpipe_core.puzzle_search` (tests/test_puzzles.py checks it against a fresh search).',
-             '"""', "", "TARGETS: dict[str, int] = {"]
-    lines += [f'    "{name}": {t},' for name, t in targets.items()] + ["}", ""]
-    out = Path(path) if path else Path(__file__).with_name("puzzle_targets.py")
-    out.write_text("\n".join(lines))
-    return targets
-
-
-if __name__ == "__main__":
-    for name, t in write_targets().items():
-        print(f"{name}: {t}")

@@ -1,8 +1,13 @@
-"""Puzzle targets: reachable (the search's own orders reach them) and tight (nothing faster exists).
+"""Assignment 07's puzzles: exact targets, a proven floor, a ladder drawn per student that library schedules miss.
 
-Tightness rests on the A* bound never overestimating; the brute-force tests
-check the search against every rule-abiding schedule on puzzles small enough
-to enumerate, with and without split backward, memory caps and virtual stages.
+Tightness of the grader's search rests on its A* bound never overestimating;
+the brute-force tests check it against every rule-abiding schedule on puzzles
+small enough to enumerate, with and without split backward, memory caps and
+virtual stages. The ladder tests draw many student ids and check, for every
+distinct puzzle drawn: the printed lower bound is at most the target; the
+search stays fast; no schedule the learner already has reaches the target
+within the cap; another student's tables fail; and nothing in ``gpipe_core``
+hands out the search or its answers.
 """
 
 from __future__ import annotations
@@ -12,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from gpipe_core.puzzle_search import solve
-from gpipe_core.puzzle_targets import TARGETS
-from gpipe_core.puzzles import LADDER, Puzzle, evaluate, reference_orders, score, table_from_orders, target
+from autograder.judge.puzzle_search import reference_orders, solve, target
+from gpipe_core.puzzle_ladder import PRACTICE_ID, RUNGS, draw, ladder, lower_bound
+from gpipe_core.puzzles import Puzzle, evaluate, report, score, shortfalls, table_from_orders, table_from_text
 from gpipe_core.schedule import Action
 from gpipe_core.simulate import peak_memory, times
 
@@ -112,67 +117,28 @@ def test_micro_batch_order_rule_costs_nothing(p: Puzzle) -> None:
     assert _brute_force(p, fifo=False) == solve(p)[0]
 
 
-@pytest.mark.parametrize("p", LADDER, ids=lambda p: p.name)
-def test_ladder_target_reachable(p: Puzzle) -> None:
+@pytest.mark.parametrize("p", [Puzzle("v", K=3, M=4, V=2, shape="v", split=True, cap=4),
+                               Puzzle("loop", K=2, M=3, V=2, cap=3), Puzzle("fb", K=3, M=5, F=2, B=3, cap=2)],
+                         ids=lambda p: p.name)
+def test_reference_orders_reach_the_target_and_the_simulator_agrees(p: Puzzle) -> None:
     table = table_from_orders(p, reference_orders(p))
     got = evaluate(p, table)
-    assert got.time == target(p)
-    assert p.cap is None or max(got.peak) <= p.cap
-
-
-def test_targets_file_matches_a_fresh_search() -> None:
-    # gpipe_core/puzzle_targets.py is written by `python -m gpipe_core.puzzles`; it must not go stale
-    assert TARGETS == {p.name: solve(p)[0] for p in LADDER}
-    assert all(target(p) == TARGETS[p.name] for p in LADDER)
-
-
-@pytest.mark.parametrize("p", LADDER, ids=lambda p: p.name)
-def test_simulator_agrees_with_the_puzzle_score(p: Puzzle) -> None:
-    table = table_from_orders(p, reference_orders(p))
-    got = evaluate(p, table)
-    sim_end = max(end for _, end in times(table, p.K, p.costs, placement=p.placement).values())
-    assert sim_end == got.time
+    assert got.time == target(p) and max(got.peak) <= p.cap
+    assert max(end for _, end in times(table, p.K, p.costs, placement=p.placement).values()) == got.time
     assert [int(x) for x in peak_memory(table, p.K, costs=p.costs, placement=p.placement)] == list(got.peak)
-
-
-def test_ladder_size_and_variety() -> None:
-    assert len(LADDER) >= 8
-    assert len({p.name for p in LADDER}) == len(LADDER)
-    assert any(p.split for p in LADDER) and any(p.V > 1 and p.shape == "loop" for p in LADDER)
-    assert any(p.shape == "v" for p in LADDER)
 
 
 def test_closed_forms_without_cap() -> None:
     # F/B only, no cap: 1F1B's (M+K-1)(F+B) is optimal; split, no cap: the parallelogram (K-1)F + M(F+I+W).
     assert target(Puzzle("a", K=3, M=6)) == (6 + 3 - 1) * 3
     assert target(Puzzle("b", K=4, M=8, split=True)) == 3 * 1 + 8 * 3
+    assert lower_bound(Puzzle("a", K=3, M=6)) == (6 + 3 - 1) * 3  # the floor is tight where nothing binds
 
 
 def test_caps_bind() -> None:
-    # A tighter cap can never make the best step faster, and the ladder's caps do cost time.
     loose, tight = Puzzle("l", K=4, M=8, cap=4), Puzzle("t", K=4, M=8, cap=3)
     assert target(tight) > target(loose)
-
-
-def _orders_of(p: Puzzle) -> list[list[Action]]:
-    return [list(o) for o in reference_orders(p)]
-
-
-def test_evaluate_names_the_problem() -> None:
-    p = LADDER[0]
-    orders = _orders_of(p)
-    swapped = [list(o) for o in orders]
-    swapped[0][0], swapped[0][1] = swapped[0][1], swapped[0][0]  # F1 before F0 on stage 0
-    with pytest.raises(ValueError, match="micro-batch order"):
-        evaluate(p, table_from_orders(p, swapped))
-    split = [[Action("I", a.microbatch, a.stage), Action("W", a.microbatch, a.stage)] if a.kind == "B" else [a]
-             for a in orders[1]]
-    with pytest.raises(ValueError, match="allows only F and B"):
-        evaluate(p, table_from_orders(p, [orders[0], [a for pair in split for a in pair]]))
-    with pytest.raises(ValueError, match="missing"):
-        evaluate(p, table_from_orders(p, orders)[:-1])
-    with pytest.raises(ValueError, match="one action per tick"):
-        evaluate(LADDER[-1], [[Action("F", 0, 0), Action("F", 0, 5)]])  # stages 0 and 5 share device 0 in the V
+    assert lower_bound(Puzzle("t2", K=4, M=8, cap=2)) > lower_bound(loose)  # the memory floor sees a tight cap
 
 
 def test_impossible_cap_is_named() -> None:
@@ -182,9 +148,143 @@ def test_impossible_cap_is_named() -> None:
 
 
 def test_v_placement_puts_the_turn_on_one_device() -> None:
-    p = Puzzle("v", K=3, M=1, V=2, shape="v")
-    assert p.placement == [0, 1, 2, 2, 1, 0]
+    assert Puzzle("v", K=3, M=1, V=2, shape="v").placement == [0, 1, 2, 2, 1, 0]
     assert Puzzle("l", K=3, M=1, V=2).placement == [0, 1, 2, 0, 1, 2]
+
+
+# -- the ladder, drawn per student ------------------------------------------------------------------------
+
+IDS = [f"student-{i}" for i in range(60)] + [PRACTICE_ID, "honest-jun", "correct"]
+STATES = 30_000  # the search's state budget per drawn puzzle: the largest needs under 20,000 (0.1-0.5 s of CPU)
+
+
+def _drawn() -> list[tuple[int, Puzzle]]:
+    out: dict[Puzzle, int] = {}
+    for student in IDS:
+        for n in range(1, len(RUNGS) + 1):
+            out.setdefault(draw(student, n), n)
+    return [(n, p) for p, n in out.items()]
+
+
+DRAWN = _drawn()
+
+
+def test_the_same_id_draws_the_same_ladder_and_ids_differ() -> None:
+    assert ladder("alice") == ladder("alice") == [draw("alice", n) for n in range(1, 10)]
+    assert ladder("alice") != ladder("bob")
+    assert len({p for _, p in DRAWN}) > 100  # many distinct puzzles, not a handful a class could share
+    with pytest.raises(ValueError, match="student id"):
+        ladder("  ")
+
+
+@pytest.mark.parametrize("rung", range(1, len(RUNGS) + 1))
+def test_every_drawn_puzzle_is_searched_within_budget_above_its_floor_and_missed_by_library_schedules(
+        rung: int) -> None:
+    from gpipe_core.schedule import one_f_one_b_schedule
+    from gpipe_core.zoo import interleaved_schedule, zb_h1_schedule
+
+    for n, p in DRAWN:
+        if n != rung:
+            continue
+        best, orders = solve(p, max_states=STATES)
+        assert lower_bound(p) <= best, p
+        got = evaluate(p, table_from_orders(p, orders))
+        assert got.time == best and (p.cap is None or max(got.peak) <= p.cap)
+        for build in (one_f_one_b_schedule, zb_h1_schedule, interleaved_schedule):  # what the learner already has
+            try:
+                table = build(p.M, p.K)
+            except ValueError:
+                continue
+            assert shortfalls(p, table, best), f"{build.__name__} solves {p}"
+
+
+def test_another_students_answers_fail() -> None:
+    mine, theirs = ladder("alice"), ladder("bob-0")  # two ids whose nine puzzles all differ
+    differ = [n for n in range(9) if mine[n] != theirs[n]]
+    assert len(differ) == 9
+    for n in differ:
+        pasted = reference_orders(theirs[n])  # bob-0's best orders, as alice would paste them
+        try:
+            table = table_from_orders(mine[n], pasted)
+        except ValueError as exc:  # another K or another placement: the table cannot even be built
+            assert "another" in str(exc) or "device" in str(exc), exc
+            continue
+        missed = shortfalls(mine[n], table, target(mine[n]))
+        assert missed, f"rung {n + 1}: bob-0's table meets alice's puzzle {mine[n]}"
+
+
+def test_a_table_for_another_puzzle_is_named_as_such() -> None:
+    p, q = Puzzle("mine", K=3, M=5, cap=2), Puzzle("theirs", K=3, M=6, cap=2)
+    table = table_from_orders(q, reference_orders(q))
+    (missed,) = shortfalls(p, table, target(p))
+    assert "written for another puzzle" in missed and "M=5" in missed
+    with pytest.raises(ValueError, match="written for another puzzle"):
+        table_from_text(Puzzle("four", K=4, M=5), ["F0 B0", "F0 B0", "F0 B0"])
+
+
+def test_gpipe_core_hands_out_no_search_and_no_targets() -> None:
+    import importlib
+    import pkgutil
+
+    import gpipe_core
+
+    names = [m.name for m in pkgutil.walk_packages(gpipe_core.__path__, "gpipe_core.")]
+    assert not [n for n in names if "search" in n or "target" in n]
+    for name in names:
+        if name.startswith("gpipe_core.distributed"):
+            continue  # needs torch.distributed set up; it has no puzzle code
+        module = importlib.import_module(name)
+        found = [a for a in vars(module) if a in {"solve", "target", "TARGETS", "reference_orders", "write_targets"}]
+        assert not found, f"{name} exposes {found}"
+
+
+def test_report_and_shortfalls_name_every_criterion_missed() -> None:
+    from gpipe_core.schedule import one_f_one_b_schedule
+
+    p = Puzzle("capped", K=3, M=5, cap=2)
+    table = one_f_one_b_schedule(5, 3)  # fast, but device 0 holds 3
+    missed = shortfalls(p, table, target(p))
+    assert len(missed) == 1 and missed[0].startswith("memory: device 0 holds 3")
+    assert "not the fault" in missed[0]
+    line = report(p, table)
+    assert "idle per device" in line and f"proven lower bound {lower_bound(p)}" in line and "not yet" in line
+    slow = table_from_text(p, ["F0 B0 F1 B1 F2 B2 F3 B3 F4 B4"] * 3)  # one micro-batch at a time
+    (late,) = shortfalls(p, slow, target(p))
+    assert late.startswith("time: step time") and f"the target is {target(p)}" in late and "idle per device" in late
+    assert report(p, slow).endswith("above the lower bound")
+    bad = [[a] for a in [Action("F", 1, 0)]]
+    assert shortfalls(p, bad, None)[0].startswith(("puzzle:", "rules:"))
+
+
+def test_solution_notebook_reaches_every_target_for_any_id() -> None:
+    ns = _solution_namespace()
+    for student in (PRACTICE_ID, "student-7"):
+        for n, p in enumerate(ladder(student), start=1):
+            got = evaluate(p, ns[f"puzzle_{n}"](p))
+            assert got.time == target(p), f"{student}, puzzle {n}: {got.time} != {target(p)}"
+            assert p.cap is None or max(got.peak) <= p.cap
+
+
+def test_the_judge_hands_the_graded_students_puzzle_to_solve_puzzle() -> None:
+    import random
+
+    from autograder.judge.base import Ask
+    from autograder.judge.grade import judge_module
+    from autograder.judge.probe_codec import encode
+
+    checks = judge_module("07_beat_the_bubble").CHECKS
+    ask = Ask()
+    ask.student = "alice"
+    checks["test_puzzle_4"](ask, random.Random(0))
+    (call,) = ask.calls
+    assert call["params"]["fn"] == "solve_puzzle"
+    assert call["params"]["args"] == encode([4, checks_statement(draw("alice", 4))])
+
+
+def checks_statement(p: Puzzle) -> dict:
+    from dataclasses import asdict
+
+    return asdict(p)
 
 
 def _solution_namespace() -> dict:
@@ -200,25 +300,3 @@ def _solution_namespace() -> dict:
         if is_imports or meta.get("solution"):
             exec(compile(cell.source, meta.get("grade_id", "imports"), "exec"), ns)  # noqa: S102 (our own notebook)
     return ns
-
-
-def test_solution_notebook_reaches_every_target() -> None:
-    ns = _solution_namespace()
-    for n, p in enumerate(LADDER, start=1):
-        got = evaluate(p, ns[f"puzzle_{n}"]())
-        assert got.time == target(p), f"puzzle {n}: {got.time} != {target(p)}"
-        assert p.cap is None or max(got.peak) <= p.cap
-
-
-def test_published_schedules_meet_the_searched_targets() -> None:
-    # the zoo's ZB-H1 and ZBV are optimal on the rungs built for them; the textbook interleaved 1F1B
-    # reaches rung 7's time but not within its cap, which is the point of that rung
-    from gpipe_core.zoo import interleaved_schedule, zb_h1_schedule, zbv_schedule
-
-    by_name = {p.name: p for p in LADDER}
-    for name, table in [("split the backward", zb_h1_schedule(8, 4)), ("the V", zbv_schedule(6, 3))]:
-        got = evaluate(by_name[name], table)
-        assert got.time == target(by_name[name]) and max(got.peak) <= by_name[name].cap
-    rung7 = by_name["two chunks per device"]
-    got = evaluate(rung7, interleaved_schedule(6, 3))
-    assert got.time == target(rung7) and max(got.peak) > rung7.cap

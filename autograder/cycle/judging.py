@@ -78,7 +78,7 @@ def grade_one(course: Course, assignment: str, student: str, isolate: bool = Tru
             _add(timings, "notebook run" if rerun else "outputs", clock)
             problems += ran.events
             runner = probe_runner(assignment, limits, isolate, ahead=None if rerun else upcoming)
-            judged = grade_submission(assignment, path, runner, seed)
+            judged = grade_submission(assignment, path, runner, seed, student=student)
             for phase, took in judged.timings.items():
                 timings[phase] = timings.get(phase, 0.0) + took
             seconds += ran.seconds if ran.seconds is not None else judged.timings.get("probe", 0.0)

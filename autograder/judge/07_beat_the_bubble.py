@@ -1,4 +1,4 @@
-"""Judge of assignment 07: ZB-H1, interleaved 1F1B, their engine runs, and the nine-puzzle ladder.
+"""Judge of assignment 07: ZB-H1, interleaved 1F1B, their engine runs, and the nine-puzzle ladder drawn per student.
 
 Tables come back from the probe as plain data; everything else happens here,
 with the real gpipe_core: validation (placements included), step time and
@@ -6,9 +6,14 @@ peak memory under unit costs (ZB-H1: 3M+K-1 and at most K held; interleaved:
 6M+3(K-1) chunk units and 1F1B-interleaved's memory), and, for every graded
 table, a training step on the engine compared with the sequential model,
 dropout included. Sizes are drawn per grading run, so a table copied for the
-visible sizes cannot pass. A puzzle's table must reach the target of
-:mod:`gpipe_core.puzzles` (computed by the exact search) within the memory
-cap, obey the puzzle rules, and run on the engine with exact gradients.
+visible sizes cannot pass. The puzzles are drawn from the id of the student
+being graded (:func:`gpipe_core.puzzle_ladder.draw`), handed to the learner's
+``puzzle_n`` through the notebook's locked ``solve_puzzle``, and their targets
+are computed here by the exact search (:mod:`autograder.judge.puzzle_search`,
+which learners cannot import). A puzzle's table must meet every criterion of
+:func:`gpipe_core.puzzles.shortfalls` against that target (the visible tests
+name the same criteria in the same words) and run on the engine with exact
+gradients.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from torch import nn
 
 from autograder.judge.base import Checks, Failed, expect
 from autograder.judge.probe_harness import build
+from autograder.judge.puzzle_search import target
 from autograder.judge.tables import learner_table, matches_sequential
 from gpipe_core import GPipe, ScheduleError, render
-from gpipe_core.puzzles import LADDER, Puzzle, evaluate, target
+from gpipe_core.puzzle_ladder import PRACTICE_ID, RUNGS, draw
+from gpipe_core.puzzles import shortfalls
 from gpipe_core.schedule import Action, loop_placement
 from gpipe_core.simulate import UNIT, peak_memory, times
 
@@ -148,22 +155,28 @@ def engine_run(ask, rng: random.Random):
     return verify
 
 
-def _puzzle_check(n: int, p: Puzzle):
+def statement(p: object) -> dict:
+    """A puzzle as plain data: the notebook's ``solve_puzzle`` rebuilds it with ``Puzzle(**statement)``."""
+    from dataclasses import asdict
+
+    return asdict(p)  # type: ignore[call-overload]
+
+
+def _puzzle_check(n: int):
     def check(ask, rng: random.Random):
-        reply = ask.call(f"puzzle_{n}")
+        student = getattr(ask, "student", "") or PRACTICE_ID
+        p = draw(student, n)
+        reply = ask.call("solve_puzzle", n, statement(p))
         seed = rng.randrange(10_000)
 
         def verify() -> None:
-            where = f"puzzle {n} ({p.name})"
-            table = learner_table(reply.value(f"puzzle_{n}()"), p.M, p.K, p.placement, where)
-            try:
-                got = evaluate(p, table)
-            except ValueError as exc:
-                raise Failed(f"{where}: {exc}") from None
-            best = target(p)
-            expect(got.time <= best, f"{where}: your step time is {got.time}, the target {best}")
-            expect(p.cap is None or max(got.peak) <= p.cap,
-                   f"{where}: your devices hold up to {list(got.peak)}, over the cap of {p.cap}")
+            where = f"puzzle {n} ({p.name}, drawn for student {student!r}: {p.statement()})"
+            got = reply.value(f"puzzle_{n}(your puzzle)")
+            plain = type(got) is list and all(type(t) is list and all(type(a) is Action for a in t) for t in got)
+            if plain:  # anything else gets learner_table's message about what a schedule is
+                missed = shortfalls(p, got, target(p))
+                expect(not missed, f"{where}: not yet: " + "; ".join(missed))
+            table = learner_table(got, p.M, p.K, p.placement, where)
             _engine_equal(table, p.M, p.K, None if p.V == 1 else p.placement, seed, where + " on the engine",
                           executor="inline")
 
@@ -172,5 +185,5 @@ def _puzzle_check(n: int, p: Puzzle):
     return check
 
 
-for _n, _p in enumerate(LADDER, start=1):
-    CHECKS(f"test_puzzle_{_n}")(_puzzle_check(_n, _p))
+for _n in range(1, len(RUNGS) + 1):
+    CHECKS(f"test_puzzle_{_n}")(_puzzle_check(_n))

@@ -80,6 +80,7 @@ class Ask:
         self.replies: list[Reply] = []
         self.source = source  # the learner's solution cells as text, for messages that name a cause
         self.group = ""  # the check now queuing calls: the probe answers one check's plain calls in one child
+        self.student = ""  # the id of the student being graded ("" outside a class run): 07 draws puzzles from it
 
     def task(self, name: str, *, what: str | None = None, timeout: float = DEFAULT_TIMEOUT, **params: Any) -> Reply:
         """Queue the probe's task ``name`` (see ``probe.TASKS``) with ``params`` (plain data and tensors)."""

@@ -80,13 +80,15 @@ def judge_module(assignment: str) -> ModuleType:
     return module
 
 
-def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed: int) -> JudgeResult:
+def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed: int,
+                     student: str = "") -> JudgeResult:
     """Score ``notebook`` (a learner's submission of ``assignment``) cell by cell; never runs learner code here.
 
     ``flags`` lists what was left out of the probe module and the submission's own audit (no classmates:
     ``autograder.audit.audit_class`` adds those); flags never change a score. ``holds`` lists the audit's
     holds (code that can reach what the probe measures with) and any tampering the probe saw: the merge
-    scores a held submission 0 until the instructor looks.
+    scores a held submission 0 until the instructor looks. ``student``: the id being graded (assignment 07
+    draws each student's puzzles from it; "" draws the practice ladder).
     """
     clock = time.perf_counter()
     max_scores = points(assignment)
@@ -98,6 +100,7 @@ def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed:
     flags = [f"dropped from the probe: {d}" for d in extracted.dropped] + [f.line() for f in findings if not f.held]
     code_holds = [f.line() for f in findings if f.held]
     ask = ask_for(extracted)
+    ask.student = student
     verifies: dict[str, Verify] = {}
     for grade_id, check in module.CHECKS.items():
         ask.group = grade_id

@@ -1,4 +1,8 @@
-"""The exact search behind every puzzle target: A* over the states of a pipeline step.
+"""The exact search behind every puzzle target of assignment 07: A* over the states of a pipeline step.
+
+It lives in the grader, not in ``gpipe_core``: it returns optimal tables, so a
+learner who could import it would have every answer. The judge calls
+:func:`target` on the puzzles it draws for the student being graded.
 
 A state is the moment some action finishes: how many F, I and W passes each
 stage has completed (the puzzle rule keeps each kind in micro-batch order, so
@@ -21,9 +25,10 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from functools import cache
 
-from .puzzles import Orders, Puzzle
-from .schedule import Action
+from gpipe_core.puzzles import Orders, Puzzle
+from gpipe_core.schedule import Action
 
 F, I, W, B = 0, 1, 2, 3  # noqa: E741
 NAMES = "FIWB"
@@ -147,3 +152,19 @@ def _orders(p: Puzzle, parent: dict, key: tuple) -> Orders:
     for _, a in sorted(events, key=lambda e: e[0]):
         orders[p.placement[a.stage]].append(a)
     return orders
+
+
+@cache
+def _solved(p: Puzzle) -> tuple[int, tuple[tuple[Action, ...], ...]]:
+    best, orders = solve(p)
+    return best, tuple(tuple(o) for o in orders)
+
+
+def target(p: Puzzle) -> int:
+    """The best step time any rule-abiding table reaches on ``p`` (exact, cached per puzzle)."""
+    return _solved(p)[0]
+
+
+def reference_orders(p: Puzzle) -> Orders:
+    """Device orders that reach the target (for the grader's tests and the honest class; never for learners)."""
+    return [list(o) for o in _solved(p)[1]]
