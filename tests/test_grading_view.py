@@ -38,10 +38,14 @@ from autograder.judge.base import Ask
 from autograder.judge.callgraph import Graph
 from autograder.judge.grade import draws, judge_module, probe
 from autograder.judge.local import run_probe_locally
+from autograder.judge.puzzle_search import target
 from gpipe_core import microbatch, partition, theory
-from gpipe_core.puzzles import LADDER, evaluate, target
+from gpipe_core.puzzle_ladder import PRACTICE_ID, ladder
+from gpipe_core.puzzles import evaluate
 from gpipe_core.schedule import Action, gpipe_schedule, one_f_one_b_schedule, stage_orders, ticks_from_orders
 from gpipe_core.zoo import interleaved_schedule, zb_h1_schedule
+
+LADDER = ladder(PRACTICE_ID)  # the puzzles of a notebook without a student id
 
 ASSIGNMENTS = sorted(p.name for p in (course_root() / "solutions").iterdir() if p.is_dir() and p.name[0].isdigit())
 GRAPH = Graph.of(view.PACKAGE)

@@ -47,7 +47,7 @@ def test_each_honest_solution_scores_full_marks_with_the_judge(assignment: str) 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "submission.ipynb"
             nbformat.write(honest.notebook(assignment, student), path)
-            result = grade_submission(assignment, path, run_probe_locally, seed=1234)
+            result = grade_submission(assignment, path, run_probe_locally, seed=1234, student=student)
         lost = {g: m for g, m in result.messages.items() if result.scores[g] < result.max_scores[g]}
         assert not lost, f"{student} on {assignment} is not correct: {lost}"
         assert not result.flags and not getattr(result, "holds", []), (student, result.flags)
