@@ -179,7 +179,7 @@ def controllable_memory_rows(p: int = 8, m: int = 24) -> list[Row]:
                 "earlier free slots as they do; its fill idles 3.5(p-1) chunk units, 7/12 of 1F1B's, where their "
                 "reordering reaches about half (gpipe_core.vshape)"),
         Row(CM_SPACE, "V-ZB bubble relative to the work", setting, 0.0, _bubble("v-zb", m, p, v, relative_to_work=True),
-            why=EDGES.replace("p-1 units", "2(p-1) chunk units")),
+            why=EDGES.replace("p-1 units", "p-1 chunk units")),
     ]
 
 

@@ -91,7 +91,7 @@ def memory_units_cheatsheet(N: int, L: int, M: int, K: int) -> float:
 # against the simulated table.
 
 _RANGE = {"zb-h1": "M >= K", "zb-h2": "M >= K", "interleaved": "M a multiple of K", "zbv": "M >= 2K",
-          "dualpipev": "M >= 2K", "v-min": "M >= K", "v-half": "M >= K"}
+          "dualpipev": "M >= 2K", "v-min": "M >= K", "v-half": "M >= K", "v-zb": "M >= 2K-1"}
 
 
 def _holds(schedule: str, M: int, K: int, forms: dict, always: tuple[str, ...] = ()) -> None:
@@ -99,7 +99,8 @@ def _holds(schedule: str, M: int, K: int, forms: dict, always: tuple[str, ...] =
     if schedule not in forms:
         raise ValueError(f"no closed form for {schedule!r}: use one of {sorted(forms)}")
     holds = {"zb-h1": M >= K, "zb-h2": M >= K, "interleaved": M % K == 0, "zbv": M >= 2 * K,
-             "dualpipev": M >= 2 * K, "v-min": M >= K, "v-half": M >= K}.get(schedule, True) or schedule in always
+             "dualpipev": M >= 2 * K, "v-min": M >= K, "v-half": M >= K,
+             "v-zb": M >= 2 * K - 1}.get(schedule, True) or schedule in always
     if not holds:
         raise ValueError(f"the closed form of {schedule} holds for {_RANGE[schedule]} (got M={M}, K={K}): "
                          "simulate the table (gpipe_core.simulate) for other sizes")
@@ -119,13 +120,13 @@ def step_units(schedule: str, M: int, K: int, V: int = 2) -> int:
     """Step time under unit costs: 3(M+K-1) for GPipe and 1F1B, 3M+K-1 for ZB-H1 and ZB-H2,
     3VM+3(K-1) for interleaved 1F1B; in chunk units (V = 2 unless said): 6M+K-1 for ZBV,
     3VM+3(K-1)+3(V-1)max(0, K-M) for looped BFS, 6M+2(K-1) for DualPipeV (F&B = F + B),
-    6M + v_min_idle(K) and 6M + v_half_idle(K) for V-Min and V-Half, 6M+2(K-1)+2max(0, K-M) for V-ZB."""
+    6M + v_min_idle(K) and 6M + v_half_idle(K) for V-Min and V-Half, 6M+K-1 for V-ZB (M >= 2K-1: ZB-V's)."""
     _check(M, K)
     forms = {"gpipe": lambda: 3 * (M + K - 1), "1f1b": lambda: 3 * (M + K - 1), "zb-h1": lambda: 3 * M + K - 1,
              "zb-h2": lambda: 3 * M + K - 1, "interleaved": lambda: 3 * V * M + 3 * (K - 1),
              "zbv": lambda: 6 * M + K - 1, "looped-bfs": lambda: 3 * V * M + 3 * (K - 1) + 3 * (V - 1) * max(0, K - M),
              "dualpipev": lambda: 6 * M + 2 * (K - 1), "v-min": lambda: 6 * M + v_min_idle(K),
-             "v-half": lambda: 6 * M + v_half_idle(K), "v-zb": lambda: 6 * M + 2 * (K - 1) + 2 * max(0, K - M)}
+             "v-half": lambda: 6 * M + v_half_idle(K), "v-zb": lambda: 6 * M + K - 1}
     _holds(schedule, M, K, forms)
     return forms[schedule]()
 
@@ -171,5 +172,5 @@ def peak_held(schedule: str, M: int, K: int, V: int = 2) -> list[int]:
     more = {"zb-h2": (M >= 2 * K - 1, "M >= 2K-1"), "v-half": (M > K, "M >= K+1")}.get(schedule, (True, ""))
     if not more[0]:
         raise ValueError(f"the closed form of {schedule}'s memory holds for {more[1]} (got M={M}, K={K})")
-    _holds(schedule, M, K, forms, always=("interleaved",))
+    _holds(schedule, M, K, forms, always=("interleaved", "v-zb"))
     return [forms[schedule](d) for d in range(K)]

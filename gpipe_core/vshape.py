@@ -50,27 +50,40 @@ micro-batch's worth on a device, the unit of the paper's table):
   paper's reordered fill brings it to about half (its p/2m).
 
 V-ZB, a block whose lifespan is 1F1B's. The paper's table gives V-ZB an
-activation memory of p micro-batches and a bubble of about 0, and its
-abstract's lemma says the block's lifespan decides the peak memory. Our
-block is the steady state of ZB-V (:func:`gpipe_core.zoo.zbv_schedule`, the
-zero-bubble paper's V, which holds p): its middle micro-batches repeat,
-every 6 units, F down at 4d, F up at 6K-3-2d, I up at 6K-2+4d, I down at
-12K-5-2d, each W one unit after its I (tests/test_frontier.py checks it).
-The down forwards and the up input gradients move four units a hop, the
-others two; the up chunk's F, I and W run back to back at the tip while the
-down chunk keeps its activations across the whole V. The block places its
-W's itself (six passes in distinct slots of the period, no free slot left for
-the greedy rule above). Whether the authors' own V-ZB block places passes
-exactly so we have not checked; its memory is the figure to compare.
+activation memory of p micro-batches and a bubble of about 0. Its block is
+the steady state of ZB-V (:func:`gpipe_core.zoo.zbv_schedule`, the
+zero-bubble paper's V, which holds p): its middle micro-batches repeat, every
+6 units, F down at 4d, F up at 6K-3-2d, I up at 6K-2+4d, I down at 12K-5-2d,
+each W one unit after its I (tests/test_frontier.py checks it). The down
+forwards and the up input gradients move four units a hop, the others two.
 
-* V-ZB: peak held min(2K, 2M, M+1+d) stages on device d, so 2K on every
-  device once M >= 2K-1: p micro-batches (the paper's, 1F1B's peak). Step
-  6M + 2(K-1) + 2 max(0, K-M): with M >= K each device idles 2(K-1), a
-  third of 1F1B's 6(K-1). The paper's schedule reaches about zero by also
-  reordering the fill and the drain (as for V-Half above); ZB-V's
-  greedy drain (``zbv`` in the zoo) gets K-1 from the same steady state,
-  which is the floor for a synchronous step (the last device waits K-1
-  units for its first input).
+Repeated and squeezed as it stands, that block idles each device 2(K-1)
+units (:func:`v_zb_block_schedule`): its fill starts the up chunk late. The
+authors reorder the fill without raising the peak (``v_auto_schedule.py`` in
+their repository, the warm-up rules in its docstring), and so do we, in our
+own construction (:func:`v_zb_schedule`):
+
+1. fill: device d runs 2(K-1-d) down forwards, then d+1 pairs "down, up"
+   (2K-1-d down and d+1 up forwards in all: 2K stages held, the peak);
+2. steady state: the block's own order for every pass not yet run, up to the
+   device's last forward;
+3. drain, tick by tick: a ready input gradient (down chunk first), else the
+   oldest pending W (:func:`gpipe_core.tick_fill.fill_ticks`).
+
+Each device then works without a gap from its first pass to its last; the
+only idle time is the K-1 units the last device waits for its first input,
+the floor for a step timed on its own (the authors' "zero" counts each
+device's own window, the next iteration's forwards filling the edges).
+Under unit costs, for M >= 2K-1, checked for K = 1..8 in
+tests/test_frontier.py:
+
+* V-ZB: step 6M + K - 1 (3M + (K-1)/2 in whole-stage units: half of ZB-H1's
+  bubble, ZB-V's step); peak held 2K stages on every device, i.e. p
+  micro-batches (the paper's, 1F1B's peak). For any M the peak is
+  min(2K, 2M, M+1+d) on device d; below 2K-1 micro-batches the fill cannot
+  be covered and the step is longer, never longer than the block's.
+* The block alone (:func:`v_zb_block_schedule`): the same memory, step
+  6M + 2(K-1) + 2 max(0, K-M): each device idles 2(K-1), a third of 1F1B's.
 """
 
 from __future__ import annotations
@@ -79,6 +92,7 @@ from collections.abc import Callable
 
 from .actions import Action, Cell
 from .schedule import Schedule, check_sizes, ticks_from_orders, v_placement
+from .tick_fill import Counts, fill_ticks
 
 PERIOD = 6  # F down, F up, I up, I down, and two W's: one micro-batch's passes on one device
 Block = tuple[int, ...]  # micro-batch 0's F down, F up, I up, I down [, W up, W down] on one device
@@ -112,9 +126,50 @@ def v_half_schedule(M: int, K: int) -> Schedule:
     return block_schedule(M, K, v_half_offsets)
 
 
-def v_zb_schedule(M: int, K: int) -> Schedule:
-    """V-ZB: 1F1B's activation memory, a third of its bubble (see the module docstring)."""
+def v_zb_block_schedule(M: int, K: int) -> Schedule:
+    """V-ZB's block repeated and squeezed, fill and drain as they fall: 1F1B's memory, a third of its bubble."""
     return block_schedule(M, K, v_zb_offsets)
+
+
+def v_zb_schedule(M: int, K: int) -> Schedule:
+    """V-ZB: the block with its fill and drain reordered; 1F1B's memory, no gap inside a device's window for
+    M >= 2K-1 (see the module docstring)."""
+    check_sizes(M, K)
+    queues = []
+    for d in range(K):
+        down, up = d, 2 * K - 1 - d
+        n_down, n_up = min(2 * K - 1 - d, M), min(d + 1, M)
+        fill = [Action("F", n, down) for n in range(min(2 * (K - 1 - d), n_down))]
+        i, j = len(fill), 0
+        while i < n_down or j < n_up:  # then "down, up" in pairs
+            if i < n_down:
+                fill.append(Action("F", i, down))
+                i += 1
+            if j < n_up:
+                fill.append(Action("F", j, up))
+                j += 1
+        filled = set(fill)
+        steady = [a for a in _block_passes(M, K, d, v_zb_offsets(K, d)) if a not in filled]
+        last_forward = max((i for i, a in enumerate(steady) if a.kind == "F"), default=-1)
+        queues.append(fill + steady[:last_forward + 1])
+
+    def drain(d: int, ready: Callable[[Action], bool], n: Counts) -> Action | None:
+        for s in (d, 2 * K - 1 - d):
+            a = n.next("I", s)
+            if a is not None and ready(a):
+                return a
+        return n.oldest_w(d)
+
+    return fill_ticks(M, v_placement(K), queues, drain)
+
+
+def _block_passes(M: int, K: int, d: int, offsets: Block) -> list[Action]:
+    """Device d's six passes of every micro-batch in the order the repeated block puts them."""
+    down, up = d, 2 * K - 1 - d
+    kinds = (("F", down), ("F", up), ("I", up), ("I", down), ("W", up), ("W", down))
+    slots = [(offset + PERIOD * n, Action(kind, n, s))  # type: ignore[arg-type]
+             for (kind, s), offset in zip(kinds, offsets) for n in range(M)]
+    return [a for _, a in sorted(slots)]
 
 
 def block_schedule(M: int, K: int, offsets: Callable[[int, int], Block]) -> Schedule:

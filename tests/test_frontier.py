@@ -17,7 +17,7 @@ from gpipe_core.distributed import torch_ir
 from gpipe_core.schedule import Action, Overlap, device_orders, flatten, loop_placement, v_placement
 from gpipe_core.simulate import UNIT, Costs, peak_memory, simulate
 from gpipe_core.validation import validate
-from gpipe_core.vshape import PERIOD, v_half_offsets, v_min_offsets, v_zb_offsets
+from gpipe_core.vshape import PERIOD, v_half_offsets, v_min_offsets, v_zb_block_schedule, v_zb_offsets
 from gpipe_core.zoo import BUILTINS
 
 NEW = ("looped-bfs", "dualpipev", "v-min", "v-half", "v-zb")
@@ -129,14 +129,44 @@ def test_v_zb_block_is_zbvs_steady_state(K: int) -> None:
         assert seen == [[t + shift for t in v_zb_offsets(K, d)] for d in range(K)]
 
 
-@pytest.mark.parametrize(("K", "M"), [(K, M) for K in range(1, 8) for M in sorted({1, K - 1, K, 2 * K - 1, 3 * K + 1})
-                                      if M >= 1])
+def window_idle(name: str, M: int, K: int) -> list[float]:
+    """Each device's idle time between its own first and last action (the paper's bubble counts only this)."""
+    b = BUILTINS[name]
+    trace = simulate(b.build(M, K), K, UNIT, placement=b.placement(K))
+    idle = []
+    for d in range(K):
+        mine = [e for e in trace.events if trace.row(e.stage) == d]
+        idle.append(max(e.end for e in mine) - min(e.start for e in mine) - sum(e.duration for e in mine))
+    return idle
+
+
+@pytest.mark.parametrize(("K", "M"), [(K, M) for K in range(1, 9) for M in sorted({2 * K - 1, 2 * K, 3 * K + 1, 24})])
 def test_v_zb_closed_form(K: int, M: int) -> None:
+    """M >= 2K-1: the paper's p micro-batches on every device and no gap inside any device's window; the step
+    is ZB-V's 6M + K - 1, the K-1 being the last device's wait for its first input."""
     step, held = measure("v-zb", M, K)
-    assert step == theory.step_units("v-zb", M, K) == 6 * M + 2 * (K - 1) + 2 * max(0, K - M)
+    assert step == theory.step_units("v-zb", M, K) == 6 * M + K - 1 == measure("zbv", M, K)[0]
+    assert held == theory.peak_held("v-zb", M, K) == [2 * K] * K  # 1F1B's K whole micro-batches
+    assert window_idle("v-zb", M, K) == [0] * K
+
+
+@pytest.mark.parametrize(("K", "M"), [(K, M) for K in range(1, 9) for M in range(1, 4 * K + 2)])
+def test_v_zb_reordering_beats_the_block_without_more_memory(K: int, M: int) -> None:
+    """Any M: the peak is min(2K, 2M, M+1+d) on device d, as for the block repeated and squeezed as it stands,
+    whose step is 6M + 2(K-1) + 2max(0, K-M); the reordered fill and drain are never slower, and strictly
+    faster once they can be covered (M >= 2K-1)."""
+    step, held = measure("v-zb", M, K)
     assert held == theory.peak_held("v-zb", M, K) == [min(2 * K, 2 * M, M + 1 + d) for d in range(K)]
-    if M >= 2 * K - 1:  # the paper's p micro-batches (1F1B's peak) on every device; idle a third of 1F1B's
-        assert held == [2 * K] * K and step - 6 * M == 6 * (K - 1) // 3
+    block = v_zb_block_schedule(M, K)
+    placement = v_placement(K)
+    validate(block, M, K, placement)
+    block_step = simulate(block, K, UNIT, placement=placement).span
+    assert block_step == 6 * M + 2 * (K - 1) + 2 * max(0, K - M)
+    assert [int(h) for h in peak_memory(block, K, costs=UNIT, placement=placement)] == held
+    assert step <= block_step and (step < block_step or K == 1 or M < 2 * K - 1)
+    if M < 2 * K - 1:
+        with pytest.raises(ValueError, match=r"closed form of v-zb holds for M >= 2K-1"):
+            theory.step_units("v-zb", M, K)
 
 
 def test_the_memory_ladder() -> None:

@@ -82,7 +82,7 @@ NAMES = {"gpipe": "GPipe (fill-drain)", "1f1b": "1F1B", "interleaved": "interlea
          "zb-h1": "ZB-H1 (zero bubble, 1F1B's memory)", "zb-h2": "ZB-H2 (zero bubble, more memory)",
          "zbv": "ZBV (zero bubble, V-shape, V = 2)", "looped-bfs": "looped BFS (V = 2)",
          "dualpipev": "DualPipeV (overlapped F&B, V-shape, M >= 2K)", "v-min": "V-Min (a third of 1F1B's memory)",
-         "v-half": "V-Half (half of 1F1B's memory)", "v-zb": "V-ZB (1F1B's memory, a third of its bubble)"}
+         "v-half": "V-Half (half of 1F1B's memory)", "v-zb": "V-ZB (1F1B's memory, no gap inside a device's window)"}
 
 
 def schedule_entry(builtin: Builtin, K: int, M: int) -> dict[str, Any] | None:
