@@ -168,3 +168,20 @@ def target(p: Puzzle) -> int:
 def reference_orders(p: Puzzle) -> Orders:
     """Device orders that reach the target (for the grader's tests and the honest class; never for learners)."""
     return [list(o) for o in _solved(p)[1]]
+
+
+def publish(student: str) -> list[str]:
+    """Lines an instructor may hand to ``student``: each drawn puzzle, its lower bound and its target."""
+    from gpipe_core.puzzle_ladder import ladder, lower_bound
+
+    puzzles = ladder(student)
+    lines = [f"puzzle {n} ({p.name}): {p.statement()}; lower bound {lower_bound(p)}, target {target(p)}"
+             for n, p in enumerate(puzzles, start=1)]
+    return lines + [f"MY_TARGETS = {[target(p) for p in puzzles]}  # for {student!r}'s notebook"]
+
+
+if __name__ == "__main__":  # python -m autograder.judge.puzzle_search ID [ID ...]: the targets of each id's ladder
+    import sys
+
+    for _student in sys.argv[1:]:
+        print("\n".join(publish(_student)), end="\n\n")
