@@ -31,8 +31,9 @@ pass takes the oldest weight gradient W whose I has run (the W's fill the
 two free slots of each period, and the fill and the drain); (3) squeeze:
 each device runs its order as early as the dependencies allow (the one
 walker of :mod:`gpipe_core.schedule`). The authors then also move passes of
-the fill into earlier free slots when that does not raise the peak; we do
-not, so our drain-and-fill bubble is the block's own.
+the fill into earlier free slots when that does not raise the peak; for
+V-Min and V-Half we do not, so their drain-and-fill bubble is the block's
+own (V-ZB's fill and drain are reordered, below).
 
 Closed forms under unit costs (F = I = W = 1 per stage, a stage being
 1/(2K) of the model; 6M units of work per device), for M >= K, checked for
