@@ -300,3 +300,21 @@ def _solution_namespace() -> dict:
         if is_imports or meta.get("solution"):
             exec(compile(cell.source, meta.get("grade_id", "imports"), "exec"), ns)  # noqa: S102 (our own notebook)
     return ns
+
+
+def test_published_targets_make_the_visible_test_name_the_graders_time_criterion() -> None:
+    """With MY_TARGETS set, a table within the cap but slower than the target fails the visible test in the
+    grader's words ("time: step time ..., the target is ...")."""
+    import nbformat
+
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "solutions/07_beat_the_bubble/beat_the_bubble.ipynb",
+                       as_version=4)
+    ns = _solution_namespace()
+    ns["MY_TARGETS"] = [target(p) for p in ladder(PRACTICE_ID)]
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in nb.cells}
+    exec(compile(cells["puzzle_tools"], "puzzle_tools", "exec"), ns)  # noqa: S102 (our own notebook)
+    p = ns["MINE"][0]
+    ns["puzzle_1"] = lambda p: table_from_text(p, [" ".join(f"F{i} B{i}" for i in range(p.M))] * p.K)  # one at a time
+    with pytest.raises(AssertionError, match=r"time: step time \d+, the target is \d+"):
+        exec(compile(cells["test_puzzle_1"], "test_puzzle_1", "exec"), ns)  # noqa: S102
+    assert shortfalls(p, ns["puzzle_1"](p), target(p))[0].startswith("time: step time")
