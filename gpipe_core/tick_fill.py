@@ -76,3 +76,15 @@ def fill_ticks(M: int, placement: Sequence[int], queues: Sequence[Sequence[Actio
                 heads[d] += 1
         table.append(sorted(tick, key=lambda a: placement[a.stage]))
     return table
+
+
+def v_drain(K: int) -> Chooser:
+    """The drain of a V (ZBV, V-ZB): a ready input gradient, the down chunk's first, else the oldest pending W."""
+    def choose(d: int, ready: Callable[[Action], bool], n: Counts) -> Action | None:
+        for s in (d, 2 * K - 1 - d):
+            a = n.next("I", s)
+            if a is not None and ready(a):
+                return a
+        return n.oldest_w(d)
+
+    return choose

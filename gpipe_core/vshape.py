@@ -93,7 +93,7 @@ from collections.abc import Callable
 
 from .actions import Action, Cell
 from .schedule import Schedule, check_sizes, ticks_from_orders, v_placement
-from .tick_fill import Counts, fill_ticks
+from .tick_fill import fill_ticks, v_drain
 
 PERIOD = 6  # F down, F up, I up, I down, and two W's: one micro-batch's passes on one device
 Block = tuple[int, ...]  # micro-batch 0's F down, F up, I up, I down [, W up, W down] on one device
@@ -153,15 +153,7 @@ def v_zb_schedule(M: int, K: int) -> Schedule:
         steady = [a for a in _block_passes(M, K, d, v_zb_offsets(K, d)) if a not in filled]
         last_forward = max((i for i, a in enumerate(steady) if a.kind == "F"), default=-1)
         queues.append(fill + steady[:last_forward + 1])
-
-    def drain(d: int, ready: Callable[[Action], bool], n: Counts) -> Action | None:
-        for s in (d, 2 * K - 1 - d):
-            a = n.next("I", s)
-            if a is not None and ready(a):
-                return a
-        return n.oldest_w(d)
-
-    return fill_ticks(M, v_placement(K), queues, drain)
+    return fill_ticks(M, v_placement(K), queues, v_drain(K))
 
 
 def _block_passes(M: int, K: int, d: int, offsets: Block) -> list[Action]:

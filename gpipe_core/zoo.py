@@ -94,7 +94,7 @@ from .schedule import (
     ticks_from_orders,
     v_placement,
 )
-from .tick_fill import Counts, fill_ticks
+from .tick_fill import Counts, fill_ticks, v_drain
 from .vshape import v_half_schedule, v_min_schedule, v_zb_schedule
 
 
@@ -172,15 +172,7 @@ def zbv_schedule(M: int, K: int) -> Schedule:
     check_sizes(M, K)
     placement = v_placement(K)
     queues = [_zbv_order(M, K, d) for d in range(K)]
-
-    def cooldown(d: int, ready: Callable[[Action], bool], n: Counts) -> Action | None:
-        for s in (d, 2 * K - 1 - d):
-            a = n.next("I", s)
-            if a is not None and ready(a):
-                return a
-        return n.oldest_w(d)
-
-    return fill_ticks(M, placement, queues, cooldown)
+    return fill_ticks(M, placement, queues, v_drain(K))
 
 
 def _zbv_order(M: int, K: int, d: int) -> list[Action]:

@@ -10,6 +10,7 @@ import copy
 
 import pytest
 import torch
+from helpers.counters import Counter
 from helpers.engine import assert_grads_close, batch, small_model
 from torch import nn
 
@@ -166,21 +167,6 @@ def test_mean_and_sum_losses_and_one_sample_micro_batches(reduction: str) -> Non
     expected.backward()
     torch.testing.assert_close(loss, expected.detach(), rtol=1e-5, atol=1e-6)
     assert_grads_close(model, reference)
-
-
-class Counter(nn.Module):
-    """A linear layer whose buffers count its calls and add up its inputs: state that does not depend on order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(12, 12)
-        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
-        self.register_buffer("seen", torch.zeros(12))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        self.seen += x.detach().sum(0)
-        return torch.tanh(self.fc(x))
 
 
 def test_buffers_the_copies_change_reach_the_model() -> None:

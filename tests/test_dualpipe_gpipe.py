@@ -12,6 +12,7 @@ import copy
 
 import pytest
 import torch
+from helpers.counters import Counter
 from helpers.engine import assert_grads_close, batch, small_model
 from torch import nn
 
@@ -59,21 +60,6 @@ def test_two_steps_accumulate_sum_losses_and_one_sample_micro_batches() -> None:
         expected.backward()
         torch.testing.assert_close(loss, expected.detach(), rtol=1e-5, atol=1e-6)
     assert_grads_close(model, reference)
-
-
-class Counter(nn.Module):
-    """Buffers that count calls and add up inputs: state whose changes add up, whatever the order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(12, 12)
-        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
-        self.register_buffer("seen", torch.zeros(12))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        self.seen += x.detach().sum(0)
-        return torch.tanh(self.fc(x))
 
 
 @pytest.mark.parametrize("executor", ["inline", "threads"])
