@@ -69,7 +69,7 @@ def _slow_i_capped(r: random.Random) -> dict[str, Any]:
 
 
 def _chunks_small(r: random.Random) -> dict[str, Any]:
-    return {"K": 2, "M": r.randint(3, 6), "V": 2, "cap": r.choice((3, 4)), **_fb(r)}
+    return {"K": 2, "M": r.randint(3, 6), "V": 2, "cap": 4, **_fb(r)}  # one below the Megatron order's 5
 
 
 def _chunks(r: random.Random) -> dict[str, Any]:

@@ -168,9 +168,10 @@ def shortfalls(p: Puzzle, table: Sequence[Sequence[Action]], target: int | None 
     if p.cap is not None:
         for d, held in enumerate(got.peak):
             if held > p.cap:
+                sooner = ", or retire weight gradients sooner" if p.split else ""
                 out.append(f"memory: device {d} holds {held} stage-micro-batches at its peak, over the cap of "
                            f"{p.cap} (the step time is not the fault: start fewer forwards on device {d} before its "
-                           "first backward, or retire weight gradients sooner)")
+                           f"first backward{sooner})")
     if target is not None and got.time > target:
         out.append(f"time: step time {got.time}, the target is {target} ({got.time - target} too slow; idle per "
                    f"device {list(got.idle)})")
