@@ -9,8 +9,12 @@ search at grading time (well under a second per puzzle), and the ranges are
 chosen so that no schedule a learner already has (1F1B, ZB-H1, interleaved
 1F1B) reaches the target (tests/test_puzzles.py checks both over many ids).
 
-:func:`lower_bound` is cheap and proven: the largest of three floors, each a
-time no table can beat (section 6 of the notebook derives them).
+Each rung can draw only a few dozen puzzles, so :func:`drawable` lists them
+all, and the grader's search has precomputed the target of each one
+(:mod:`gpipe_core.puzzle_targets`): :func:`known_target` is what the notebook
+prints next to the proven :func:`~gpipe_core.puzzles.lower_bound` (re-exported
+here). A target is a step time to reach, not a table that reaches it; the
+grader never reads these numbers, it searches again when it grades.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import puzzle_targets
 from .puzzles import Puzzle
+from .puzzles import lower_bound as lower_bound  # the notebook and the book import it from here
 
 
 @dataclass(frozen=True)
@@ -125,45 +131,71 @@ def draw(student: str, rung: int) -> Puzzle:
         raise ValueError(f"a student id is a non-empty string (your id in the course's gradebook), got {student!r}")
     if not 1 <= rung <= len(RUNGS):
         raise ValueError(f"the ladder has rungs 1 to {len(RUNGS)}, not {rung}")
+    return _puzzle(rung, RUNGS[rung - 1].draw(_rng(student.strip(), rung)))
+
+
+def _puzzle(rung: int, params: dict[str, Any]) -> Puzzle:
     spec = RUNGS[rung - 1]
-    params = spec.draw(_rng(student.strip(), rung))
     if params.get("split") and "B" not in params:
         params["B"] = params.get("I", 1) + params.get("W", 1)
     return Puzzle(spec.name, story=spec.story, **params)
 
 
+class _EveryDraw:
+    """A stand-in for random.Random that follows one path of choices; :func:`drawable` walks every path.
+
+    ``choice`` and ``randint`` take each value in turn; ``random()`` takes 0.0 and then a value just
+    below 1.0, which covers both sides of any threshold test ``r.random() < t`` with 0 < t < 1, the only
+    way the rungs use it.
+    """
+
+    def __init__(self, path: list[int]) -> None:
+        self.path, self.sizes = path, []
+
+    def _pick(self, n: int) -> int:
+        k = self.path[len(self.sizes)] if len(self.sizes) < len(self.path) else 0
+        self.sizes.append(n)
+        return k
+
+    def choice(self, seq: Any) -> Any:
+        return seq[self._pick(len(seq))]
+
+    def randint(self, a: int, b: int) -> int:
+        return a + self._pick(b - a + 1)
+
+    def random(self) -> float:
+        return (0.0, 1.0 - 1e-9)[self._pick(2)]
+
+
+def drawable(rung: int) -> list[Puzzle]:
+    """Every distinct puzzle rung ``rung`` can draw, whatever the id (in the order of the draw's choices)."""
+    if not 1 <= rung <= len(RUNGS):
+        raise ValueError(f"the ladder has rungs 1 to {len(RUNGS)}, not {rung}")
+    out: dict[Puzzle, None] = {}
+    path: list[int] = []
+    while True:
+        walker = _EveryDraw(path)
+        out.setdefault(_puzzle(rung, RUNGS[rung - 1].draw(walker)))  # type: ignore[arg-type]
+        path = walker.path + [0] * (len(walker.sizes) - len(walker.path))
+        while path and path[-1] + 1 >= walker.sizes[len(path) - 1]:  # the next path, odometer-style
+            path.pop()
+        if not path:
+            return list(out)
+        path[-1] += 1
+
+
+def known_target(p: Puzzle) -> int | None:
+    """The target of ``p`` (the best step time under the rules) if the ladder can draw ``p``, else None.
+
+    Precomputed by the grader's exact search (``python -m autograder.judge.puzzle_search --write-targets``),
+    keyed by :meth:`Puzzle.statement`; it says how fast, not how.
+    """
+    return puzzle_targets.TARGETS.get(p.statement())
+
+
 def ladder(student: str) -> list[Puzzle]:
     """All of ``student``'s puzzles, easiest first."""
     return [draw(student, n) for n in range(1, len(RUNGS) + 1)]
-
-
-def lower_bound(p: Puzzle) -> int:
-    """A step time no rule-abiding table can beat: the largest of three floors.
-
-    * work: device d cannot start before the first forward reaches its first stage, then runs
-      every one of its actions one after the other, and (whole backwards only) its last B
-      still has to pass through every stage above its first one;
-    * chain: the last micro-batch's forward on stage 0 waits for the M - 1 before it, then
-      crosses every stage down and back up;
-    * memory (when capped): a stage-micro-batch on stage s is held at least from its forward's
-      start to the end of its own weight gradient, a round trip through stages s..S-1. A device
-      holding at most ``cap`` at once, from its start to the end of the step, covers at most
-      cap x (time it is busy holding), which must reach M x the sum of its stages' round trips.
-    """
-    split = p.split
-    i_min = min(p.I, p.B) if split else p.B  # the fastest input gradient a stage can pass upstream
-    own = min(p.I + p.W, p.B) if split else p.B  # the fastest full backward of one stage
-    place, S, M = p.placement, p.S, p.M
-    best = (M - 1) * p.F + S * p.F + (S - 1) * i_min + own
-    for d in range(p.K):
-        stages = [s for s in range(S) if place[s] == d]
-        start = min(stages) * p.F
-        tail = 0 if split else min(stages) * p.B  # a device's last B still has to travel up to stage 0
-        best = max(best, start + len(stages) * M * (p.F + own) + tail)
-        if p.cap is not None:
-            trips = sum((S - s) * p.F + (S - s - 1) * i_min + own for s in stages)
-            best = max(best, start + -(-M * trips // p.cap))
-    return best
 
 
 def points() -> list[int]:

@@ -8,8 +8,10 @@ misses (:func:`shortfalls`, the same words the grader uses) and a one-look
 :func:`report`. The *target* of a puzzle (the best step time any rule-abiding
 table reaches) is computed by the grader's exact search, which is not part of
 this package: a search that hands out optimal tables would hand out the answers.
-What learners get instead is :func:`gpipe_core.puzzle_ladder.lower_bound`, a
-proven floor that no table can beat.
+What learners get instead is :func:`lower_bound`, a proven floor that no table
+can beat, and, for every puzzle the ladder can draw, the target's value alone
+(:mod:`gpipe_core.puzzle_targets`, precomputed by the grader's search: a goal,
+not a table that reaches it).
 
 The model is the course's: each device runs its actions one at a time in the
 order of the table; an action starts when its device is free and the actions
@@ -189,10 +191,37 @@ def _sizes(table: Sequence[Sequence[Action]]) -> tuple[int, int] | None:
     return max(a.microbatch for a in actions) + 1, max(a.stage for a in actions) + 1
 
 
+def lower_bound(p: Puzzle) -> int:
+    """A step time no rule-abiding table can beat: the largest of three floors.
+
+    * work: device d cannot start before the first forward reaches its first stage, then runs
+      every one of its actions one after the other, and (whole backwards only) its last B
+      still has to pass through every stage above its first one;
+    * chain: the last micro-batch's forward on stage 0 waits for the M - 1 before it, then
+      crosses every stage down and back up;
+    * memory (when capped): a stage-micro-batch on stage s is held at least from its forward's
+      start to the end of its own weight gradient, a round trip through stages s..S-1. A device
+      holding at most ``cap`` at once, from its start to the end of the step, covers at most
+      cap x (time it is busy holding), which must reach M x the sum of its stages' round trips.
+    """
+    split = p.split
+    i_min = min(p.I, p.B) if split else p.B  # the fastest input gradient a stage can pass upstream
+    own = min(p.I + p.W, p.B) if split else p.B  # the fastest full backward of one stage
+    place, S, M = p.placement, p.S, p.M
+    best = (M - 1) * p.F + S * p.F + (S - 1) * i_min + own
+    for d in range(p.K):
+        stages = [s for s in range(S) if place[s] == d]
+        start = min(stages) * p.F
+        tail = 0 if split else min(stages) * p.B  # a device's last B still has to travel up to stage 0
+        best = max(best, start + len(stages) * M * (p.F + own) + tail)
+        if p.cap is not None:
+            trips = sum((S - s) * p.F + (S - s - 1) * i_min + own for s in stages)
+            best = max(best, start + -(-M * trips // p.cap))
+    return best
+
+
 def report(p: Puzzle, table: Sequence[Sequence[Action]], target: int | None = None) -> str:
     """What a learner reads: time, peak and idle time per device, the floor, and each criterion not yet met."""
-    from .puzzle_ladder import lower_bound
-
     floor = lower_bound(p)
     missed = shortfalls(p, table, target)
     try:

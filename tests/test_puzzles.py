@@ -89,19 +89,25 @@ def test_a_table_for_another_puzzle_is_named_as_such() -> None:
         table_from_text(Puzzle("four", K=4, M=5), ["F0 B0", "F0 B0", "F0 B0"])
 
 
-def test_gpipe_core_hands_out_no_search_and_no_targets() -> None:
+def test_gpipe_core_hands_out_no_search_and_no_orders_only_target_values() -> None:
     import importlib
     import pkgutil
 
     import gpipe_core
+    from gpipe_core import puzzle_targets
 
     names = [m.name for m in pkgutil.walk_packages(gpipe_core.__path__, "gpipe_core.")]
-    assert not [n for n in names if "search" in n or "target" in n]
+    assert not [n for n in names if "search" in n]
+    assert [n for n in names if "target" in n] == ["gpipe_core.puzzle_targets"]
+    shipped = {a: v for a, v in vars(puzzle_targets).items() if not a.startswith("__") and a != "annotations"}
+    assert list(shipped) == ["TARGETS"], f"puzzle_targets holds more than values: {sorted(shipped)}"
+    assert all(type(k) is str and type(v) is int for k, v in puzzle_targets.TARGETS.items())  # no orders, no tables
     for name in names:
         if name.startswith("gpipe_core.distributed"):
             continue  # needs torch.distributed set up; it has no puzzle code
         module = importlib.import_module(name)
-        found = [a for a in vars(module) if a in {"solve", "target", "TARGETS", "reference_orders", "write_targets"}]
+        found = [a for a in vars(module) if a in {"solve", "target", "reference_orders", "write_targets"}
+                 or (a == "TARGETS" and name != "gpipe_core.puzzle_targets")]
         assert not found, f"{name} exposes {found}"
 
 
