@@ -9,8 +9,10 @@ public, so two learners alike only where the solution is are not copying
 each other). Fingerprints found there never count as evidence.
 
 The engine's own implementation of what the assignment blocks is the other
-side: the code a learner could paste. All of it is read from the repository
-(never from a submission) and cached per assignment.
+side: the code a learner could paste. So is the grader's own code that would
+solve an assignment (``GRADER_CODE``: 07's exact search returns optimal
+puzzle tables, and the repository is public). All of it is read from the
+repository (never from a submission) and cached per assignment.
 """
 
 from __future__ import annotations
@@ -32,15 +34,23 @@ from .tokens import Budget, Stream, emit, function_tokens
 FENCED = re.compile(r"```[^\n]*\n(.*?)```", re.S)
 INLINE = re.compile(r"`([^`\n]+)`")
 TRUSTED = 10**9  # the course's own code is not capped
+GRADER_CODE: dict[str, tuple[str, ...]] = {  # files outside gpipe_core whose functions would solve the assignment
+    "07_beat_the_bubble": ("autograder/judge/puzzle_search.py",),  # the exact search behind every puzzle target
+}
 
 
 @dataclass(frozen=True)
 class Engine:
-    """One function of gpipe_core that the assignment blocks: every k-gram, and its winnowed fingerprints."""
+    """One function a learner could paste (gpipe_core's, or the grader's): every k-gram, its winnowed fingerprints.
+
+    ``origin`` starts the evidence: "gpipe_core's" for the engine, "the grader's" for ``GRADER_CODE``, whose
+    ``name`` then carries the file's path (``autograder/judge/puzzle_search.py:solve``).
+    """
 
     name: str
     grams: frozenset[int]
     prints: frozenset[int]
+    origin: str = "gpipe_core's"
 
 
 def _parse(text: str) -> ast.Module | None:
@@ -134,19 +144,29 @@ def _engine_nodes(name: str) -> list[tuple[str, ast.AST]]:
     return []
 
 
+def _reference(name: str, node: ast.AST, origin: str = "gpipe_core's") -> Engine:
+    stream: Stream = function_tokens(node, Budget(TRUSTED))
+    grams = kgrams(stream.tokens)
+    return Engine(name, frozenset(grams), frozenset(winnow(grams)), origin)
+
+
+def grader_code(assignment: str) -> list[Engine]:
+    """Every function and method of the assignment's ``GRADER_CODE`` files, named by path and name."""
+    out = []
+    for path in GRADER_CODE.get(assignment, ()):
+        tree = ast.parse((course_root() / path).read_text())
+        out += [_reference(f"{path}:{fn.name}", fn, "the grader's") for fn in _functions(tree)]  # type: ignore[attr-defined]
+    return out
+
+
 @cache
 def engine(assignment: str) -> tuple[Engine, ...]:
-    """gpipe_core's own versions of what ``assignment`` blocks (none for an assignment without a view)."""
+    """gpipe_core's own versions of what ``assignment`` blocks, and the grader's code that would solve it."""
     try:
         names: Any = view.blocked(assignment)  # the view's closure: everything that has no body when grading
     except KeyError:
-        return ()
+        names = ()
     except LookupError:  # the view's own consistency check failed: compare with what the exercises name
         names = view.graded(assignment)
-    out = []
-    for name in names:
-        for qualname, node in _engine_nodes(name):
-            stream: Stream = function_tokens(node, Budget(TRUSTED))
-            grams = kgrams(stream.tokens)
-            out.append(Engine(qualname, frozenset(grams), frozenset(winnow(grams))))
-    return tuple(out)
+    out = [_reference(qualname, node) for name in names for qualname, node in _engine_nodes(name)]
+    return tuple(out + grader_code(assignment))

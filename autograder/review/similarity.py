@@ -8,9 +8,11 @@ than ``MIN_PRINTS`` left is not compared at all: short functions look alike by
 necessity.
 
 * **The engine.** A function is flagged when at least ``ENGINE_SHARE`` of its
-  fingerprints occur in one of gpipe_core's blocked functions (or it holds that
-  share of the engine function's) *and* at least ``ENGINE_MARGIN`` of them are
-  the engine's and not the course's published solution's. Where the solution
+  fingerprints occur in one of gpipe_core's blocked functions, or in the
+  grader's own code that would solve the assignment (07's puzzle search, see
+  :data:`.base.GRADER_CODE`), or it holds that share of that function's,
+  *and* at least ``ENGINE_MARGIN`` of them are the engine's and not the
+  course's published solution's. Where the solution
   follows the engine closely (02's partitioner, 07's ZB-H1), code written from
   the notebook's recipe matches both alike and is not flagged; a pasted engine
   function carries the engine's own lines (its checks, its helpers' calls).
@@ -104,7 +106,7 @@ def engine_findings(assignment: str, sub: Submission) -> list[Finding]:
             only_engine = {h for h in shared if h not in solution}
             if share >= ENGINE_SHARE and len(only_engine) >= ENGINE_MARGIN:
                 out.append(flag("copied-engine", f.definition.where,
-                                f"{share:.0%} alike with gpipe_core's {ref.name}: {len(shared)} of its {len(mine)} "
+                                f"{share:.0%} alike with {ref.origin} {ref.name}: {len(shared)} of its {len(mine)} "
                                 f"fingerprints occur there, {len(only_engine)} of them in no course material "
                                 f"({_lines(mine, only_engine)})"))
     return out
