@@ -16,7 +16,7 @@ from autograder.judge import puzzle_search
 from autograder.judge.puzzle_search import solve
 from gpipe_core import puzzle_targets
 from gpipe_core.puzzle_ladder import PRACTICE_ID, RUNGS, draw, drawable, known_target, ladder
-from gpipe_core.puzzles import Puzzle
+from gpipe_core.puzzles import Puzzle, lower_bound
 
 SAMPLE_PER_RUNG = 6  # fresh searches per rung: 54 of the 202, a few seconds of CPU
 
@@ -75,3 +75,10 @@ def test_the_grader_searches_and_never_reads_the_shipped_targets(monkeypatch: py
     monkeypatch.setattr(puzzle_targets, "TARGETS", dict.fromkeys(puzzle_targets.TARGETS, 10**6))
     puzzle_search._solved.cache_clear()
     assert judge.target(p) == honest  # computed again, not read from the (here tampered) table
+
+
+def test_without_a_cap_every_drawable_target_is_its_lower_bound() -> None:
+    """What book/after_gpipe.md says: a gap between target and lower bound appears only under a cap."""
+    free = [p for n in range(1, len(RUNGS) + 1) for p in drawable(n) if p.cap is None]
+    assert free and all(known_target(p) == lower_bound(p) for p in free)
+    assert any(known_target(p) > lower_bound(p) for p in drawable(1))  # and a cap does open one
