@@ -10,7 +10,8 @@ visible sizes cannot pass. The puzzles are drawn from the id of the student
 being graded (:func:`gpipe_core.puzzle_ladder.draw`), handed to the learner's
 ``puzzle_n`` through the notebook's locked ``solve_puzzle``, and their targets
 are computed here by the exact search (:mod:`autograder.judge.puzzle_search`,
-which learners cannot import). A puzzle's table must meet every criterion of
+which learners cannot import; the target values shipped to learners in
+:mod:`gpipe_core.puzzle_targets` are never read here). A puzzle's table must meet every criterion of
 :func:`gpipe_core.puzzles.shortfalls` against that target (the visible tests
 name the same criteria in the same words) and run on the engine with exact
 gradients.
