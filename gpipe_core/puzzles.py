@@ -24,7 +24,7 @@ device's order, not on the timing.
 
 Puzzle rule: on every stage, forwards run in micro-batch order, and so do
 input-gradient passes (I or B) and weight-gradient passes (W). Micro-batches
-are identical, so the rule costs no time (tests/test_puzzles.py checks that
+are identical, so the rule costs no time (tests/test_puzzle_search.py checks that
 against every order on small pipelines) and keeps the grader's search exact.
 """
 
