@@ -19,12 +19,12 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(VENV)/bin/gpipe train
 
-# One pytest-xdist worker per core (--dist loadgroup: the graded class and the built site each stay on one
-# worker, tests/helpers/needs.py FIXTURE_GROUPS); WORKERS=0 runs the suite in this process.
+# One pytest-xdist worker per core; the graded class and the built site each stay on one worker
+# (tests/helpers/needs.py GROUP_FILES, tests/conftest.py's scheduler). WORKERS=0 runs the suite in this process.
 WORKERS ?= auto
 test: $(STAMP) browser bubblewrap
 	$(VENV)/bin/ruff check .
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -n $(WORKERS) --dist loadgroup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -n $(WORKERS)
 
 # The edit loop: ruff, then the engine and course unit tests, leaving out every test marked with a need
 # (tests/helpers/needs.py: Chromium, the book build, the sandbox, torchrun ranks, the graded class, slow work).

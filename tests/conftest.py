@@ -6,8 +6,8 @@ Marks (helpers.needs): at collection every test gets the marks its fixtures
 imply (``graded`` -> class and sandbox, ``site`` -> book, ``browser`` ->
 browser, ``released`` -> slow), so ``make test-fast`` can leave them out;
 explicit marks cover the rest. Tests that share an expensive session fixture
-(the graded class, the built site) also get one ``xdist_group``, so ``make
-test``'s workers (pytest-xdist, ``--dist loadgroup``) build each only once.
+(the graded class, the built site) are scheduled as one group on one of
+``make test``'s pytest-xdist workers, so each fixture is built only once.
 
 While a test runs, every command it starts is seen through an audit hook, and
 one that needs a mark the test lacks (bubblewrap, torchrun, Chromium, a book
@@ -29,7 +29,7 @@ from collections.abc import Iterator
 import pytest
 from helpers.book import browser, page, phone, server, site  # noqa: F401 - fixtures of tests/test_book.py
 from helpers.engine import small_model
-from helpers.needs import COLLECTED, LAUNCHED, fixture_group, fixture_needs, unmarked
+from helpers.needs import COLLECTED, LAUNCHED, fixture_needs, make_scheduler, unmarked
 from torch import nn
 
 
@@ -46,10 +46,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         for mark in sorted(fixture_needs(item.fixturenames)):
             item.add_marker(mark)
-        group = fixture_group(item.fixturenames)
-        if group:  # pytest-xdist's --dist loadgroup keeps a group on one worker, so its session fixture runs once
-            item.add_marker(pytest.mark.xdist_group(group))
     config.stash[COLLECTED] = list(items)
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: without xdist (WORKERS=0 elsewhere) nothing asks
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """make test's workers: the graded class and the built site stay on one worker each (helpers.needs)."""
+    return make_scheduler(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)  # before the test's fixtures are set up: their launches count too

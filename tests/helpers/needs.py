@@ -48,12 +48,37 @@ FIXTURE_NEEDS = {
 
 # fixture -> the pytest-xdist group of every test using it: one worker builds the fixture, once (first match wins)
 FIXTURE_GROUPS = (("released", "class"), ("graded", "class"), ("site", "book"))
+# test file -> its group, for make test's scheduler (GroupScheduling): the workers' collection cannot pass a group to
+# the controller on every pytest (xdist's own --dist loadgroup renames nodeids, which pytest 9 ignores), and a file
+# says it from the nodeid alone. tests/test_marks.py checks that every test a fixture puts in a group is in its file.
+GROUP_FILES = {
+    "tests/grading/test_class.py": "class", "tests/grading/test_hostile.py": "class",
+    "tests/grading/test_release.py": "class", "tests/grading/test_jobs.py": "class",
+    "tests/grading/test_rehearsal.py": "class", "tests/test_book.py": "book",
+}
 
 
 def fixture_group(fixturenames: Iterable[str]) -> str | None:
     """The xdist group of a test whose fixtures include an expensive session fixture, else None."""
     names = set(fixturenames)
     return next((group for fixture, group in FIXTURE_GROUPS if fixture in names), None)
+
+
+def file_group(nodeid: str) -> str | None:
+    """The group make test's scheduler gives a test, from its file (None: the test is scheduled on its own)."""
+    return GROUP_FILES.get(nodeid.split("::", 1)[0])
+
+
+def make_scheduler(config: pytest.Config, log: object) -> object:
+    """pytest-xdist's load-scope scheduler, with a scope per group of GROUP_FILES and per test elsewhere: the
+    largest groups (the graded class, the built site) go out first, one worker each, and single tests fill in."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return file_group(nodeid) or nodeid
+
+    return GroupScheduling(config, log)
 
 
 def fixture_needs(fixturenames: Iterable[str]) -> set[str]:
