@@ -37,14 +37,15 @@ class Started:
     """A sandbox's helper process, running; its output is drained into capped buffers from the start."""
 
     def __init__(self, helper: list[str], limits: Limits, tree: TreeLimits, uid: int | None,
-                 cleanup: Any = None) -> None:
+                 cleanup: Any = None, stream: bool = False) -> None:
         self.proc = subprocess.Popen(helper, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      start_new_session=True)
         self.limits, self.tree, self.uid, self.cleanup = limits, tree, uid, cleanup
         self.cap = limits.output_bytes_notebook
         self.out, self.err = bytearray(), bytearray()
+        pipes = ((self.proc.stdout, self.out), (self.proc.stderr, self.err))[1 if stream else 0:]
         self.readers = [threading.Thread(target=_drain, args=(pipe, buf, self.cap), daemon=True)
-                        for pipe, buf in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+                        for pipe, buf in pipes]  # stream: the caller reads stdout itself (a zygote's frames)
         for r in self.readers:
             r.start()
 
