@@ -5,8 +5,9 @@ this module runs it. ``Started`` is a sandbox whose command is already
 running and waiting for its input: ``finish(stdin, timeout)`` feeds it, waits
 at most ``timeout`` seconds counted from then, kills what is left and returns
 the :class:`SandboxResult`. Starting one ahead lets a grading worker import
-torch in the next submission's sandbox while it judges the current one; each
-sandbox still serves one submission only.
+torch in the next submission's sandbox while it judges the current one. A
+probe zygote (``cycle/zygote.py``) serves many submissions in one sandbox: it
+is started with ``stream=True`` and its output read as it comes.
 """
 
 from __future__ import annotations

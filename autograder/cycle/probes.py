@@ -105,7 +105,7 @@ def _through_zygote(assignment: str, limits: Limits, request: dict) -> Any:
     from .zygote import Zygote
 
     if _held and (_held[0].assignment != assignment or not _held[0].alive):
-        _held.pop().discard()
+        _held.pop().close()
     if not _held:
         spare = _ahead.pop() if _ahead else None
         if spare is not None and (spare.assignment != assignment or not spare.alive):
@@ -149,4 +149,4 @@ def _start(assignment: str, limits: Limits, isolate: bool, slot: int) -> Any:
 @atexit.register
 def _discard_zygotes() -> None:
     while _held or _ahead:
-        (_held or _ahead).pop().discard()
+        (_held or _ahead).pop().close()

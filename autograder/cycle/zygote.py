@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import queue
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -114,6 +115,16 @@ class Zygote:
     def _timed_out(self, out: bytearray, err: bytearray, timeout: float) -> SandboxResult:
         self.discard()
         return SandboxResult(-9, bytes(out), bytes(err), True, f"ran longer than {timeout:g} s and was stopped")
+
+    def close(self) -> None:
+        """End a zygote no longer needed: it exits once its request channel closes; if not soon, it is killed."""
+        if self.alive:
+            try:
+                self.started.proc.stdin.close()
+                self.started.proc.wait(timeout=5)
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                pass
+        self.discard()
 
     def discard(self) -> None:
         """End the sandbox and everything in it (never reused)."""

@@ -2,8 +2,9 @@
 
 Runs inside the sandbox as ``python probe.py LEARNER_MODULE`` with the judge's
 request (JSON) on stdin, or as ``python probe.py`` started ahead of its
-submission, with the module in the request. This process (the *harness*) imports torch and the
-grading view once, compiles the learner's module (compiling runs nothing) and
+submission, with the module in the request; or, forked per submission by the
+zygote (``probe_zygote.py``), as ``answer``. This process (the *harness*) has torch and the
+grading view imported once, compiles the learner's module (compiling runs nothing) and
 never executes a line of it. Every task runs in a child forked from the
 harness (``os.fork``: torch is not imported again), which loads the learner's
 definitions, answers its calls and exits. So:

@@ -16,7 +16,8 @@ the zygote, which never runs learner code:
 * empties every writable place (``/tmp``, ``/dev/shm``, ``/scratch`` but for
   its own read-only files), and checks that nothing is left there, no SysV IPC
   object exists (POSIX message queues cannot be made: ``RLIMIT_MSGQUEUE`` is
-  0), the kernel's key list is as it was, and its own files are unchanged.
+  0), the kernel's key list is as it was, its own files are unchanged and it
+  maps no writable shared memory (a forked child would share it).
 
 If any of that cannot be proven, it says so and exits: the worker starts a
 fresh sandbox. The submission child closes the zygote's request and reply
@@ -118,7 +119,9 @@ def snapshot(keep: frozenset[str]) -> dict:
         files[name] = (st.st_ino, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
     with open("/proc/key-users") as fh:
         keys = fh.read()
-    return {"files": files, "keys": keys}
+    with open("/proc/self/maps") as fh:  # memory a forked child would share with the zygote, writable
+        shared = [line for line in fh if line.split()[1][1::2] == "ws"]
+    return {"files": files, "keys": keys, "shared": shared}
 
 
 def sysv_objects() -> int:
@@ -210,7 +213,8 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))
     keep = frozenset(os.listdir(SCRATCH))
     before = snapshot(keep)
-    unfit = clean_up(keep, before)
+    unfit = clean_up(keep, before) or ("writable shared memory: " + " ".join(before["shared"])[:300]
+                                       if before["shared"] else None)
     frame(channel, "R", json.dumps({"ready": time.time(), "unfit": unfit}).encode())
     if unfit:
         os._exit(3)
