@@ -76,20 +76,23 @@ def probe_runner(assignment: str, limits: Limits, isolate: bool = True, ahead: s
     def run_probe(module_path: Path, request: dict) -> dict:
         full = {**request, "source": Path(module_path).read_text()}
         fed = time.time()
-        result = _through_zygote(assignment, limits, full) if isolate and not _unfit else None
-        zygote = _held[0] if _held else None
+        zygote = _zygote_for(assignment, limits) if isolate and not _unfit else None
+        if ahead and zygote is not None and ahead != assignment:
+            _start_ahead(ahead)  # imports on the other core while this probe answers
+        result = _through(zygote, limits, full) if zygote is not None else None
         if result is None:
+            zygote = None
             result = _start(assignment, limits, isolate, _free_slot()).finish(json.dumps(full).encode(),
                                                                              limits.notebook_timeout_s)
-        if ahead and isolate and not _unfit and not (zygote and zygote.alive and ahead == assignment):
-            _start_ahead(ahead)
+        if ahead and zygote is not None and ahead == assignment and not zygote.alive:
+            _start_ahead(ahead)  # this one was discarded: its replacement imports while the worker judges
         response = read_probe_output(result.stdout, result.returncode, result.timed_out, result.stderr,
                                      key=request.get("key"))
         ready = (response.get("header") or {}).get("ready")
-        if isinstance(ready, (int, float)) and ready <= time.time():
-            if zygote is not None and zygote.ready is not None:
-                ready = zygote.ready
-            response["startup"] = max(0.0, ready - fed) if zygote is None or zygote.served == 1 else 0.0
+        if zygote is not None and zygote.ready is not None:  # waited for its import only if it was not ready
+            response["startup"] = max(0.0, zygote.ready - fed)
+        elif isinstance(ready, (int, float)) and ready <= time.time():
+            response["startup"] = max(0.0, ready - fed)  # what this submission waited for: torch, the view
         return response
 
     return run_probe
@@ -100,8 +103,8 @@ _ahead: list[Any] = []  # at most one zygote started ahead for the next submissi
 _unfit: list[str] = []  # set once a zygote could not start here: every probe then gets a sandbox of its own
 
 
-def _through_zygote(assignment: str, limits: Limits, request: dict) -> Any:
-    """The submission's result from this worker's zygote for ``assignment`` (started if need be), or None."""
+def _zygote_for(assignment: str, limits: Limits) -> Any:
+    """This worker's zygote for ``assignment``: the one held, else the one started ahead for it, else a new one."""
     from .zygote import Zygote
 
     if _held and (_held[0].assignment != assignment or not _held[0].alive):
@@ -109,13 +112,19 @@ def _through_zygote(assignment: str, limits: Limits, request: dict) -> Any:
     if not _held:
         spare = _ahead.pop() if _ahead else None
         if spare is not None and (spare.assignment != assignment or not spare.alive):
-            spare.discard()
+            spare.close()
             spare = None
         _held.append(spare or Zygote(assignment, limits, view_for(assignment), _free_slot(), PROBE_BYTES))
-    result = _held[0].run(request, limits.notebook_timeout_s)
+    return _held[0]
+
+
+def _through(zygote: Any, limits: Limits, request: dict) -> Any:
+    """The submission's result from ``zygote``, or None if it could not start (a sandbox of its own then)."""
+    result = zygote.run(request, limits.notebook_timeout_s)
     if result is None:
-        _unfit.append(assignment)
-        _held.pop().discard()
+        _unfit.append(zygote.assignment)
+        while _ahead:
+            _ahead.pop().close()
     return result
 
 

@@ -83,7 +83,7 @@ def kill_the_rest() -> bool:
     while True:
         try:
             os.kill(-1, signal.SIGKILL)  # every process this uid may signal but init and the caller
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):  # none left to signal; one it may not: caught below
             pass
         try:
             while os.waitpid(-1, os.WNOHANG)[0] > 0:

@@ -175,10 +175,11 @@ def attack():
     time.sleep(1)
     return 1
 '''
+    seen_by_b(tmp_path)  # a zygote ready and serving, so the attack runs in it, not during its import
+    first = probes._held[0]
     a = grade(tmp_path, killer, "attack", timeout_s=15)
     assert a["ended"] != "ok"
-    first = probes._held[0]
-    assert not first.alive
+    assert first.served == 2 and not first.alive
     assert seen_by_b(tmp_path)["daemons"] == []
     assert probes._held[0] is not first and probes._held[0].served == 1
 
@@ -196,3 +197,17 @@ def attack():
     assert not first.alive  # not proven clean: discarded
     assert seen_by_b(tmp_path)["ipc"] == 0
     assert probes._held[0] is not first
+
+
+def test_a_zygote_is_started_ahead_only_for_a_submission_that_cannot_use_the_one_held(tmp_path: Path) -> None:
+    path = tmp_path / "learner.py"
+    path.write_text("def f():\n    return 1\n")
+    request = {"assignment": A, "calls": [], "key": secrets.token_hex(16)}
+    assert probes.probe_runner(A, limits_for(A), ahead=A)(path, request)["ended"] == "ok"
+    assert probes._ahead == []  # the next submission of the same assignment uses the zygote held
+    other = "03_scheduler"
+    assert probes.probe_runner(A, limits_for(A), ahead=other)(path, request)["ended"] == "ok"
+    spare = probes._ahead[0]
+    assert spare.assignment == other and spare.alive and spare.slot != probes._held[0].slot
+    assert probes.probe_runner(other, limits_for(other))(path, {**request, "assignment": other})["ended"] == "ok"
+    assert probes._held == [spare] and spare.served == 1 and probes._ahead == []
