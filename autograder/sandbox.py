@@ -91,7 +91,7 @@ def _python_paths() -> list[str]:
     return out
 
 
-def _mounts(scratch: Path, view: Path | None) -> list[tuple[str, str, str]]:
+def _mounts(scratch: Path, view: Path | None, read_only: bool = False) -> list[tuple[str, str, str]]:
     """(kind, source, dest) for every host path the sandbox sees; kind is 'ro' or 'rw'."""
     mounts = [("ro", "/usr", "/usr"), ("ro", "/etc", "/etc")]
     mounts += [("ro", p, p) for p in _python_paths()]
@@ -100,7 +100,7 @@ def _mounts(scratch: Path, view: Path | None) -> list[tuple[str, str, str]]:
     for f in sorted(Path(scratch).iterdir()):
         if f.is_symlink() or not f.is_file():
             raise ValueError(f"scratch may hold regular files only, not {f}")
-        mounts.append(("rw", str(f.resolve()), f"{SCRATCH}/{f.name}"))
+        mounts.append(("ro" if read_only else "rw", str(f.resolve()), f"{SCRATCH}/{f.name}"))
     return mounts
 
 
@@ -154,13 +154,15 @@ def run_sandboxed(argv: list[str], *, scratch: Path, limits: Limits, view: Path 
 
 def start_sandboxed(argv: list[str], *, scratch: Path, limits: Limits, view: Path | None,
                     env: dict[str, str] | None = None, isolate: bool = True, cleanup: Any = None,
-                    slot: int = 0) -> Started:
+                    slot: int = 0, read_only: bool = False, stream: bool = False) -> Started:
     """Start ``argv`` as :func:`run_sandboxed` would and return at once; ``finish(stdin, timeout)`` ends it.
 
     The command waits for its standard input; its time limit counts from ``finish``. ``cleanup`` (no
     arguments) runs once the sandbox is gone, e.g. to delete ``scratch``. A grading process may hold two
     sandboxes at once, in slots 0 and 1: each slot has a uid of its own, so ending one (which kills every
-    process left under its uid) never touches the other.
+    process left under its uid) never touches the other. ``read_only``: the scratch files are mounted
+    read-only (a probe zygote's own code, which one submission must not change for the next); ``stream``:
+    stdout is left for the caller to read as it comes (``Started.proc.stdout``) instead of collected.
     """
     if slot not in (0, 1):
         raise ValueError(f"slot must be 0 or 1, not {slot!r}: a grading process has two sandbox uids")
@@ -182,7 +184,7 @@ def start_sandboxed(argv: list[str], *, scratch: Path, limits: Limits, view: Pat
         for f in scratch.iterdir():  # the sandbox uid must be able to write the files it is given
             if f.is_file() and not f.is_symlink() and os.geteuid() == 0:
                 os.chown(f, uid, uid)
-        spec = {"mounts": _mounts(scratch, view), "uid": uid, "limits": limits.__dict__, "bwrap": None,
+        spec = {"mounts": _mounts(scratch, view, read_only), "uid": uid, "limits": limits.__dict__, "bwrap": None,
                 "argv": list(argv)}
         spec["bwrap"] = _bwrap_args(spec["mounts"], limits) + _environment(limits, env)
         name = f"gpipe-{uid}-{time.monotonic_ns()}"
@@ -190,7 +192,7 @@ def start_sandboxed(argv: list[str], *, scratch: Path, limits: Limits, view: Pat
     helper = [sys.executable, "-S", "-I", str(Path(__file__).with_name("sandbox_helper.py")),
               json.dumps(spec), *tree.join_args()]
     try:
-        return Started(helper, limits, tree, uid, cleanup)
+        return Started(helper, limits, tree, uid, cleanup, stream)
     except BaseException:
         tree.remove()
         raise

@@ -5,8 +5,9 @@ this module runs it. ``Started`` is a sandbox whose command is already
 running and waiting for its input: ``finish(stdin, timeout)`` feeds it, waits
 at most ``timeout`` seconds counted from then, kills what is left and returns
 the :class:`SandboxResult`. Starting one ahead lets a grading worker import
-torch in the next submission's sandbox while it judges the current one; each
-sandbox still serves one submission only.
+torch in the next submission's sandbox while it judges the current one. A
+probe zygote (``cycle/zygote.py``) serves many submissions in one sandbox: it
+is started with ``stream=True`` and its output read as it comes.
 """
 
 from __future__ import annotations
@@ -37,14 +38,15 @@ class Started:
     """A sandbox's helper process, running; its output is drained into capped buffers from the start."""
 
     def __init__(self, helper: list[str], limits: Limits, tree: TreeLimits, uid: int | None,
-                 cleanup: Any = None) -> None:
+                 cleanup: Any = None, stream: bool = False) -> None:
         self.proc = subprocess.Popen(helper, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      start_new_session=True)
         self.limits, self.tree, self.uid, self.cleanup = limits, tree, uid, cleanup
         self.cap = limits.output_bytes_notebook
         self.out, self.err = bytearray(), bytearray()
+        pipes = ((self.proc.stdout, self.out), (self.proc.stderr, self.err))[1 if stream else 0:]
         self.readers = [threading.Thread(target=_drain, args=(pipe, buf, self.cap), daemon=True)
-                        for pipe, buf in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+                        for pipe, buf in pipes]  # stream: the caller reads stdout itself (a zygote's frames)
         for r in self.readers:
             r.start()
 

@@ -2,8 +2,9 @@
 
 Runs inside the sandbox as ``python probe.py LEARNER_MODULE`` with the judge's
 request (JSON) on stdin, or as ``python probe.py`` started ahead of its
-submission, with the module in the request. This process (the *harness*) imports torch and the
-grading view once, compiles the learner's module (compiling runs nothing) and
+submission, with the module in the request; or, forked per submission by the
+zygote (``probe_zygote.py``), as ``answer``. This process (the *harness*) has torch and the
+grading view imported once, compiles the learner's module (compiling runs nothing) and
 never executes a line of it. Every task runs in a child forked from the
 harness (``os.fork``: torch is not imported again), which loads the learner's
 definitions, answers its calls and exits. So:
@@ -104,19 +105,25 @@ def _not_dumpable() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
-def main(argv: list[str]) -> None:
-    """``probe.py LEARNER_MODULE`` (request on stdin), or ``probe.py`` started ahead: it imports and warms up
-    everything first, then waits for a request that carries the module as ``source``."""
-    out = os.fdopen(os.dup(1), "w", encoding="utf-8")  # the judge's channel; print() now goes to stderr
+def start() -> Any:
+    """The harness's own set-up, before any request: the judge's channel (a private copy of stdout; print()
+    then goes to stderr), not dumpable, one thread, the grading view imported. Returns the channel."""
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     _not_dumpable()
     torch.set_num_threads(1)
+    import gpipe_core  # noqa: F401 - imported once, here, for every child
+
+    return out
+
+
+def answer(request: dict, source: str, out: Any, warmed: bool) -> None:
+    """Answer one request on ``out``: the header (does the module load?), one line per call, then done.
+
+    Every line carries the request's key. ``warmed``: :func:`warm_up` already ran for every task."""
     import gpipe_core
 
-    if not argv:
-        warm_up(set(tasks.TASKS))
-    request = json.load(sys.stdin)
     key = request.get("key")
 
     def emit(line: dict) -> None:
@@ -124,15 +131,10 @@ def main(argv: list[str]) -> None:
         out.flush()
 
     header: dict[str, Any] = {"probe": 2, "view": getattr(gpipe_core, "__grading_view__", None), "load_error": None}
-    if argv:
-        with open(argv[0], encoding="utf-8") as fh:
-            source = fh.read()
-    else:
-        source = str(request.get("source", ""))
     try:
         code = compile(source, "learner.py", "exec")
         preload(source)
-        if argv:
+        if not warmed:
             warm_up({call["task"] for call in request["calls"]})
     except BaseException as exc:  # noqa: BLE001 - a module that does not compile is reported, not fatal
         header["load_error"] = tasks.error_data(exc)
@@ -145,6 +147,21 @@ def main(argv: list[str]) -> None:
     for reply in serve(code, request["calls"], out.fileno()):
         emit(reply)
     emit({"done": True})
+
+
+def main(argv: list[str]) -> None:
+    """``probe.py LEARNER_MODULE`` (request on stdin), or ``probe.py`` started ahead: it imports and warms up
+    everything first, then waits for a request that carries the module as ``source``."""
+    out = start()
+    if not argv:
+        warm_up(set(tasks.TASKS))
+    request = json.load(sys.stdin)
+    if argv:
+        with open(argv[0], encoding="utf-8") as fh:
+            source = fh.read()
+    else:
+        source = str(request.get("source", ""))
+    answer(request, source, out, warmed=not argv)
     out.close()
     os._exit(0)
 

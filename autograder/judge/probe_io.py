@@ -1,7 +1,7 @@
 """Putting the probe in place, and reading what it wrote, whatever state it ended in.
 
-The probe is five files (the script, its children, its tasks, its codec, the
-harnesses it shares with the judge); ``install_probe`` copies them side by side into the
+The probe is six files (the script, its zygote, its children, its tasks, its
+codec, the harnesses it shares with the judge); ``install_probe`` copies them side by side into the
 scratch folder where the learner's module goes.
 
 The probe writes one JSON line per finished call. A probe that was killed
@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 PROBE_SCRIPT = Path(__file__).with_name("probe.py")
-PROBE_FILES = ("probe.py", "probe_children.py", "probe_tasks.py", "probe_codec.py", "probe_harness.py")
+PROBE_FILES = ("probe.py", "probe_zygote.py", "probe_children.py", "probe_tasks.py", "probe_codec.py",
+               "probe_harness.py")
 
 
 def install_probe(folder: Path) -> Path:
