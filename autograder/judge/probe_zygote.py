@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import select
 import signal
@@ -97,26 +98,64 @@ def kill_the_rest() -> bool:
         time.sleep(0.01)
 
 
-def empty(folder: str, keep: frozenset[str]) -> None:
-    """Remove everything in ``folder`` but ``keep`` (names); folders made unreadable are opened first."""
+def mounted_inside() -> frozenset[str]:
+    """The sandbox's own mounts inside a writable place, and the folders bwrap made to hold them: read-only
+    binds (the Python environment when it lives under /tmp, say), never removed, never listed as left over.
+    Read once, before any learner code: a learner cannot mount (no capability)."""
+    fixed: set[str] = set()
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            for folder in WRITABLE:
+                if point.startswith(folder + "/"):
+                    while point != folder:
+                        fixed.add(point)
+                        point = os.path.dirname(point)
+    return frozenset(fixed)
+
+
+def empty(folder: str, keep: frozenset[str], fixed: frozenset[str] = frozenset()) -> None:
+    """Remove everything in ``folder`` but ``keep`` (names) and the sandbox's own mounts and the folders holding
+    them (``fixed``, paths: only what else is in those is removed); folders made unreadable are opened first."""
     for entry in os.scandir(folder):
         if entry.name in keep:
             continue
         path = entry.path
+        if path in fixed:
+            if not os.path.ismount(path):
+                empty(path, frozenset(), fixed)
+            continue
         if entry.is_dir(follow_symlinks=False):
             os.chmod(path, 0o700)
-            empty(path, frozenset())
+            empty(path, frozenset(), fixed)
             os.rmdir(path)
         else:
             os.unlink(path)
 
 
-def snapshot(keep: frozenset[str]) -> dict:
-    """What must be the same after every submission: the zygote's own files, the kernel's keys."""
+def left_over(folder: str, keep: frozenset[str], fixed: frozenset[str]) -> list[str]:
+    """What is in ``folder`` beyond ``keep`` and the sandbox's own mounts (inside the folders holding them too)."""
+    found = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name in keep:
+            continue
+        if path not in fixed:
+            found.append(path)
+        elif not os.path.ismount(path):
+            found.extend(left_over(path, frozenset(), fixed))
+    return found
+
+
+def snapshot(keep: frozenset[str], fixed: frozenset[str] = frozenset()) -> dict:
+    """What must be the same after every submission: the zygote's own files, the sandbox's own mounts inside
+    writable places and the folders holding them (a changed mode or a folder put in their place would reach the
+    next submission), the kernel's keys."""
     files = {}
-    for name in sorted(keep):
-        st = os.lstat(os.path.join(SCRATCH, name))
-        files[name] = (st.st_ino, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+    for path in sorted({os.path.join(SCRATCH, name) for name in keep} | fixed):
+        st = os.lstat(path)
+        files[path] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns if path not in fixed else 0,
+                       stat.S_IMODE(st.st_mode), st.st_uid)
     with open("/proc/key-users") as fh:
         keys = fh.read()
     with open("/proc/self/maps") as fh:  # memory a forked child would share with the zygote, writable
@@ -133,22 +172,23 @@ def sysv_objects() -> int:
     return count
 
 
-def clean_up(keep: frozenset[str], before: dict) -> str | None:
+def clean_up(keep: frozenset[str], before: dict, fixed: frozenset[str] = frozenset()) -> str | None:
     """Make the sandbox as it was before the submission; None if proven, else why it is not."""
     if not kill_the_rest():
         return f"processes outlived SIGKILL: {others()}"
     try:
         for folder in WRITABLE:
-            empty(folder, keep if folder == SCRATCH else frozenset())
+            empty(folder, keep if folder == SCRATCH else frozenset(), fixed)
+        left = {f: left_over(f, keep if f == SCRATCH else frozenset(), fixed) for f in WRITABLE}
+        now = snapshot(keep, fixed)
     except OSError as exc:
         return f"a file could not be removed: {exc}"
-    left = {f: sorted(set(os.listdir(f)) - (keep if f == SCRATCH else set())) for f in WRITABLE}
     if any(left.values()):
         return f"files are left: {left}"
     if sysv_objects():
         return "SysV IPC objects are left"
-    if snapshot(keep) != before:
-        return "the zygote's files or the kernel's keys changed"
+    if now != before:
+        return "the zygote's files, the sandbox's own mounts or the kernel's keys changed"
     return None
 
 
@@ -212,8 +252,9 @@ def main() -> None:
     probe.warm_up(set(probe.tasks.TASKS))
     resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))
     keep = frozenset(os.listdir(SCRATCH))
-    before = snapshot(keep)
-    unfit = clean_up(keep, before) or ("writable shared memory: " + " ".join(before["shared"])[:300]
+    fixed = mounted_inside()
+    before = snapshot(keep, fixed)
+    unfit = clean_up(keep, before, fixed) or ("writable shared memory: " + " ".join(before["shared"])[:300]
                                        if before["shared"] else None)
     frame(channel, "R", json.dumps({"ready": time.time(), "unfit": unfit}).encode())
     if unfit:
@@ -222,7 +263,7 @@ def main() -> None:
         pid, out_r, err_r = submission(request, commands, channel)
         pipes = {out_r: "O", err_r: "E"}
         status = relay(pid, pipes, channel)
-        why = clean_up(keep, before)
+        why = clean_up(keep, before, fixed)
         drain(pipes, channel)
         code = os.waitstatus_to_exitcode(status)
         frame(channel, "D", json.dumps({"returncode": code, "unclean": why}).encode())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,7 +39,13 @@ def report():
                 seen.append(open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace"))
             except OSError:
                 pass
-    files = {d: sorted(os.listdir(d)) for d in ("/tmp", "/dev/shm", "/scratch")}
+    files = {}
+    for d in ("/tmp", "/dev/shm", "/scratch"):  # every path below, but not inside the sandbox's own mounts
+        found = []
+        for root, dirs, names in os.walk(d):
+            dirs[:] = [n for n in dirs if not os.path.ismount(os.path.join(root, n))]
+            found += [os.path.relpath(os.path.join(root, n), d) for n in dirs + names]
+        files[d] = sorted(found)
     ipc = sum(len(open(f"/proc/sysvipc/{n}").read().splitlines()) - 1 for n in ("shm", "sem", "msg"))
     return {"daemons": [c for c in seen if "LEFT-BY-A" in c], "files": files, "ipc": ipc}
 '''
@@ -98,6 +105,9 @@ def test_files_left_in_every_writable_place_are_gone_for_the_next_submission(tmp
     litter = '''
 import os
 def attack():
+    for root, dirs, names in os.walk("/tmp"):  # the folders holding the sandbox's own mounts too
+        dirs[:] = [n for n in dirs if not os.path.ismount(os.path.join(root, n))]
+        open(os.path.join(root, "from-a-too"), "w").write("A was here")
     for d in ("/tmp", "/dev/shm", "/scratch"):
         open(f"{d}/from-a", "w").write("A was here")
         os.makedirs(f"{d}/.hidden/deeper")
@@ -108,11 +118,14 @@ def attack():
     open("/scratch/statistics.py", "w").write("raise SystemExit('shadowed')")
     return 1
 '''
-    assert grade(tmp_path, litter, "attack")["replies"][0]["ok"] is not None
+    fresh = seen_by_b(tmp_path)["files"]  # what a fresh sandbox holds: the probe's files, and under /tmp only the
+    assert fresh["/dev/shm"] == [] and fresh["/scratch"] == scratch_files()  # folders of its own mounts, if any
+    venv = str(Path(sys.prefix).resolve())  # the Python environment is mounted at its own path, under /tmp or not
+    assert all(venv.startswith(f"/tmp/{path}/") for path in fresh["/tmp"]), fresh["/tmp"]
     zygote = probes._held[0]
-    seen = seen_by_b(tmp_path)
-    assert seen["files"] == {"/tmp": [], "/dev/shm": [], "/scratch": scratch_files()}
-    assert probes._held[0] is zygote and zygote.served == 2
+    assert grade(tmp_path, litter, "attack")["replies"][0]["ok"] is not None
+    assert seen_by_b(tmp_path)["files"] == fresh
+    assert probes._held[0] is zygote and zygote.served == 3
 
 
 def test_the_zygotes_own_files_cannot_be_changed(tmp_path: Path) -> None:
