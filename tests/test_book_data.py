@@ -8,7 +8,6 @@ reader meets it.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from helpers.book import load_module
 
 from gpipe_core.schedule import device_orders, flatten
 from gpipe_core.simulate import Costs, peak_memory, simulate
@@ -26,19 +26,11 @@ from gpipe_core.zoo import BUILTINS
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, path: Path) -> object:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _load("book_build", ROOT / "book" / "build.py")  # not PyPA's `build`
-launch = _load("launch", ROOT / "book" / "launch.py")
+build = load_module("book_build", ROOT / "book" / "build.py")  # not PyPA's `build`
+launch = load_module("launch", ROOT / "book" / "launch.py")
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
-explorer_data = _load("explorer_data", ROOT / "book" / "_ext" / "explorer_data.py")
-gpipe_book = _load("gpipe_book", ROOT / "book" / "_ext" / "gpipe_book.py")
+explorer_data = load_module("explorer_data", ROOT / "book" / "_ext" / "explorer_data.py")
+gpipe_book = load_module("gpipe_book", ROOT / "book" / "_ext" / "gpipe_book.py")
 
 
 def toc_entries() -> list[str]:

@@ -9,18 +9,14 @@ extension (``write_explorer_data``), the page's script and style from
 
 from __future__ import annotations
 
-import functools
-import http.server
-import importlib.util
 import shutil
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from helpers.book import PHONE, explorer_state, open_page, pick, set_control
+from helpers.book import PHONE, explorer_state, load_module, open_page, pick, serving, set_control
 
 from gpipe_core.comm import Comm
 from gpipe_core.simulate import Costs, simulate
@@ -34,19 +30,11 @@ PAGE = """<!doctype html><html><head><meta name="viewport" content="width=device
 </body></html>"""
 
 
-def _load(name: str, path: Path) -> object:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def mini_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     sys.path.insert(0, str(ROOT / "book" / "_ext"))
-    data = _load("explorer_data", ROOT / "book" / "_ext" / "explorer_data.py")
-    book = _load("gpipe_book", ROOT / "book" / "_ext" / "gpipe_book.py")
+    data = load_module("explorer_data", ROOT / "book" / "_ext" / "explorer_data.py")
+    book = load_module("gpipe_book", ROOT / "book" / "_ext" / "gpipe_book.py")
     folder = tmp_path_factory.mktemp("explorer")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(data, "MAX_K", 4)
@@ -55,18 +43,8 @@ def mini_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for asset in ("gpipe-explorer.js", "gpipe-explorer.css"):
         shutil.copy(ROOT / "book" / "_static" / asset, folder / "_static" / asset)
     (folder / "explorer.html").write_text(PAGE, encoding="utf-8")
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    thread.join(timeout=10)
-    httpd.server_close()
+    with serving(folder) as url:
+        yield url
 
 
 def starts(state: dict) -> dict[str, float]:

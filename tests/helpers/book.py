@@ -12,9 +12,11 @@ the tests instead of skipping them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import http.server
+import importlib.util
 import re
 import subprocess
 import sys
@@ -45,19 +47,37 @@ def site() -> Path:
     return SITE
 
 
-@pytest.fixture(scope="module")
-def server(site: Path) -> Iterator[str]:
+def load_module(name: str, path: Path) -> object:
+    """A module of the book's (``book/build.py``, ``book/_ext/*.py``) loaded from its file under ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def serving(folder: Path) -> Iterator[str]:
+    """``folder`` served over HTTP on a free local port, quietly; yields the base URL."""
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    thread.join(timeout=10)
-    httpd.server_close()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        thread.join(timeout=10)
+        httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(site: Path) -> Iterator[str]:
+    with serving(site) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
