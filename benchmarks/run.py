@@ -4,6 +4,13 @@
     python -m benchmarks.run --quick      # small sizes, to check the harness (about a minute)
     python -m benchmarks.run --only 1,4   # some sections (8: grading a class, against one torch import)
                                           # (9: the simulator with communication against the engine)
+    python -m benchmarks.run --only 3,4 --update   # re-measure sections 3 and 4 into the committed results
+
+``--update`` replaces only the rows of the sections it ran and keeps the
+others, recording when and at what load each section was measured
+(``meta["sections"]``): every ratio is still taken within one run of its
+own section, so a quiet window too short for the whole table can refresh
+the part that changed.
 
 Every JSON row holds the metric, the measured value, its target and whether
 it was met. Nothing here runs in the test suite: timings belong in benchmarks.
@@ -49,12 +56,37 @@ def plot(curve_points: list[dict], rows: list[Row], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def section_of(row: dict) -> int:
+    """A row's section number ("3 peer" -> 3)."""
+    return int(row["section"].split()[0])
+
+
+def merged(path: Path, new: dict, only: set[int]) -> dict:
+    """``new`` (sections ``only``) laid over the results in ``path``: their other sections' rows are kept."""
+    if not path.exists():
+        raise SystemExit(f"--update needs earlier results in {path}: run the whole table once without --update")
+    old = json.loads(path.read_text())
+    if old["meta"].get("quick") != new["meta"]["quick"]:
+        raise SystemExit("--update cannot mix --quick and full-size results: run both the same way")
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    sections = dict(old["meta"].get("sections", {}))
+    for n in sorted(only):
+        sections[str(n)] = {"when": when, **{k: new["meta"][k] for k in ("seconds", "load_before", "load_after")}}
+    rows = [r for r in old["rows"] if section_of(r) not in only] + new["rows"]
+    out = {**old, **{k: v for k, v in new.items() if k not in ("meta", "rows") and v}}
+    out["meta"] = {**old["meta"], "sections": sections}
+    out["rows"] = sorted(rows, key=section_of)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes: check the harness, not the engine")
     parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9",
                         help="sections to run, e.g. 1,4 (8: grading; 9: the simulator with communication)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--update", action="store_true",
+                        help="keep the other sections' rows of OUT/bench.json and replace only those run now")
     args = parser.parse_args()
     only = {int(s) for s in args.only.split(",")}
     one_thread_per_stage()
@@ -102,8 +134,10 @@ def main() -> int:
     meta = {"torch": torch.__version__, "cpus": os.cpu_count(), "machine": platform.machine(),
             "python": platform.python_version(), "quick": q, "seconds": time.perf_counter() - started,
             "load_before": load_before, "load_after": os.getloadavg()[0]}  # other tenants' load, 1-minute average
-    (args.out / "bench.json").write_text(json.dumps(
-        {"meta": meta, "rows": [r.as_json() for r in rows], "curve": points, **extra}, indent=1))
+    found = {"meta": meta, "rows": [r.as_json() for r in rows], "curve": points, **extra}
+    if args.update:
+        found = merged(args.out / "bench.json", found, only)
+    (args.out / "bench.json").write_text(json.dumps(found, indent=1))
     if points:
         plot(points, rows, args.out / "bench.png")
     print(f"\nwrote {args.out / 'bench.json'}" + (f" and {args.out / 'bench.png'}" if points else "")

@@ -205,3 +205,27 @@ def test_execute_runs_on_after_errors_and_interrupts_a_stuck_cell(tmp_path: Path
     assert results["t_ok"].status == "pass" and results["t_after"].status == "pass"
     assert results["t_bad"].status == "fail" and "planted" in results["t_bad"].error
     assert results["t_stuck"].status == "fail" and results["t_stuck"].error.startswith("CellTimeoutError")
+
+
+def _results(sections: dict[str, float], quick: bool = False, curve: list | None = None) -> dict:
+    meta = {"torch": "x", "cpus": 2, "quick": quick, "seconds": 9.0, "load_before": 0.1, "load_after": 0.2}
+    rows = [{"section": s, "metric": f"m{s}", "value": v} for s, v in sections.items()]
+    return {"meta": meta, "rows": rows, "curve": curve or []}
+
+
+def test_update_replaces_only_the_sections_it_ran(tmp_path: Path) -> None:
+    import json
+
+    from benchmarks.run import merged
+
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(_results({"1 overhead": 1.0, "3 peer": 3.0, "4 runtime": 4.0}, curve=[{"M": 1}])))
+    out = merged(path, _results({"4 runtime": 40.0, "3 peer": 30.0}), {3, 4})
+    assert [(r["section"], r["value"]) for r in out["rows"]] == [("1 overhead", 1.0), ("3 peer", 30.0),
+                                                                 ("4 runtime", 40.0)]
+    assert out["curve"] == [{"M": 1}], "a section that was not run keeps its curve"
+    assert set(out["meta"]["sections"]) == {"3", "4"} and out["meta"]["sections"]["3"]["load_before"] == 0.1
+    with pytest.raises(SystemExit, match="cannot mix --quick"):
+        merged(path, _results({"3 peer": 3.0}, quick=True), {3})
+    with pytest.raises(SystemExit, match="needs earlier results"):
+        merged(tmp_path / "none.json", _results({}), {3})
