@@ -32,7 +32,7 @@ from typing import Any
 import nbformat
 
 from .. import notebook_names
-from . import record, safe_html
+from . import effort, record, safe_html
 from .course import Course, resolve
 from .grade import screen, submissions
 
@@ -278,10 +278,17 @@ def export(path: Path, fmt: str = "generic", roster: Path | None = None) -> Path
         return path
     if fmt != "generic":
         raise SystemExit(f"export --format {fmt!r}: use generic or canvas")
+    spent = {(r[0], r[1]): effort.reported(r[1], r[0]) for r in rows if r[4] == "yes"}  # submitted only
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["student_id", "assignment", "score", "max_score", "submitted", "needs_manual_grade",
-                         "raw_score", "late_penalty", "hours_late"])
-        writer.writerows(rows)
+                         "raw_score", "late_penalty", "hours_late", "hours_spent"])
+        writer.writerows(r + [_blank(spent.get((r[0], r[1])))] for r in rows)
     print(f"wrote {len(rows)} rows to {path}")
+    for a in names:  # what the notebooks' time estimates should say next term (cycle/effort.py)
+        print(effort.summary(a, [h for (_, b), h in spent.items() if b == a]))
     return path
+
+
+def _blank(value: float | None) -> object:
+    return "" if value is None else value

@@ -85,11 +85,13 @@ def test_a_whole_term(tmp_path: Path, released: Path) -> None:
     env = dict(os.environ, GPIPE_INSTRUCTOR_DIR=str(tmp_path / "instructor"), PYTHONUNBUFFERED="1",
                GPIPE_COURSE_FILE=str(tmp_path / "course.toml"))
     good = solved(A, NB, released)
+    answered = solved(A, NB, released)
+    answered.cells[-1].source = "hours_spent = 2.5"  # the closing question (cycle/effort.py): only ada answers
     blank = nbformat.read(released / A / f"{NB}.ipynb", as_version=4)
     edited = nbformat.read(released / A / f"{NB}.ipynb", as_version=4)
     edited.cells.append(nbformat.v4.new_markdown_cell("too late"))
     (tmp_path / "times.csv").write_text("canvas_id,submitted_at\n102,2027-01-17T01:00:00Z\n103,2027-01-17T10:00:00Z\n")
-    first = canvas_zip(tmp_path / "first.zip", {"ada_101_1": good, "bob_late_102_2": good, "cy_late_103_3": good,
+    first = canvas_zip(tmp_path / "first.zip", {"ada_101_1": answered, "bob_late_102_2": good, "cy_late_103_3": good,
                                                 "dan_104_4": blank})
     cli("collect", first, "--times", tmp_path / "times.csv", "--at", "2027-01-18T12:00:00Z", env=env)
     cli("collect", canvas_zip(tmp_path / "second.zip", {"dan_late_104_5": good}), "--at", "2027-01-16T06:00:00Z",
@@ -123,12 +125,14 @@ def test_a_whole_term(tmp_path: Path, released: Path) -> None:
     cli("feedback", env=env)
     page = (instructor / "feedback" / "bob" / A / f"{NB}.html").read_text()
     assert "Raw score 12, late penalty 2.4, final score 9.6" in page and "Late submission penalty" in page
-    cli("export", tmp_path / "grades.csv", env=env)
+    exported = cli("export", tmp_path / "grades.csv", env=env).stdout
+    assert f"hours spent on {A}: 1 of 5 answered, median 2.5 h" in exported, exported
     cli("export", tmp_path / "canvas.csv", "--format", "canvas", env=env)
     with (tmp_path / "grades.csv").open() as fh:
         rows = {r["student_id"]: r for r in csv.DictReader(fh) if r["assignment"] == A}
     assert {s: (float(r["raw_score"]), float(r["late_penalty"]), float(r["score"])) for s, r in rows.items()} == \
         {s: (12.0, penalty[s], final[s]) for s in final}
+    assert {s: r["hours_spent"] for s, r in rows.items()} == {"ada": "2.5", "bob": "", "cy": "", "dan": "", "eve": ""}
     assert canvas_rows(tmp_path / "canvas.csv") == {"Points Possible": "12", **{s: f"{v:g}" for s, v in final.items()}}
 
     judges = tmp_path / "judges"
