@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from . import assignments, course_root, instructor_dir, notebook_names
-from .limits import ENV
+from .sandbox.limits import ENV
 
 
 def _limit_flags(p: argparse.ArgumentParser) -> None:
@@ -57,11 +57,11 @@ def _apply_limits(args: argparse.Namespace) -> None:
                 raise SystemExit(f"--{flag.replace('_', '-')} must be 0 or more")
             os.environ[ENV[field]] = str(value)
     if args.no_sandbox:
-        from .cycle.grade import NO_SANDBOX
+        from .cycle.workers import NO_SANDBOX
 
         os.environ[NO_SANDBOX] = "1"
     if args.run_notebooks:
-        from .cycle.judging import RUN_NOTEBOOKS
+        from .cycle.submission import RUN_NOTEBOOKS
 
         os.environ[RUN_NOTEBOOKS] = "1"
 
@@ -110,7 +110,7 @@ def check(names: list[str]) -> int:
 
 
 def _fake_class(args: argparse.Namespace) -> int:
-    from . import fakeclass
+    from .selftest import fakeclass
 
     cases = fakeclass.build(args.folder, course_root() / "notebooks", assignments(), args.small)
     for case in cases:
@@ -120,7 +120,7 @@ def _fake_class(args: argparse.Namespace) -> int:
 
 
 def _hostile_class(args: argparse.Namespace) -> int:
-    from . import hostile
+    from .selftest import hostile
 
     cases = hostile.build(args.folder, course_root() / "notebooks", args.assignment)
     for case in cases:
@@ -131,11 +131,11 @@ def _hostile_class(args: argparse.Namespace) -> int:
 
 def _draws(args: argparse.Namespace) -> int:
     from .cycle import resolve
-    from .draws import audit
+    from .selftest.seed_sweep import sweep
 
     if args.seeds < 1:
         raise SystemExit("--seeds must be 1 or more")
-    return audit(resolve(args.assignments), args.seeds, args.first)
+    return sweep(resolve(args.assignments), args.seeds, args.first)
 
 
 def _jobs(args: argparse.Namespace) -> int:

@@ -25,8 +25,8 @@ import nbformat
 import pytest
 
 from autograder import assignments, course_root, notebook_names
-from autograder.fakeclass import planted, replace_cell
-from autograder.limits import limits_for
+from autograder.sandbox.limits import limits_for
+from autograder.selftest.fakeclass import planted, replace_cell
 
 pytestmark = [pytest.mark.timeout(1200), pytest.mark.slow]  # every planted mistake re-runs a whole notebook
 RATE = 0.8

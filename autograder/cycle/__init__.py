@@ -26,9 +26,9 @@ possibly hostile, learners cannot change a grade but by their work
 
 from .collect import collect
 from .course import Course, Result, release, resolve
-from .grade import screen, submissions, worker
 from .jobs import autograde, job_lines, merge, plan, run_job
 from .publish import export, feedback
+from .workers import screen, submissions, worker
 
 __all__ = ["Course", "Result", "autograde", "collect", "export", "feedback", "job_lines", "merge", "plan", "release",
            "resolve", "run_job", "screen", "submissions", "worker"]

@@ -20,7 +20,7 @@ import shutil
 from collections.abc import Iterable
 
 from .course import Course, Result, resolve
-from .grade import NO_SANDBOX, _classmates, _settle, _stale, run_workers, screen, submissions
+from .workers import NO_SANDBOX, _classmates, _settle, _stale, run_workers, screen, submissions
 
 
 def plan(names: Iterable[str] | None = None, force: bool = False) -> list[tuple[str, str]]:
@@ -46,8 +46,8 @@ def plan(names: Iterable[str] | None = None, force: bool = False) -> list[tuple[
 
 
 def run_job(assignment: str, student: str) -> None:
-    """Grade one submission and store its files (see :func:`autograder.cycle.judging.grade_one`)."""
-    from .judging import grade_one
+    """Grade one submission and store its files (see :func:`autograder.cycle.submission.grade_one`)."""
+    from .submission import grade_one
 
     grade_one(Course(), assignment, student, isolate=os.environ.get(NO_SANDBOX) != "1")
 
@@ -67,7 +67,7 @@ def merge(names: Iterable[str] | None = None, crashed: set[tuple[str, str]] | No
 
 def autograde(names: Iterable[str] | None = None, force: bool = False, jobs: int = 1) -> list[Result]:
     """Grade every collected submission of ``names`` (default: all) here, ``jobs`` at a time, then merge."""
-    from ..sandbox import sandbox_available
+    from ..sandbox.launch import sandbox_available
 
     if os.environ.get(NO_SANDBOX) != "1" and not sandbox_available():
         raise SystemExit("the grading sandbox (bubblewrap) does not work here: install it with `make bubblewrap`, "

@@ -34,7 +34,7 @@ import nbformat
 from .. import notebook_names
 from . import record, safe_html
 from .course import Course, resolve
-from .grade import screen, submissions
+from .workers import screen, submissions
 
 log = logging.getLogger("autograder")
 FIELDS = {"grade_id": str, "grade": bool, "solution": bool, "task": bool}  # what the template reads of a cell's own

@@ -9,16 +9,16 @@ Runs in a grading worker (trusted). For each notebook of the submission:
 2. :func:`autograder.judge.grade_submission` scores every graded cell from a
    sandboxed probe of the learner's definitions, on a seed drawn now;
 3. the feedback notebook is the submission with the outputs the learner saved
-   (plain kinds only, cut to the limits: :func:`autograder.execute.as_submitted`);
+   (plain kinds only, cut to the limits: :func:`autograder.sandbox.execute.as_submitted`);
    with ``GPIPE_GRADE_RUN_NOTEBOOKS=1`` (``--run-notebooks``) it is run again in
-   a sandbox instead (:func:`autograder.execute.execute`), which costs a second
+   a sandbox instead (:func:`autograder.sandbox.execute.execute`), which costs a second
    sandbox and a Jupyter kernel per submission and gives no score;
 4. only then, with every sandbox of the submission ended, a ``result.json``
    (scores, findings, seed, timings) and the graded notebook (with the judge's
    messages under each graded cell, never a hidden test's source, seed or
    expected value) are written, the notebook last, so an interrupted run leaves
    either a finished submission or a stale one. The job writes nothing else:
-   the merge (:func:`autograder.cycle.grade.merge`) fills the gradebook.
+   the merge (:func:`autograder.cycle.workers.merge`) fills the gradebook.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from typing import Any
 import nbformat
 
 from .. import instructor_dir, notebook_names
-from ..execute import as_submitted, execute
-from ..limits import limits_for
+from ..sandbox.execute import as_submitted, execute
+from ..sandbox.limits import limits_for
 from .course import Course
-from .probes import package_copy, probe_runner
+from .probe_runs import package_copy, probe_runner
 
 RESULT = "result.json"
 RUN_NOTEBOOKS = "GPIPE_GRADE_RUN_NOTEBOOKS"  # "1": run each notebook again in a sandbox for its feedback
@@ -52,6 +52,7 @@ def grade_one(course: Course, assignment: str, student: str, isolate: bool = Tru
     then starts while this one answers (never with ``--run-notebooks``, whose sandboxes share the slots).
     """
     from ..judge import grade_submission
+    from ..review.run import review_submission
 
     limits = limits_for(assignment)
     submitted = instructor_dir() / "submitted" / student / assignment
@@ -78,7 +79,7 @@ def grade_one(course: Course, assignment: str, student: str, isolate: bool = Tru
             _add(timings, "notebook run" if rerun else "outputs", clock)
             problems += ran.events
             runner = probe_runner(assignment, limits, isolate, ahead=None if rerun else upcoming)
-            judged = grade_submission(assignment, path, runner, seed, student=student)
+            judged = grade_submission(assignment, path, runner, seed, student=student, review=review_submission)
             for phase, took in judged.timings.items():
                 timings[phase] = timings.get(phase, 0.0) + took
             seconds += ran.seconds if ran.seconds is not None else judged.timings.get("probe", 0.0)

@@ -1,6 +1,6 @@
 """Screening, grading workers and the log lines: what the grading jobs (``jobs.py``) are made of.
 
-Each submission is graded by :func:`autograder.cycle.judging.grade_one` in a
+Each submission is graded by :func:`autograder.cycle.submission.grade_one` in a
 worker process (``python -m autograder _worker``), ``jobs`` of them taking one
 submission at a time from a shared queue. The learner's code runs only inside
 sandboxes started by the worker; the worker itself (trusted) writes the
@@ -24,7 +24,7 @@ import nbformat
 from .. import REPO, instructor_dir, notebook_names
 from .collect import load_notes
 from .course import Course, Result, log
-from .judging import stored_result
+from .submission import stored_result
 
 NO_SANDBOX = "GPIPE_GRADE_NO_SANDBOX"  # set by --no-sandbox; the workers read it
 
@@ -78,18 +78,18 @@ def schema_problem(notebook: Any) -> None:
 
 
 def _classmates(assignment: str, students: list[str], unreadable: dict) -> dict[str, list[str]]:
-    """The findings only the class audit makes (a classmate's code copied), per student; never raises.
+    """The findings only the class review makes (a classmate's code copied), per student; never raises.
 
     Chosen by each finding's ``rule``, never by its text (a student id may hold any words). The rest of the
-    audit (holds, the engine, machinery) comes with each submission's own grading.
+    review (holds, the engine, machinery) comes with each submission's own grading.
     """
-    from ..audit import CLASS_RULES, audit_class
+    from ..review.run import CLASS_RULES, review_class
 
     flags: dict[str, list[str]] = {}
     for nb in notebook_names(assignment):
         paths = {s: instructor_dir() / "submitted" / s / assignment / f"{nb}.ipynb"
                  for s in students if s not in unreadable}
-        for student, found in audit_class(assignment, paths).items():
+        for student, found in review_class(assignment, paths).items():
             flags.setdefault(student, []).extend(f for f in found if f.rule in CLASS_RULES)
     return flags
 
@@ -157,7 +157,7 @@ def run_workers(plan: list[tuple[str, str]], jobs: int) -> set[tuple[str, str]]:
 
 def worker() -> None:
     """Grade submissions named on stdin, one at a time (see :func:`run_workers`)."""
-    from .judging import grade_one
+    from .submission import grade_one
 
     course = Course()
     isolate = os.environ.get(NO_SANDBOX) != "1"

@@ -32,7 +32,7 @@ from typing import Any
 
 import nbformat
 
-from . import course_root, instructor_dir
+from .. import course_root, instructor_dir
 from .fakeclass import grade_id, solved
 
 ASSIGNMENT = "02_partitioner"

@@ -19,7 +19,7 @@ Families:
 * **the feedback page**: scripts in markdown and in saved outputs;
 * **the disk**: ``/tmp`` and ``/dev/shm`` floods.
 
-Each :class:`~autograder.hostile.Attack` says what its honest work earns; it
+Each :class:`~autograder.selftest.hostile.Attack` says what its honest work earns; it
 must score at most that, or be HELD (``held=True``: it must be held, because
 its tampering is detected, not only its code). ``tests/grading/test_hostile.py``
 grades them with the honest class.
@@ -34,8 +34,8 @@ from typing import Any
 
 import nbformat
 
-from ..fakeclass import solved
-from ..hostile import HONEST, Attack, _source, _with_cells
+from .fakeclass import solved
+from .hostile import HONEST, Attack, _source, _with_cells
 
 NONE: frozenset[str] = frozenset()
 ONCE = "_DONE = []\n\n\n"  # a literal list the exercise appends to, so its payload runs once per process
