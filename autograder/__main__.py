@@ -31,8 +31,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import assignments, course_root, instructor_dir, notebook_names
+from . import assignments, course_root, notebook_names
 from .sandbox.limits import ENV
+from .workspace import Workspace
 
 
 def _limit_flags(p: argparse.ArgumentParser) -> None:
@@ -76,7 +77,7 @@ def _grade(args: argparse.Namespace) -> int:
     results = autograde(args.assignments, force=args.force, jobs=args.jobs)
     errors = [r for r in results if any(code == "GRADER_ERROR" for code, _ in r.problems)]
     print(f"graded {len(results)} submission(s) in {time.monotonic() - start:.0f} s; "
-          f"log lines in {instructor_dir() / 'logs'}")
+          f"log lines in {Workspace.from_env().logs}")
     return 2 if errors else 0
 
 

@@ -25,9 +25,11 @@ possibly hostile, learners cannot change a grade but by their work
 """
 
 from .collect import collect
-from .course import Course, Result, release, resolve
+from .course import Course, resolve
 from .jobs import autograde, job_lines, merge, plan, run_job
 from .publish import export, feedback
+from .release import release
+from .result import Result
 from .workers import screen, submissions, worker
 
 __all__ = ["Course", "Result", "autograde", "collect", "export", "feedback", "job_lines", "merge", "plan", "release",

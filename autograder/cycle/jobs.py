@@ -19,7 +19,8 @@ import os
 import shutil
 from collections.abc import Iterable
 
-from .course import Course, Result, resolve
+from .course import Course, resolve
+from .result import Result
 from .workers import NO_SANDBOX, _classmates, _settle, _stale, run_workers, screen, submissions
 
 
@@ -36,11 +37,11 @@ def plan(names: Iterable[str] | None = None, force: bool = False) -> list[tuple[
         if not students:
             print(f"{a}: no submissions collected")
             continue
-        if not course.registered(a) and not course.generate(a, into=course.workspace / "generated"):
+        if not course.registered(a) and not course.generate(a, into=course.workspace.generated):
             raise SystemExit(f"could not register {a} in the gradebook; see {course.logs / f'generate-{a}.log'}")
         unreadable = {s for s in students if screen(a, s)}
         for s in unreadable:  # a stale graded copy must not outlive a broken resubmission
-            shutil.rmtree(course.workspace / "autograded" / s / a, ignore_errors=True)
+            shutil.rmtree(course.workspace.graded(s, a), ignore_errors=True)
         todo += [(a, s) for s in students if s not in unreadable and (force or _stale(a, s))]
     return todo
 

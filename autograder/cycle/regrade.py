@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .. import instructor_dir
+from ..workspace import Workspace
 from . import record
 from .course import resolve
 
@@ -30,7 +30,7 @@ HISTORY_COLUMNS = ["when", "assignment", "student", "old_score", "new_score", "m
 
 
 def history_path() -> Path:
-    return instructor_dir() / "regrades.csv"
+    return Workspace.from_env().regrades
 
 
 def _verdicts(found: dict[str, Any] | None) -> Any:

@@ -34,9 +34,10 @@ from typing import Any
 
 import nbformat
 
-from .. import instructor_dir, notebook_names
+from .. import notebook_names
 from ..sandbox.execute import as_submitted, execute
 from ..sandbox.limits import limits_for
+from ..workspace import Workspace
 from .course import Course
 from .probe_runs import package_copy, probe_runner
 
@@ -55,7 +56,7 @@ def grade_one(course: Course, assignment: str, student: str, isolate: bool = Tru
     from ..review.run import review_submission
 
     limits = limits_for(assignment)
-    submitted = instructor_dir() / "submitted" / student / assignment
+    submitted = Workspace.from_env().submission(student, assignment)
     problems: list[tuple[str, str]] = []
     graded: dict[str, Any] = {}
     scores: dict[str, float] = {}
@@ -189,9 +190,9 @@ def store(course: Course, assignment: str, student: str, scores: dict[str, float
     (but for its draws' seed and timings). A held submission's scores wait in ``judged``; the merge
     gives it 0 and marks it for a manual grade.
     """
-    submitted = instructor_dir() / "submitted" / student / assignment
+    submitted = course.workspace.submission(student, assignment)
     stamp = submitted / "timestamp.txt"
-    out = course.workspace / "autograded" / student / assignment
+    out = course.workspace.graded(student, assignment)
     out.mkdir(parents=True, exist_ok=True)
     for name in notebook_names(assignment):
         (out / f"{name}.ipynb").unlink(missing_ok=True)
@@ -210,7 +211,7 @@ def store(course: Course, assignment: str, student: str, scores: dict[str, float
 
 
 def stored_result(assignment: str, student: str) -> dict[str, Any] | None:
-    path = instructor_dir() / "autograded" / student / assignment / RESULT
+    path = Workspace.from_env().graded(student, assignment) / RESULT
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

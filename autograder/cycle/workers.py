@@ -21,16 +21,18 @@ from typing import Any
 
 import nbformat
 
-from .. import REPO, instructor_dir, notebook_names
+from .. import REPO, notebook_names
+from ..workspace import Workspace
 from .collect import load_notes
-from .course import Course, Result, log
+from .course import Course, log
+from .result import Result
 from .submission import stored_result
 
 NO_SANDBOX = "GPIPE_GRADE_NO_SANDBOX"  # set by --no-sandbox; the workers read it
 
 def submissions(assignment: str) -> list[str]:
     """Students with a collected submission of ``assignment``."""
-    root = instructor_dir() / "submitted"
+    root = Workspace.from_env().submitted
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if (p / assignment).is_dir())
@@ -39,7 +41,7 @@ def submissions(assignment: str) -> list[str]:
 def screen(assignment: str, student: str) -> list[tuple[str, str]]:
     """Problems that keep a submission from being run at all: missing or unreadable notebooks."""
     problems = []
-    folder = instructor_dir() / "submitted" / student / assignment
+    folder = Workspace.from_env().submission(student, assignment)
     for nb in notebook_names(assignment):
         path = folder / f"{nb}.ipynb"
         if not path.exists():
@@ -87,7 +89,7 @@ def _classmates(assignment: str, students: list[str], unreadable: dict) -> dict[
 
     flags: dict[str, list[str]] = {}
     for nb in notebook_names(assignment):
-        paths = {s: instructor_dir() / "submitted" / s / assignment / f"{nb}.ipynb"
+        paths = {s: Workspace.from_env().submission(s, assignment) / f"{nb}.ipynb"
                  for s in students if s not in unreadable}
         for student, found in review_class(assignment, paths).items():
             flags.setdefault(student, []).extend(f for f in found if f.rule in CLASS_RULES)
@@ -96,11 +98,12 @@ def _classmates(assignment: str, students: list[str], unreadable: dict) -> dict[
 
 def _stale(assignment: str, student: str) -> bool:
     """True unless a finished graded copy exists that is at least as new as the submission."""
-    graded = instructor_dir() / "autograded" / student / assignment
+    workspace = Workspace.from_env()
+    graded = workspace.graded(student, assignment)
     if stored_result(assignment, student) is None or not all(
             (graded / f"{nb}.ipynb").exists() for nb in notebook_names(assignment)):
         return True
-    new, old = (p / "timestamp.txt" for p in (instructor_dir() / "submitted" / student / assignment, graded))
+    new, old = (p / "timestamp.txt" for p in (workspace.submission(student, assignment), graded))
     return not old.exists() or (new.exists() and new.read_text().strip() != old.read_text().strip())
 
 
@@ -170,7 +173,7 @@ def worker() -> None:
             logfile.write_text("graded\n")
         except Exception:  # the grader's own failure: reported for this submission, the rest go on
             logfile.write_text(traceback.format_exc())
-            shutil.rmtree(course.workspace / "autograded" / student / assignment, ignore_errors=True)
+            shutil.rmtree(course.workspace.graded(student, assignment), ignore_errors=True)
         print(f"{TOKEN} {assignment} {student}", flush=True)
 
 
@@ -179,7 +182,7 @@ def _record(course: Course, assignment: str, student: str, stored: dict[str, Any
     while held); returns (score, maximum). Writing the same result again changes nothing."""
     from nbgrader.utils import parse_utc
 
-    stamp = instructor_dir() / "submitted" / student / assignment / "timestamp.txt"
+    stamp = Workspace.from_env().submission(student, assignment) / "timestamp.txt"
     scores = (stored or {}).get("judged") or {}
     held = bool((stored or {}).get("held"))
     with course.gradebook() as gb:
@@ -213,7 +216,7 @@ def _settle(course: Course, assignment: str, students: list[str], unreadable: di
         for code, detail in notes.get(f"{student}/{assignment}", []):
             result.add(code, detail)
         stored = None if student in unreadable else stored_result(assignment, student)
-        graded_dir = course.workspace / "autograded" / student / assignment
+        graded_dir = course.workspace.graded(student, assignment)
         if stored is not None and not all((graded_dir / f"{nb}.ipynb").exists() for nb in notebook_names(assignment)):
             stored = None
         problems = unreadable.get(student, [])
@@ -237,6 +240,6 @@ def _settle(course: Course, assignment: str, students: list[str], unreadable: di
                    for code, detail in result.problems if code in ("FLAGGED", "HELD")]
         print(result.line())
     (course.logs / f"grades-{assignment}.txt").write_text("".join(r.line() + "\n" for r in results))
-    with (course.workspace / f"review-{assignment}.csv").open("w", newline="") as fh:
+    with course.workspace.review_csv(assignment).open("w", newline="") as fh:
         csv.writer(fh).writerows([["student", "assignment", "kind", "reason"], *review])
     return results
