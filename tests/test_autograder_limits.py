@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_limits_per_assignment_and_overrides() -> None:
     assert limits_for("no_such_assignment", {}) == DEFAULT
-    assert set(assignments()) <= set(PER_ASSIGNMENT), "every assignment needs its limits in autograder/limits.py"
+    assert set(assignments()) <= set(PER_ASSIGNMENT), "every assignment needs its limits (autograder/sandbox/limits.py)"
     for name, limits in PER_ASSIGNMENT.items():
         assert limits_for(name, {}) == limits
         assert 0 < limits.cell_timeout_s <= limits.notebook_timeout_s and limits.memory_mb > 0

@@ -10,7 +10,7 @@ possibly hostile, learners cannot change a grade but by their work
 * ``autograde`` screens every submission (missing or unreadable notebooks
   score 0 with a reason), then grades each as an independent job in a worker
   process: the judge scores the learner's definitions through a sandboxed
-  probe (``judging.py``, ``probes.py``) and the job stores files only; the
+  probe (``submission.py``, ``probe_runs.py``) and the job stores files only; the
   merge (``jobs.py``) writes the gradebook;
 * a term's rules live in one course file (``term.py``: due dates, extensions,
   the late policy, the roster): ``collect`` keeps every hand-in and publishes

@@ -18,7 +18,7 @@ Runs in a grading worker (trusted). For each notebook of the submission:
    messages under each graded cell, never a hidden test's source, seed or
    expected value) are written, the notebook last, so an interrupted run leaves
    either a finished submission or a stale one. The job writes nothing else:
-   the merge (:func:`autograder.cycle.workers.merge`) fills the gradebook.
+   the merge (:func:`autograder.cycle.jobs.merge`) fills the gradebook.
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def store(course: Course, assignment: str, student: str, scores: dict[str, float
           timings: dict[str, float] | None = None, messages: dict[str, list[str]] | None = None) -> None:
     """result.json, then the graded notebooks (last: they mark the job done). Files only, no gradebook.
 
-    A grading job writes nothing shared: the merge (``cycle.grade.merge``) puts every stored result into
+    A grading job writes nothing shared: the merge (``cycle.jobs.merge``) puts every stored result into
     the gradebook, so jobs can run anywhere and in any order, and a job run twice leaves the same files
     (but for its draws' seed and timings). A held submission's scores wait in ``judged``; the merge
     gives it 0 and marks it for a manual grade.

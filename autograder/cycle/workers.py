@@ -130,7 +130,7 @@ def run_workers(plan: list[tuple[str, str]], jobs: int) -> set[tuple[str, str]]:
                     if not todo:
                         return
                     task = todo.pop()
-                    # with a core to spare, the worker starts the next submission's sandbox ahead (probes.py)
+                    # with a core to spare, the worker starts the next submission's sandbox ahead (probe_runs.py)
                     upcoming = todo[-1][0] if todo and jobs < (os.cpu_count() or 1) else ""
                 if worker is None or worker.poll() is not None:
                     worker = subprocess.Popen([sys.executable, "-m", "autograder", "_worker"], cwd=REPO,

@@ -1,6 +1,6 @@
 """The second hostile class: attacks on what the probe measures, the grading view, the review and the class.
 
-Built fresh after the first hostile class (``autograder/hostile.py``) was
+Built fresh after the first hostile class (``autograder/selftest/hostile.py``) was
 beaten, by a learner who has read the whole repository, grader included.
 Families:
 
@@ -229,7 +229,7 @@ def build(folder: Path, released: Path) -> list[Attack]:
 
 
 def _class_and_pages(honest: Any) -> list[tuple[Attack, Any, str | None]]:
-    """Submissions aimed at the class audit, the feedback page and the disk: (attack, notebook, raw text)."""
+    """Submissions aimed at the class review, the feedback page and the disk: (attack, notebook, raw text)."""
     bad_meta = json.loads(nbformat.writes(honest))
     for cell in bad_meta["cells"]:
         if cell["metadata"].get("nbgrader", {}).get("grade_id") == "partition_by_count":

@@ -1,4 +1,4 @@
-"""The hostile class (autograder/hostile.py), graded in the same run as the honest one.
+"""The hostile class (autograder/selftest/hostile.py), graded in the same run as the honest one.
 
 Each cheat or attack scores at most what its honest work earns (copying the
 engine's source may instead earn its points with a FLAGGED line; code that
