@@ -70,7 +70,7 @@ def _review(assignment: str, notebook: Path | Any, tally: Tally) -> tuple[list[F
 
 
 def review_submission(assignment: str, notebook: Path | Any,
-          classmates: Mapping[str, Path | Any] | None = None) -> list[Finding]:
+                      classmates: Mapping[str, Path | Any] | None = None) -> list[Finding]:
     """Every reason to review this submission (a path or a notebook node); empty when nothing stands out.
 
     With ``classmates`` (student -> notebook), its functions are also compared with theirs.
