@@ -3,10 +3,11 @@
 nbgrader keeps the bookkeeping (releases, the gradebook, feedback pages); this
 package adds what a class of real, possibly hostile, learners needs:
 submissions gathered from a plain folder, every notebook run in a bubblewrap
-sandbox under limits (``sandbox.py``), scores computed by a trusted judge
+sandbox under limits (``sandbox/``), scores computed by a trusted judge
 that never runs learner code (``judge/``), broken or missing notebooks scored
 0 instead of stopping the run, and one log line per student saying what went
-wrong. ``README.md`` here has the commands and the threat model.
+wrong. ``README.md`` here has the commands, the threat model and a map of the
+folders ("The map"); ``workspace.py`` names every path in the instructor folder.
 
 Paths: the course lives at the repository root (``solutions/`` -> ``notebooks/``);
 student work and the gradebook live in the instructor folder, ``instructor/``

@@ -31,13 +31,15 @@ import sys
 import time
 from pathlib import Path
 
-from . import assignments, course_root, instructor_dir, notebook_names
-from .limits import ENV
+from . import assignments, course_root, notebook_names
+from .sandbox.limits import ENV
+from .workspace import Workspace
 
 
 def _limit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="regrade submissions that were graded already")
-    p.add_argument("--cell-timeout", type=int, metavar="S", help="seconds per cell (default: autograder/limits.py)")
+    p.add_argument("--cell-timeout", type=int, metavar="S",
+                   help="seconds per cell (default: autograder/sandbox/limits.py)")
     p.add_argument("--notebook-timeout", type=int, metavar="S", help="seconds per notebook, restarts included")
     p.add_argument("--memory-mb", type=int, metavar="MB", help="kernel address-space limit in MB; 0 turns it off")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
@@ -57,11 +59,11 @@ def _apply_limits(args: argparse.Namespace) -> None:
                 raise SystemExit(f"--{flag.replace('_', '-')} must be 0 or more")
             os.environ[ENV[field]] = str(value)
     if args.no_sandbox:
-        from .cycle.grade import NO_SANDBOX
+        from .cycle.workers import NO_SANDBOX
 
         os.environ[NO_SANDBOX] = "1"
     if args.run_notebooks:
-        from .cycle.judging import RUN_NOTEBOOKS
+        from .cycle.submission import RUN_NOTEBOOKS
 
         os.environ[RUN_NOTEBOOKS] = "1"
 
@@ -76,7 +78,7 @@ def _grade(args: argparse.Namespace) -> int:
     results = autograde(args.assignments, force=args.force, jobs=args.jobs)
     errors = [r for r in results if any(code == "GRADER_ERROR" for code, _ in r.problems)]
     print(f"graded {len(results)} submission(s) in {time.monotonic() - start:.0f} s; "
-          f"log lines in {instructor_dir() / 'logs'}")
+          f"log lines in {Workspace.from_env().logs}")
     return 2 if errors else 0
 
 
@@ -110,7 +112,7 @@ def check(names: list[str]) -> int:
 
 
 def _fake_class(args: argparse.Namespace) -> int:
-    from . import fakeclass
+    from .selftest import fakeclass
 
     cases = fakeclass.build(args.folder, course_root() / "notebooks", assignments(), args.small)
     for case in cases:
@@ -120,7 +122,7 @@ def _fake_class(args: argparse.Namespace) -> int:
 
 
 def _hostile_class(args: argparse.Namespace) -> int:
-    from . import hostile
+    from .selftest import hostile
 
     cases = hostile.build(args.folder, course_root() / "notebooks", args.assignment)
     for case in cases:
@@ -131,11 +133,11 @@ def _hostile_class(args: argparse.Namespace) -> int:
 
 def _draws(args: argparse.Namespace) -> int:
     from .cycle import resolve
-    from .draws import audit
+    from .selftest.seed_sweep import sweep
 
     if args.seeds < 1:
         raise SystemExit("--seeds must be 1 or more")
-    return audit(resolve(args.assignments), args.seeds, args.first)
+    return sweep(resolve(args.assignments), args.seeds, args.first)
 
 
 def _jobs(args: argparse.Namespace) -> int:

@@ -24,21 +24,22 @@ from nbgrader.preprocessors import CheckCellMetadata, ClearOutput, Execute
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
 
-from autograder import course_root, instructor_dir  # noqa: E402
+from autograder import course_root  # noqa: E402
+from autograder.workspace import Workspace  # noqa: E402
 
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
 
-WORKSPACE = instructor_dir()
-os.makedirs(WORKSPACE, exist_ok=True)
+WORKSPACE = Workspace.from_env()
+os.makedirs(WORKSPACE.root, exist_ok=True)
 
 c.CourseDirectory.course_id = "gpipe-course"
 c.CourseDirectory.root = str(course_root())
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
-c.CourseDirectory.submitted_directory = str(WORKSPACE / "submitted")
-c.CourseDirectory.autograded_directory = str(WORKSPACE / "autograded")
-c.CourseDirectory.feedback_directory = str(WORKSPACE / "feedback")
-c.CourseDirectory.db_url = "sqlite:///" + str(WORKSPACE / "gradebook.db")
+c.CourseDirectory.submitted_directory = str(WORKSPACE.submitted)
+c.CourseDirectory.autograded_directory = str(WORKSPACE.autograded)
+c.CourseDirectory.feedback_directory = str(WORKSPACE.feedback)
+c.CourseDirectory.db_url = "sqlite:///" + str(WORKSPACE.gradebook)
 
 # Generated notebooks carry no outputs and no solution code.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

@@ -51,7 +51,7 @@ def _class(folder: Path, released: Path, names: list[str]) -> int:
     import nbformat
 
     from autograder import notebook_names
-    from autograder.fakeclass import solved
+    from autograder.selftest.fakeclass import solved
 
     for a in names:
         nb = notebook_names(a)[0]

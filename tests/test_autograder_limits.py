@@ -14,14 +14,14 @@ import nbformat
 import pytest
 
 from autograder import assignments, notebook_names
-from autograder.limits import DEFAULT, PER_ASSIGNMENT, limits_for
+from autograder.sandbox.limits import DEFAULT, PER_ASSIGNMENT, limits_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_limits_per_assignment_and_overrides() -> None:
     assert limits_for("no_such_assignment", {}) == DEFAULT
-    assert set(assignments()) <= set(PER_ASSIGNMENT), "every assignment needs its limits in autograder/limits.py"
+    assert set(assignments()) <= set(PER_ASSIGNMENT), "every assignment needs its limits (autograder/sandbox/limits.py)"
     for name, limits in PER_ASSIGNMENT.items():
         assert limits_for(name, {}) == limits
         assert 0 < limits.cell_timeout_s <= limits.notebook_timeout_s and limits.memory_mb > 0
@@ -151,7 +151,7 @@ def test_collect_stamps_its_own_time_and_ignores_the_learners(course: tuple[str,
 def test_clean_drops_unknown_graded_cells_and_spots_edited_locked_ones() -> None:
     from types import SimpleNamespace as NS
 
-    from autograder.cycle.judging import clean
+    from autograder.cycle.submission import clean
 
     test = NS(name="test_a", locked=True, cell_type="code",
               source="assert f() == 1\n### BEGIN HIDDEN TESTS\nassert f() == 2\n### END HIDDEN TESTS")
@@ -179,8 +179,8 @@ def test_clean_drops_unknown_graded_cells_and_spots_edited_locked_ones() -> None
 
 def test_an_interrupted_submission_is_graded_again_and_a_finished_one_is_not(course: tuple[str, str, Path]) -> None:
     from autograder import cycle
-    from autograder.cycle.grade import _stale
-    from autograder.cycle.judging import RESULT
+    from autograder.cycle.submission import RESULT
+    from autograder.cycle.workers import _stale
 
     a, nb, tmp = course
     notebook(tmp / "inbox" / "ada" / a / f"{nb}.ipynb")

@@ -18,13 +18,13 @@ import pytest
 import torch
 
 from autograder import assignments, course_root
-from autograder.draws import escapes
-from autograder.fakeclass import needs_probe, planted, replace_cell
 from autograder.judge import Foreign, grade_submission, read_probe_output
 from autograder.judge.extract import extract
 from autograder.judge.grade import draws
 from autograder.judge.probe_codec import decode, encode
 from autograder.judge.probe_tasks import TASKS
+from autograder.selftest.fakeclass import needs_probe, planted, replace_cell
+from autograder.selftest.seed_sweep import escapes
 from gpipe_core import gpipe_schedule, one_f_one_b_schedule
 from gpipe_core.partition import balance_by_cost, balance_by_count
 
@@ -182,6 +182,23 @@ def test_correct_work_earns_every_point_numpy_integers_included() -> None:
     assert result.scores == result.max_scores, result.messages
 
 
+def test_the_review_the_cycle_passes_in_adds_its_flags_and_holds_without_changing_a_score() -> None:
+    def finding(text: str, held: bool) -> types.SimpleNamespace:
+        return types.SimpleNamespace(held=held, line=lambda: text)
+
+    seen = []
+
+    def review(assignment: str, notebook: Path) -> list[types.SimpleNamespace]:
+        seen.append((assignment, notebook))
+        return [finding("flagged: looks copied", False), finding("held: patches torch", True)]
+
+    notebook = solution("02_partitioner")
+    result = grade_submission("02_partitioner", notebook, in_process(reference_partitioner()), seed=1, review=review)
+    assert seen == [("02_partitioner", notebook)]
+    assert "flagged: looks copied" in result.flags and result.holds == ["held: patches torch"]
+    assert result.scores == result.max_scores, result.messages
+
+
 def test_a_too_slow_partitioner_is_told_to_use_the_dynamic_program() -> None:
     result = grade_submission("02_partitioner", solution("02_partitioner"),
                               in_process(reference_partitioner(), slow={"partition_optimal"}), seed=2)
@@ -265,7 +282,7 @@ SEVEN_IS_SPECIAL = {  # right on every fixed case; wrong only for 7 micro-batche
               "    return [1 / 7] * 7 if len(chunks) == 7 else [c.shape[0] / total for c in chunks]\n"}
 
 
-def test_the_draw_audit_names_the_seeds_where_a_mistake_escapes() -> None:
+def test_the_seed_sweep_names_the_seeds_where_a_mistake_escapes() -> None:
     """A mistake that only some draws expose escapes at exactly the seeds whose draws miss it (real probe, view)."""
     def draws_seven(seed: int) -> bool:  # the judge's draws of test_weights, in its order
         rng = draws(seed, "01_microbatching", "test_weights")
@@ -290,11 +307,11 @@ def test_forged_replies_score_zero_without_crashing_the_grader() -> None:
     assert any("unexpected shape" in f for f in result.flags)
 
 
-def test_the_audit_flags_the_engines_own_executor() -> None:
+def test_the_review_flags_the_engines_own_executor() -> None:
     """05 asks for a tick-by-tick executor; running the table on gpipe_core's Runtime is flagged for review."""
     import ast
 
-    from autograder.audit import RUNTIME, suspicious
+    from autograder.review.run import RUNTIME, suspicious
 
     for code in ("from gpipe_core.runtime import Runtime", "import gpipe_core.runtime as r",
                  "from gpipe_core import runtime"):

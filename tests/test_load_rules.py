@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder.fakeclass import replace_cell
 from autograder.judge.extract import extract, source_notebook
+from autograder.selftest.fakeclass import replace_cell
 
 A = "02_partitioner"
 HONEST = ("def partition_by_count(num_layers, K):\n    q, r = divmod(num_layers, K)\n"

@@ -38,7 +38,7 @@ CALLS = {"torchrun": "distributed", "run_sandboxed": "sandbox", "sync_playwright
 
 @pytest.mark.parametrize(("argv", "needs"), [
     (["/usr/bin/bwrap", "--unshare-all", "python3"], {"sandbox"}),
-    ([PY, "-S", "-I", "/repo/autograder/sandbox_helper.py", "{}"], {"sandbox"}),
+    ([PY, "-S", "-I", "/repo/autograder/sandbox/helper.py", "{}"], {"sandbox"}),
     ([PY, "-m", "torch.distributed.run", "--nproc-per-node=2", "--standalone", "t.py"], {"distributed"}),
     (["/venv/bin/torchrun", "--standalone", "t.py"], {"distributed"}),
     ([PY, "-m", "gpipe_core.cli", "train", "--distributed", "-K", "2"], {"distributed"}),

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from autograder.fakeclass import replace_cell
 from autograder.judge.base import Ask
 from autograder.judge.extract import extract, source_notebook
 from autograder.judge.grade import probe, tampering
 from autograder.judge.local import run_probe_locally
 from autograder.judge.probe_io import read_probe_output
+from autograder.selftest.fakeclass import replace_cell
 
 A = "02_partitioner"
 

@@ -1,8 +1,8 @@
-"""The class audit is bounded and crash-proof: one bad submission is that submission's finding, never the class's.
+"""The class review is bounded and crash-proof: one bad submission is that submission's finding, never the class's.
 
 A class of 30: three honest learners, copies of the course's solution,
 notebooks bent out of shape in every way JSON allows, one with a 100 KB
-function. The audit must answer for every student, name each problem on its
+function. The review must answer for every student, name each problem on its
 own submission only, and do work bounded by its caps (counted, not timed).
 """
 
@@ -16,11 +16,11 @@ import nbformat
 import pytest
 
 from autograder import notebook_names
-from autograder.audit import CLASS_RULES, audit_class
-from autograder.fakeclass import replace_cell, solved
+from autograder.review.run import CLASS_RULES, review_class
 from autograder.review.similarity import MAX_TOKENS
 from autograder.review.tokens import Tally
 from autograder.selftest import honest
+from autograder.selftest.fakeclass import replace_cell, solved
 
 A = "02_partitioner"
 
@@ -79,7 +79,7 @@ def klass(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_every_student_is_answered_and_each_problem_stays_on_its_own(klass: dict[str, Path]) -> None:
-    found = audit_class(A, klass)
+    found = review_class(A, klass)
     assert set(found) == set(klass)
     bad = set(MALFORMED) | {"not-json", "huge"}
     assert {s for s, f in found.items() if f} == bad, {s: f for s, f in found.items() if f and s not in bad}
@@ -92,8 +92,8 @@ def test_every_student_is_answered_and_each_problem_stays_on_its_own(klass: dict
 def test_a_100_kb_function_is_cut_named_and_costs_a_bounded_amount(klass: dict[str, Path]) -> None:
     others = {s: p for s, p in klass.items() if s != "huge"}
     with_huge, without = Tally(), Tally()
-    found = audit_class(A, klass, with_huge)
-    audit_class(A, others, without)
+    found = review_class(A, klass, with_huge)
+    review_class(A, others, without)
     cut = [f for f in found["huge"] if f.rule == "size"]
     assert cut and f"{MAX_TOKENS:,} tokens" in cut[0].evidence and "partition_optimal" in cut[0].where
     assert with_huge.spent - without.spent <= 3 * MAX_TOKENS, (with_huge.spent, without.spent)
@@ -101,27 +101,27 @@ def test_a_100_kb_function_is_cut_named_and_costs_a_bounded_amount(klass: dict[s
 
 
 def test_a_failing_review_holds_that_submission_only(klass: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    import autograder.audit as audit_module
+    import autograder.review.run as review_module
 
-    real = audit_module.holds
+    real = review_module.holds
 
     def broken(assignment: str, extracted: Any, kept: Any = None) -> list:
         if "one_x" in extracted.cells.get("partition_by_count", ""):
             raise RecursionError("maximum recursion depth exceeded")
         return real(assignment, extracted, kept)
 
-    monkeypatch.setattr(audit_module, "holds", broken)
+    monkeypatch.setattr(review_module, "holds", broken)
     odd = replace_cell(correct(), "partition_by_count",
                        "def partition_by_count(n, K):\n    one_x = 1\n    return [one_x] * K\n")
-    found = audit_class(A, {"odd": odd, "honest-ada": honest.notebook(A, "honest-ada")})
+    found = review_class(A, {"odd": odd, "honest-ada": honest.notebook(A, "honest-ada")})
     assert [(f.kind, f.rule) for f in found["odd"]] == [("hold", "review-failed")]
     assert "RecursionError" in found["odd"][0].evidence and found["honest-ada"] == []
 
 
 def test_classmates_are_chosen_by_rule_whatever_the_student_id(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """A student id holding "gpipe_core" used to hide a copy from the class audit's text filter."""
-    from autograder.cycle.grade import _classmates
+    """A student id holding "gpipe_core" used to hide a copy from the class review's text filter."""
+    from autograder.cycle.workers import _classmates
 
     monkeypatch.setenv("GPIPE_INSTRUCTOR_DIR", str(tmp_path))
     source = honest.SOURCES[A]["ada"]["partition_optimal"]

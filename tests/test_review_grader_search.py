@@ -19,10 +19,10 @@ import pytest
 from helpers.disguise import disguise
 
 from autograder import notebook_names
-from autograder.audit import audit
-from autograder.fakeclass import replace_cell, solved
 from autograder.judge import puzzle_search
 from autograder.review import base
+from autograder.review.run import review_submission
+from autograder.selftest.fakeclass import replace_cell, solved
 
 A = "07_beat_the_bubble"
 FILE = "autograder/judge/puzzle_search.py"
@@ -40,7 +40,8 @@ def _correct() -> Any:
 
 
 def _copied(source: str) -> list:
-    return [f for f in audit(A, replace_cell(_correct(), "puzzle_helper", source)) if f.rule == "copied-engine"]
+    found = review_submission(A, replace_cell(_correct(), "puzzle_helper", source))
+    return [f for f in found if f.rule == "copied-engine"]
 
 
 def test_the_grader_search_is_in_the_reference_set() -> None:
@@ -72,4 +73,4 @@ def test_without_the_grader_code_in_the_reference_the_same_copy_passes(monkeypat
 
 
 def test_the_published_solution_is_not_flagged_against_the_search() -> None:
-    assert audit(A, _correct()) == []
+    assert review_submission(A, _correct()) == []

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from autograder import assignments, notebook_names
-from autograder.audit import audit, holds
-from autograder.fakeclass import planted, replace_cell, solved
 from autograder.judge.extract import extract
 from autograder.review.findings import Finding, flag, hold, review_rows
+from autograder.review.run import holds, review_submission
+from autograder.selftest.fakeclass import planted, replace_cell, solved
 
 A = "02_partitioner"
 HEAD = "def partition_by_count(n, K):\n"
@@ -82,7 +82,7 @@ def test_tampering_code_is_held_naming_line_and_rule(name: str) -> None:
     found = holds(A, extract(A, _notebook(source)))
     assert any(f.rule == rule and f.where == f"cell partition_by_count, line {line}" for f in found), found
     assert all(f.kind == "hold" and f.held and f.code == "HELD" for f in found)
-    assert any(f in audit(A, _notebook(source)) for f in found)  # the audit carries them
+    assert any(f in review_submission(A, _notebook(source)) for f in found)  # the review carries them
 
 
 @pytest.mark.parametrize("name", list(HONEST))

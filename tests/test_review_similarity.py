@@ -17,10 +17,10 @@ import pytest
 from helpers.disguise import disguise, swaps
 
 from autograder import assignments, notebook_names
-from autograder.audit import audit, audit_class
-from autograder.fakeclass import grade_id, replace_cell, solved
+from autograder.review.run import review_class, review_submission
 from autograder.review.tokens import Budget, function_tokens
 from autograder.selftest import honest
+from autograder.selftest.fakeclass import grade_id, replace_cell, solved
 from gpipe_core import microbatch, partition, zoo
 
 COPIES = [  # (assignment, cell, function name, the engine function pasted)
@@ -43,7 +43,7 @@ def rules(findings: list, rule: str) -> list:
 
 @pytest.mark.parametrize("assignment", assignments())
 def test_the_published_solution_is_never_flagged(assignment: str) -> None:
-    assert audit(assignment, correct(assignment)) == []
+    assert review_submission(assignment, correct(assignment)) == []
 
 
 @pytest.mark.parametrize(("assignment", "cell", "name", "engine"), COPIES, ids=[c[2] for c in COPIES])
@@ -51,7 +51,7 @@ def test_a_disguised_copy_of_the_engine_is_flagged(assignment: str, cell: str, n
     source = inspect.getsource(engine)
     pasted = disguise(source, name)
     assert "v0" in pasted and "_unused = 0" in pasted, "the disguise must rename and pad"
-    found = rules(audit(assignment, replace_cell(correct(assignment), cell, pasted)), "copied-engine")
+    found = rules(review_submission(assignment, replace_cell(correct(assignment), cell, pasted)), "copied-engine")
     assert found, f"a renamed, reordered and padded copy of {engine.__name__} went unflagged:\n{pasted}"
     assert all(f.kind == "flag" and f"cell {cell}" in f.where and "gpipe_core's" in f.evidence for f in found)
     assert engine.__name__ in " ".join(f.evidence for f in found)
@@ -85,12 +85,12 @@ def test_a_decoy_later_in_the_notebook_does_not_hide_the_copy_the_probe_loads() 
     count = next(c.source for c in correct(a).cells if grade_id(c) == "partition_by_count")
     nb = replace_cell(replace_cell(correct(a), "partition_optimal", pasted), "partition_by_count",
                       count + "\n\n" + decoy)
-    found = rules(audit(a, _move_to_end(nb, "partition_by_count")), "copied-engine")
+    found = rules(review_submission(a, _move_to_end(nb, "partition_by_count")), "copied-engine")
     assert found and all("cell partition_optimal" in f.where for f in found), found
     # the other way round the honest definition is the one the probe loads, and the one reviewed
     nb = replace_cell(replace_cell(correct(a), "partition_optimal", decoy), "partition_by_count",
                       count + "\n\n" + pasted)
-    assert rules(audit(a, _move_to_end(nb, "partition_optimal")), "copied-engine") == []
+    assert rules(review_submission(a, _move_to_end(nb, "partition_optimal")), "copied-engine") == []
 
 
 def test_a_duplicate_grade_id_is_reviewed_as_graded_and_named() -> None:
@@ -99,14 +99,14 @@ def test_a_duplicate_grade_id_is_reviewed_as_graded_and_named() -> None:
     first_copy = replace_cell(correct(a), "partition_optimal", pasted)
     second = copy.deepcopy(next(c for c in correct(a).cells if grade_id(c) == "partition_optimal"))
     first_copy.cells.append(second)
-    found = audit(a, first_copy)
+    found = review_submission(a, first_copy)
     assert rules(found, "copied-engine") and rules(found, "duplicate-cell")
     assert "appears 2 times" in rules(found, "duplicate-cell")[0].evidence
     honest_first = correct(a)
     tail = copy.deepcopy(second)
     tail.source = pasted
     honest_first.cells.append(tail)
-    found = audit(a, honest_first)
+    found = review_submission(a, honest_first)
     assert rules(found, "duplicate-cell") and not rules(found, "copied-engine")
 
 
@@ -115,11 +115,12 @@ def test_a_disguised_copy_of_a_classmate_flags_both_naming_each_other() -> None:
     theirs = honest.SOURCES[a]["ada"]["partition_optimal"]
     copier = replace_cell(correct(a), "partition_optimal", disguise(theirs, "partition_optimal"))
     cls = {s: honest.notebook(a, s) for s in honest.students(a)} | {"correct": correct(a), "copier": copier}
-    found = {s: rules(f, "copied-classmate") for s, f in audit_class(a, cls).items()}
+    found = {s: rules(f, "copied-classmate") for s, f in review_class(a, cls).items()}
     assert {s for s, f in found.items() if f} == {"honest-ada", "copier"}, found
     assert "copier's partition_optimal" in found["honest-ada"][0].evidence
     assert "honest-ada's partition_optimal" in found["copier"][0].evidence
-    assert audit(a, copier, {"honest-ada": honest.notebook(a, "honest-ada")})  # the single-notebook form agrees
+    # the single-notebook form agrees
+    assert review_submission(a, copier, {"honest-ada": honest.notebook(a, "honest-ada")})
 
 
 HELPER = '''
@@ -150,9 +151,9 @@ def test_code_many_classmates_share_is_common_not_copied() -> None:
     base = {s: honest.notebook(a, s) for s in honest.students(a)} | {f"more{i}": correct(a) for i in range(3)}
     four = ("honest-ada", "honest-ben", "more0", "more1")
     many = {s: _with_helper(nb) if s in four else nb for s, nb in base.items()}
-    assert not any(rules(f, "copied-classmate") for f in audit_class(a, many).values())
+    assert not any(rules(f, "copied-classmate") for f in review_class(a, many).values())
     two = {s: _with_helper(nb) if s in ("honest-ada", "more0") else nb for s, nb in base.items()}
-    flagged = {s for s, f in audit_class(a, two).items() if rules(f, "copied-classmate")}
+    flagged = {s for s, f in review_class(a, two).items() if rules(f, "copied-classmate")}
     assert flagged == {"honest-ada", "more0"}
 
 
@@ -162,4 +163,4 @@ def test_a_short_function_written_alike_by_two_is_not_compared() -> None:
              "    return 1 - used / (K * len(table))\n")
     cls = {s: honest.notebook(a, s) for s in honest.students(a)}
     cls |= {f"twin{i}": replace_cell(correct(a), "idle_fraction", short) for i in range(2)}
-    assert not any(rules(f, "copied-classmate") for f in audit_class(a, cls).values())
+    assert not any(rules(f, "copied-classmate") for f in review_class(a, cls).values())

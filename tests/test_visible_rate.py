@@ -25,12 +25,12 @@ import nbformat
 import pytest
 
 from autograder import assignments, course_root, notebook_names
-from autograder.fakeclass import planted, replace_cell
-from autograder.limits import limits_for
+from autograder.sandbox.limits import limits_for
+from autograder.selftest.fakeclass import planted, replace_cell
 
 pytestmark = [pytest.mark.timeout(1200), pytest.mark.slow]  # every planted mistake re-runs a whole notebook
 RATE = 0.8
-# A cell running longer than its assignment's graded cell limit (autograder/limits.py) counts as failed, as it
+# A cell running longer than its assignment's graded cell limit (autograder/sandbox/limits.py) counts as failed, as it
 # would in grading: a planted brute force stops there. The course's own cells take at most a few seconds, on two
 # busy cores too, so the limit is only ever a watchdog for them.
 

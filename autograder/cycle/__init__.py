@@ -10,7 +10,7 @@ possibly hostile, learners cannot change a grade but by their work
 * ``autograde`` screens every submission (missing or unreadable notebooks
   score 0 with a reason), then grades each as an independent job in a worker
   process: the judge scores the learner's definitions through a sandboxed
-  probe (``judging.py``, ``probes.py``) and the job stores files only; the
+  probe (``submission.py``, ``probe_runs.py``) and the job stores files only; the
   merge (``jobs.py``) writes the gradebook;
 * a term's rules live in one course file (``term.py``: due dates, extensions,
   the late policy, the roster): ``collect`` keeps every hand-in and publishes
@@ -25,10 +25,12 @@ possibly hostile, learners cannot change a grade but by their work
 """
 
 from .collect import collect
-from .course import Course, Result, release, resolve
-from .grade import screen, submissions, worker
+from .course import Course, resolve
 from .jobs import autograde, job_lines, merge, plan, run_job
 from .publish import export, feedback
+from .release import release
+from .result import Result
+from .workers import screen, submissions, worker
 
 __all__ = ["Course", "Result", "autograde", "collect", "export", "feedback", "job_lines", "merge", "plan", "release",
            "resolve", "run_job", "screen", "submissions", "worker"]

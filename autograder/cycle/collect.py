@@ -21,7 +21,8 @@ import stat
 import zipfile
 from pathlib import Path
 
-from .. import assignments, instructor_dir, notebook_names
+from .. import assignments, notebook_names
+from ..workspace import Workspace
 from . import handins, lms
 from . import term as terms
 from .course import IGNORED_NAMES, STUDENT_ID
@@ -30,7 +31,7 @@ MAX_BYTES = 20 << 20  # a notebook of this course is well under 1 MB; larger one
 
 
 def _notes_path() -> Path:
-    return instructor_dir() / "collect_notes.json"
+    return Workspace.from_env().collect_notes
 
 
 def load_notes() -> dict[str, list[list[str]]]:
@@ -141,7 +142,7 @@ def _hand_in(student: str, assignment: str, contents: dict[str, bytes], found: l
              source: str, lms_meta: dict | None, term: terms.Term | None, notes: dict[str, list[list[str]]]) -> str:
     """Keep one hand-in and publish the counted one to ``submitted/``; the collect's line for it."""
     key = f"{student}/{assignment}"
-    dest = instructor_dir() / "submitted" / student / assignment
+    dest = Workspace.from_env().submission(student, assignment)
     if contents:
         handins.keep(student, assignment, contents, stamp, source, lms_meta)
     elif not handins.hand_ins(student, assignment):

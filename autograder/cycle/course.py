@@ -1,4 +1,4 @@
-"""Results, nbgrader run in this process, and release: what every step of the cycle shares."""
+"""nbgrader run in this process, the assignments asked for, and the names collected: what every step shares."""
 
 from __future__ import annotations
 
@@ -10,36 +10,16 @@ import sys
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import AUTOGRADER_DIR, assignments, course_root, instructor_dir
+from .. import AUTOGRADER_DIR, assignments
+from ..workspace import Workspace
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
 IGNORED_NAMES = {".ipynb_checkpoints", "__pycache__", ".DS_Store", "__MACOSX"}
 
 log = logging.getLogger("autograder")
-
-
-@dataclass
-class Result:
-    """What grading one student's assignment came to; ``line()`` is the per-student log line."""
-
-    assignment: str
-    student: str
-    score: float = 0.0
-    max_score: float = 0.0
-    problems: list[tuple[str, str]] = field(default_factory=list)  # (CODE, detail)
-    seconds: float | None = None  # time the graded run took, restarts included
-
-    def add(self, code: str, detail: str) -> None:
-        self.problems.append((code, detail))
-
-    def line(self) -> str:
-        text = "; ".join(f"{code} {detail}" for code, detail in self.problems) or "ok"
-        timing = f"  [{self.seconds:g} s]" if self.seconds is not None else ""
-        return f"{self.assignment}  {self.student}  {self.score:g}/{self.max_score:g}  {text}{timing}"
 
 
 class Course:
@@ -57,15 +37,15 @@ class Course:
 
         self.config = PyFileConfigLoader("nbgrader_config.py", path=str(AUTOGRADER_DIR)).load_config()
         self.coursedir = CourseDirectory(config=self.config)
-        self.workspace = instructor_dir()
-        self.logs = self.workspace / "logs"
+        self.workspace = Workspace.from_env()
+        self.logs = self.workspace.logs
         self.logs.mkdir(parents=True, exist_ok=True)
         self.nblog = logging.getLogger("autograder.nbgrader")  # nbgrader's chatter: to instructor/logs/ only
         self.nblog.setLevel(logging.INFO)
         self.nblog.propagate = False
         with self.gradebook():  # create it, then let several grading workers write to it at once
             pass
-        with sqlite3.connect(self.workspace / "gradebook.db") as db:
+        with sqlite3.connect(self.workspace.gradebook) as db:
             db.execute("PRAGMA journal_mode=WAL")
 
     @contextmanager
@@ -121,16 +101,3 @@ def resolve(names: Iterable[str] | None) -> list[str]:
     if unknown:
         raise SystemExit(f"unknown assignment(s) {unknown}: solutions/ holds {known}")
     return names
-
-
-def release(names: Iterable[str] | None = None, into: Path | None = None) -> list[Path]:
-    """Generate the learner notebooks of ``names`` (default: all) into ``notebooks/`` (or ``into``)."""
-    course = Course()
-    written = []
-    for a in resolve(names):
-        if not course.generate(a, into):
-            raise SystemExit(f"generate_assignment failed for {a}; see {course.logs / f'generate-{a}.log'}")
-        folder = (Path(into) if into else course_root() / "notebooks") / a
-        written += sorted(folder.glob("*.ipynb"))
-        print(f"released {a} -> {folder}")
-    return written

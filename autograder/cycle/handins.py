@@ -21,14 +21,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .. import instructor_dir
+from ..workspace import Workspace
 from .term import Term, parse_stamp
 
 HANDIN = "handin.json"
 
 
 def folder(student: str, assignment: str) -> Path:
-    return instructor_dir() / "handins" / student / assignment
+    return Workspace.from_env().handin(student, assignment)
 
 
 def hand_ins(student: str, assignment: str) -> list[tuple[Path, dict[str, Any]]]:

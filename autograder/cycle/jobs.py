@@ -19,8 +19,9 @@ import os
 import shutil
 from collections.abc import Iterable
 
-from .course import Course, Result, resolve
-from .grade import NO_SANDBOX, _classmates, _settle, _stale, run_workers, screen, submissions
+from .course import Course, resolve
+from .result import Result
+from .workers import NO_SANDBOX, _classmates, _settle, _stale, run_workers, screen, submissions
 
 
 def plan(names: Iterable[str] | None = None, force: bool = False) -> list[tuple[str, str]]:
@@ -36,18 +37,18 @@ def plan(names: Iterable[str] | None = None, force: bool = False) -> list[tuple[
         if not students:
             print(f"{a}: no submissions collected")
             continue
-        if not course.registered(a) and not course.generate(a, into=course.workspace / "generated"):
+        if not course.registered(a) and not course.generate(a, into=course.workspace.generated):
             raise SystemExit(f"could not register {a} in the gradebook; see {course.logs / f'generate-{a}.log'}")
         unreadable = {s for s in students if screen(a, s)}
         for s in unreadable:  # a stale graded copy must not outlive a broken resubmission
-            shutil.rmtree(course.workspace / "autograded" / s / a, ignore_errors=True)
+            shutil.rmtree(course.workspace.graded(s, a), ignore_errors=True)
         todo += [(a, s) for s in students if s not in unreadable and (force or _stale(a, s))]
     return todo
 
 
 def run_job(assignment: str, student: str) -> None:
-    """Grade one submission and store its files (see :func:`autograder.cycle.judging.grade_one`)."""
-    from .judging import grade_one
+    """Grade one submission and store its files (see :func:`autograder.cycle.submission.grade_one`)."""
+    from .submission import grade_one
 
     grade_one(Course(), assignment, student, isolate=os.environ.get(NO_SANDBOX) != "1")
 
@@ -67,7 +68,7 @@ def merge(names: Iterable[str] | None = None, crashed: set[tuple[str, str]] | No
 
 def autograde(names: Iterable[str] | None = None, force: bool = False, jobs: int = 1) -> list[Result]:
     """Grade every collected submission of ``names`` (default: all) here, ``jobs`` at a time, then merge."""
-    from ..sandbox import sandbox_available
+    from ..sandbox.launch import sandbox_available
 
     if os.environ.get(NO_SANDBOX) != "1" and not sandbox_available():
         raise SystemExit("the grading sandbox (bubblewrap) does not work here: install it with `make bubblewrap`, "

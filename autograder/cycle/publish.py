@@ -34,7 +34,7 @@ import nbformat
 from .. import notebook_names
 from . import effort, record, safe_html
 from .course import Course, resolve
-from .grade import screen, submissions
+from .workers import screen, submissions
 
 log = logging.getLogger("autograder")
 FIELDS = {"grade_id": str, "grade": bool, "solution": bool, "task": bool}  # what the template reads of a cell's own
@@ -63,16 +63,16 @@ def feedback(names: Iterable[str] | None = None, students: Iterable[str] | None 
         if not students:
             print(f"{a}: no submissions, no feedback")
             continue
-        graded = [s for s in students if all((course.workspace / "autograded" / s / a / f"{nb}.ipynb").exists()
+        graded = [s for s in students if all((course.workspace.graded(s, a) / f"{nb}.ipynb").exists()
                                              for nb in notebook_names(a))]
         with course.gradebook() as gb:
             top = gb.find_assignment(a).max_score
             grades = {s: found for s in graded if (found := _grades(gb, a, s)) is not None}
         for s in students:
-            folder = course.workspace / "feedback" / s / a
+            folder = course.workspace.feedback_of(s, a)
             shutil.rmtree(folder, ignore_errors=True)  # as nbgrader's --force: nothing stale stays
             folder.mkdir(parents=True)
-            source = course.workspace / "autograded" / s / a
+            source = course.workspace.graded(s, a)
             for nb, text in _pages(source, a, s, grades.get(s), top).items():
                 (folder / f"{nb}.html").write_text(text, encoding="utf-8")
             if (source / "timestamp.txt").exists():  # nbgrader's release_feedback reads it
@@ -80,7 +80,7 @@ def feedback(names: Iterable[str] | None = None, students: Iterable[str] | None 
             for path in folder.iterdir():
                 os.chmod(path, 0o644)
             written += sorted(folder.glob("*.html"))
-        print(f"{a}: feedback for {len(students)} student(s) in {course.workspace / 'feedback'}")
+        print(f"{a}: feedback for {len(students)} student(s) in {course.workspace.feedback}")
     return written
 
 

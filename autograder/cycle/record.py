@@ -20,7 +20,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from .. import REPO, instructor_dir
+from .. import REPO
+from ..workspace import Workspace
 from . import term as terms
 
 VERSION = 1
@@ -88,7 +89,7 @@ def _version() -> str:
 
 
 def path(assignment: str, student: str) -> Path:
-    return instructor_dir() / "records" / assignment / f"{student}.json"
+    return Workspace.from_env().record(assignment, student)
 
 
 def read(assignment: str, student: str) -> dict[str, Any] | None:
@@ -100,7 +101,7 @@ def read(assignment: str, student: str) -> dict[str, Any] | None:
 
 def every() -> dict[tuple[str, str], dict[str, Any]]:
     """Every record there is, by (assignment, student)."""
-    root = instructor_dir() / "records"
+    root = Workspace.from_env().records
     found = {}
     for file in sorted(root.glob("*/*.json")) if root.is_dir() else []:
         found[(file.parent.name, file.stem)] = json.loads(file.read_text())
@@ -146,7 +147,7 @@ def _handin(assignment: str, student: str) -> dict[str, Any]:
     """When the counted hand-in came and where that time is from (``handins.py``), else the collect stamp."""
     from .handins import meta_of
 
-    stamp = instructor_dir() / "submitted" / student / assignment / "timestamp.txt"
+    stamp = Workspace.from_env().submission(student, assignment) / "timestamp.txt"
     if not stamp.exists():
         return {}
     time = stamp.read_text().strip()
@@ -168,10 +169,10 @@ def write(record: dict[str, Any]) -> Path:
 
 def finish(course: Any, result: Any, stored: dict[str, Any] | None, term: terms.Term | None) -> dict[str, Any]:
     """The merge's last step for one submission: the late policy into the gradebook and the log line, then
-    the record. ``result`` (a :class:`~autograder.cycle.course.Result`) holds the raw score on entry and the
+    the record. ``result`` (a :class:`~autograder.cycle.result.Result`) holds the raw score on entry and the
     final one on return."""
     assignment, student = result.assignment, result.student
-    stamp = instructor_dir() / "submitted" / student / assignment / "timestamp.txt"
+    stamp = Workspace.from_env().submission(student, assignment) / "timestamp.txt"
     when = terms.parse_stamp(stamp.read_text()) if stamp.exists() and stored is not None else None
     late = (term.apply(student, assignment, result.score, result.max_score, when) if term
             else terms.Late(result.score, 0.0, result.score, None, 0.0, False, ""))

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .. import instructor_dir
+from ..workspace import Workspace
 from . import record
 from .course import resolve
 
@@ -30,7 +30,7 @@ HISTORY_COLUMNS = ["when", "assignment", "student", "old_score", "new_score", "m
 
 
 def history_path() -> Path:
-    return instructor_dir() / "regrades.csv"
+    return Workspace.from_env().regrades
 
 
 def _verdicts(found: dict[str, Any] | None) -> Any:
@@ -42,10 +42,10 @@ def _verdicts(found: dict[str, Any] | None) -> Any:
 def regrade(names: Iterable[str] | None = None, students: Iterable[str] | None = None, reason: str = "",
             jobs: int = 1, run: bool = True) -> list[list[str]]:
     """Regrade ``students`` (default: all) on ``names`` (default: all); returns the history rows written."""
-    from ..sandbox import sandbox_available
-    from .grade import NO_SANDBOX, run_workers, submissions
+    from ..sandbox.launch import sandbox_available
     from .jobs import merge, plan
     from .publish import feedback
+    from .workers import NO_SANDBOX, run_workers, submissions
 
     if not reason.strip():
         raise SystemExit("regrade needs --reason \"...\" (what was fixed): it goes into the history with each change")

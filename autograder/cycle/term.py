@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import assignments, instructor_dir
+from .. import assignments
+from ..workspace import Workspace
 from .course import STUDENT_ID
 
 try:
@@ -50,7 +51,7 @@ class TermError(SystemExit):
 
 def course_file() -> Path:
     """Where the course file is: ``GPIPE_COURSE_FILE``, else ``instructor/course.toml``."""
-    return Path(os.environ.get(COURSE_FILE_ENV, instructor_dir() / "course.toml"))
+    return Path(os.environ.get(COURSE_FILE_ENV, Workspace.from_env().course_file))
 
 
 @dataclass(frozen=True)

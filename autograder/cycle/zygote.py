@@ -26,9 +26,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..limits import Limits
-from ..sandbox import start_sandboxed
-from ..supervise import SandboxResult
+from ..sandbox.launch import start_sandboxed
+from ..sandbox.limits import Limits
+from ..sandbox.supervise import SandboxResult
 
 HEAD_CAP = 64  # bytes a frame's head may take ("Z O 1048576\n")
 

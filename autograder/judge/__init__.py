@@ -16,7 +16,7 @@ equal to everything). So grading is split in two:
    and gives each graded cell (``grade_id``) its points or 0 with messages that
    name the cause.
 
-The interface with the sandbox side (``autograder/sandbox.py``)::
+The interface with the grading cycle (``autograder/cycle/probe_runs.py`` runs the probe)::
 
     result = grade_submission("02_partitioner", Path("partitioner.ipynb"), run_probe, seed=1234)
     result.scores["test_partition_optimal"]     # 8.0 or 0.0
@@ -81,23 +81,12 @@ the nbgrader source notebook); any ``Failed`` scores the cell 0.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-
 from .base import Checks, Failed, Foreign, expect
 from .grade import JudgeResult, RunProbe, grade_submission, judge_module, points
 from .probe_io import PROBE_SCRIPT, install_probe, read_probe_output
 from .view import GRADED, build_view
 
-
-def audit(assignment: str, notebook: Path, classmates: Mapping[str, Path] | None = None) -> list[str]:
-    """Flags for review ("flagged for review: <reason>"): see :mod:`autograder.audit`."""
-    from ..audit import audit as _audit
-
-    return _audit(assignment, notebook, classmates)
-
-
 __all__ = [
-    "GRADED", "PROBE_SCRIPT", "Checks", "Failed", "Foreign", "JudgeResult", "RunProbe", "audit", "build_view",
+    "GRADED", "PROBE_SCRIPT", "Checks", "Failed", "Foreign", "JudgeResult", "RunProbe", "build_view",
     "expect", "grade_submission", "install_probe", "judge_module", "points", "read_probe_output",
 ]

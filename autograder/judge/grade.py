@@ -15,7 +15,7 @@ import random
 import secrets
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -27,6 +27,7 @@ from .base import Ask, Failed, Verify
 from .extract import extract, source_notebook
 
 RunProbe = Callable[[Path, dict], dict]
+Review = Callable[[str, Path], Sequence[Any]]  # findings with ``.held`` and ``.line()``: autograder.review.run
 JUDGE_DIR_ENV = "GPIPE_JUDGE_DIR"  # a folder of judge modules used instead of this package's
 
 
@@ -37,7 +38,7 @@ class JudgeResult:
     messages: dict[str, list[str]]
     flags: list[str] = field(default_factory=list)
     holds: list[str] = field(default_factory=list)  # why the score waits for an instructor (never scored silently)
-    timings: dict[str, float] = field(default_factory=dict)  # seconds: read (extract + audit), probe, judge
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: read (extract + review), probe, judge
 
     @property
     def total(self) -> float:
@@ -81,12 +82,14 @@ def judge_module(assignment: str) -> ModuleType:
 
 
 def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed: int,
-                     student: str = "") -> JudgeResult:
+                     student: str = "", review: Review | None = None) -> JudgeResult:
     """Score ``notebook`` (a learner's submission of ``assignment``) cell by cell; never runs learner code here.
 
-    ``flags`` lists what was left out of the probe module and the submission's own audit (no classmates:
-    ``autograder.audit.audit_class`` adds those); flags never change a score. ``holds`` lists the audit's
-    holds (code that can reach what the probe measures with) and any tampering the probe saw: the merge
+    ``flags`` lists what was left out of the probe module and what ``review`` (the grading cycle passes
+    ``autograder.review.run.review_submission``; the judge imports nothing above it) found in the submission
+    alone (classmates: ``review_class``, run by the merge; None: the judge's checks alone, as the judge's own
+    tests and the seed sweep grade); flags never change a score. ``holds`` lists the
+    review's holds (code that can reach what the probe measures with) and any tampering the probe saw: the merge
     scores a held submission 0 until the instructor looks. ``student``: the id being graded (assignment 07
     draws each student's puzzles from it; "" draws the practice ladder).
     """
@@ -94,9 +97,7 @@ def grade_submission(assignment: str, notebook: Path, run_probe: RunProbe, seed:
     max_scores = points(assignment)
     module = judge_module(assignment)
     extracted = extract(assignment, notebook)
-    from ..audit import audit
-
-    findings = audit(assignment, notebook)
+    findings = review(assignment, notebook) if review is not None else []
     flags = [f"dropped from the probe: {d}" for d in extracted.dropped] + [f.line() for f in findings if not f.held]
     code_holds = [f.line() for f in findings if f.held]
     ask = ask_for(extracted)

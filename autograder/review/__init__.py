@@ -1,4 +1,4 @@
-"""The review's parts, one idea each; :mod:`autograder.audit` puts them together for the grader.
+"""The review's parts, one idea each; :mod:`autograder.review.run` puts them together for the grader.
 
 ``findings`` (a flag or a hold, with its evidence), ``definitions`` (what the
 probe loads, read as it loads it), ``capabilities`` (holds), ``tokens`` and

@@ -1,6 +1,6 @@
 """The learner's definitions, read exactly as the probe loads them, and nothing else.
 
-The old audit read every cell in notebook order while the extractor reads the
+The old review read every cell in notebook order while the extractor reads the
 first cell of each grade id in the course's order: a decoy definition placed
 later in the notebook, or a second cell with the same grade id, made the two
 look at different code. Here the review starts from
@@ -28,7 +28,7 @@ import nbformat
 from ..judge import extract as ex
 from .findings import Finding, flag
 
-MAX_AUDIT_CHARS = 500_000  # learner solution-cell text beyond which nothing is parsed: the submission is held
+MAX_REVIEW_CHARS = 500_000  # learner solution-cell text beyond which nothing is parsed: the submission is held
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ Chan's merge), other names and layouts. The sources live beside this module
 
 ``write(folder)`` lays them out as ``collect`` reads a class
 (``<folder>/<student>/<assignment>/<notebook>.ipynb``, the layout of
-:mod:`autograder.fakeclass`), so they can join a graded class.
+:mod:`autograder.selftest.fakeclass`), so they can join a graded class.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The second hostile class: attacks on what the probe measures, the grading view, the review and the class.
 
-Built fresh after the first hostile class (``autograder/hostile.py``) was
+Built fresh after the first hostile class (``autograder/selftest/hostile.py``) was
 beaten, by a learner who has read the whole repository, grader included.
 Families:
 
@@ -19,7 +19,7 @@ Families:
 * **the feedback page**: scripts in markdown and in saved outputs;
 * **the disk**: ``/tmp`` and ``/dev/shm`` floods.
 
-Each :class:`~autograder.hostile.Attack` says what its honest work earns; it
+Each :class:`~autograder.selftest.hostile.Attack` says what its honest work earns; it
 must score at most that, or be HELD (``held=True``: it must be held, because
 its tampering is detected, not only its code). ``tests/grading/test_hostile.py``
 grades them with the honest class.
@@ -34,8 +34,8 @@ from typing import Any
 
 import nbformat
 
-from ..fakeclass import solved
-from ..hostile import HONEST, Attack, _source, _with_cells
+from .fakeclass import solved
+from .hostile import HONEST, Attack, _source, _with_cells
 
 NONE: frozenset[str] = frozenset()
 ONCE = "_DONE = []\n\n\n"  # a literal list the exercise appends to, so its payload runs once per process
@@ -229,7 +229,7 @@ def build(folder: Path, released: Path) -> list[Attack]:
 
 
 def _class_and_pages(honest: Any) -> list[tuple[Attack, Any, str | None]]:
-    """Submissions aimed at the class audit, the feedback page and the disk: (attack, notebook, raw text)."""
+    """Submissions aimed at the class review, the feedback page and the disk: (attack, notebook, raw text)."""
     bad_meta = json.loads(nbformat.writes(honest))
     for cell in bad_meta["cells"]:
         if cell["metadata"].get("nbgrader", {}).get("grade_id") == "partition_by_count":

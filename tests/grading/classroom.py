@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder import assignments, fakeclass, hostile
-from autograder.sandbox import UID_SPAN, uid_base
+from autograder import assignments
+from autograder.sandbox.launch import UID_SPAN, uid_base
+from autograder.selftest import fakeclass, hostile
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = ["01_microbatching", "02_partitioner", "03_scheduler", "04_recomputation", "05_assembling",

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from classroom import SMALL, Graded, attacked_files, cli, parse_lines, read_gradebook, sandbox_processes, workspace
 
-from autograder import assignments, fakeclass, hostile
-from autograder.sandbox import UID_BASE, UID_ENV, UID_SPAN
-from autograder.selftest import hostile_two
+from autograder import assignments
+from autograder.sandbox.launch import UID_BASE, UID_ENV, UID_SPAN
+from autograder.selftest import fakeclass, hostile, hostile_two
 
 # This session's sandboxes get uids of their own, so "nothing left running" never counts another grader's.
 os.environ.setdefault(UID_ENV, str(UID_BASE + (1 + os.getpid() % 200) * UID_SPAN))  # below 2**31: bwrap maps no more

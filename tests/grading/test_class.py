@@ -1,6 +1,6 @@
 """The instructor's grading cycle, end to end, on a generated class of the real assignments.
 
-One class (autograder/fakeclass.py) is graded once with ``python -m autograder
+One class (autograder/selftest/fakeclass.py) is graded once with ``python -m autograder
 all`` (the ``graded`` fixture); every test reads that run: correct work scores
 full marks, untouched stubs 0, each planted mistake loses exactly its test
 cells, broken submissions (loops, ``os._exit``, memory hogs, missing or corrupt
@@ -31,7 +31,8 @@ from classroom import (
     workspace,
 )
 
-from autograder import fakeclass, notebook_names
+from autograder import notebook_names
+from autograder.selftest import fakeclass
 
 pytestmark = pytest.mark.timeout(1800)  # a watchdog: the first test to need the graded class pays for grading it
 

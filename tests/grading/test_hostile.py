@@ -1,4 +1,4 @@
-"""The hostile class (autograder/hostile.py), graded in the same run as the honest one.
+"""The hostile class (autograder/selftest/hostile.py), graded in the same run as the honest one.
 
 Each cheat or attack scores at most what its honest work earns (copying the
 engine's source may instead earn its points with a FLAGGED line; code that
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from classroom import ROOT, Graded, attacked_files, lost, sandbox_processes, workspace
 
-from autograder import hostile
-from autograder.sandbox import sandbox_available
+from autograder.sandbox.launch import sandbox_available
+from autograder.selftest import hostile
 
 pytestmark = [pytest.mark.timeout(1800),
               pytest.mark.skipif(not sandbox_available(), reason="needs the sandbox: make bubblewrap")]

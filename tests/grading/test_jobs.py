@@ -16,8 +16,8 @@ import nbformat
 import pytest
 from classroom import cli, parse_lines, read_gradebook
 
-from autograder.fakeclass import solved
-from autograder.sandbox import sandbox_available
+from autograder.sandbox.launch import sandbox_available
+from autograder.selftest.fakeclass import solved
 
 pytestmark = [pytest.mark.timeout(900),  # a watchdog: the jobs take seconds on a quiet machine
               pytest.mark.sandbox,  # `python -m autograder job` grades in bubblewrap

@@ -31,8 +31,8 @@ import pytest
 from classroom import cli, parse_lines, read_gradebook
 
 from autograder.cycle import record
-from autograder.fakeclass import solved
-from autograder.sandbox import sandbox_available
+from autograder.sandbox.launch import sandbox_available
+from autograder.selftest.fakeclass import solved
 
 pytestmark = [pytest.mark.timeout(1800),  # a watchdog: twelve gradings take a minute or two on a quiet machine
               pytest.mark.sandbox, pytest.mark.slow,

@@ -3,7 +3,7 @@
 Twenty-four solution sets, three per assignment, each learner in a style of
 their own and written from the notebook's recipe. The judge itself (its probe
 run locally, on the grading view) must give every one full marks, and the
-class audit of each assignment, with the course's solution among them, must
+class review of each assignment, with the course's solution among them, must
 find nothing: no flag, no hold.
 """
 
@@ -16,9 +16,9 @@ import nbformat
 import pytest
 
 from autograder import assignments, notebook_names
-from autograder.audit import audit_class
-from autograder.fakeclass import solved
+from autograder.review.run import review_class, review_submission
 from autograder.selftest import honest
+from autograder.selftest.fakeclass import solved
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -33,7 +33,7 @@ def test_every_assignment_has_at_least_three_honest_learners() -> None:
 def test_the_honest_class_gets_no_flag_and_no_hold(assignment: str) -> None:
     cls = {s: honest.notebook(assignment, s) for s in honest.students(assignment)}
     cls["correct"] = solved(assignment, notebook_names(assignment)[0], Path("notebooks"))
-    found = audit_class(assignment, cls)
+    found = review_class(assignment, cls)
     assert {s: [f.line() for f in fs] for s, fs in found.items() if fs} == {}
 
 
@@ -47,7 +47,8 @@ def test_each_honest_solution_scores_full_marks_with_the_judge(assignment: str) 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "submission.ipynb"
             nbformat.write(honest.notebook(assignment, student), path)
-            result = grade_submission(assignment, path, run_probe_locally, seed=1234, student=student)
+            result = grade_submission(assignment, path, run_probe_locally, seed=1234, student=student,
+                                      review=review_submission)
         lost = {g: m for g, m in result.messages.items() if result.scores[g] < result.max_scores[g]}
         assert not lost, f"{student} on {assignment} is not correct: {lost}"
         assert not result.flags and not getattr(result, "holds", []), (student, result.flags)

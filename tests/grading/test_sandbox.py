@@ -1,6 +1,6 @@
 """The sandbox on its own, in seconds: what a learner's code can see, reach and use, and that nothing outlives it.
 
-Each test runs a few lines of Python through :func:`autograder.sandbox.run_sandboxed`
+Each test runs a few lines of Python through :func:`autograder.sandbox.launch.run_sandboxed`
 the way the grader runs a notebook or a probe, and checks the promise of the
 threat model (autograder/README.md) it stands for.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from classroom import sandbox_processes
 
-from autograder.limits import Limits
-from autograder.sandbox import run_sandboxed, sandbox_available, writable
-from autograder.treelimits import TreeLimits
+from autograder.sandbox.launch import run_sandboxed, sandbox_available, writable
+from autograder.sandbox.limits import Limits
+from autograder.sandbox.treelimits import TreeLimits
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = Limits(memory_mb=1024, processes=64, file_mb=8, scratch_mb=32, cpu_s=60, output_bytes_notebook=100_000)
@@ -280,7 +280,7 @@ def test_scratch_must_hold_regular_files_only(tmp_path: Path) -> None:
 def test_a_notebook_run_cuts_output_drops_html_and_survives_loops_and_exits(tmp_path: Path) -> None:
     import nbformat
 
-    from autograder.execute import execute
+    from autograder.sandbox.execute import execute
 
     cells = ["print('x' * 300_000)", "from IPython.display import HTML, display\ndisplay(HTML('<script>1</script>'))",
              "while True:\n    pass", "import os\nos._exit(1)", "print('after')"]

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from autograder.cycle import probes
+from autograder.cycle import probe_runs
 from autograder.judge.probe_codec import decode, encode
 from autograder.judge.probe_io import read_probe_output
-from autograder.limits import limits_for
-from autograder.sandbox import sandbox_available
+from autograder.sandbox.launch import sandbox_available
+from autograder.sandbox.limits import limits_for
 
 pytestmark = [pytest.mark.sandbox,
               pytest.mark.skipif(not sandbox_available(), reason="bubblewrap cannot run here: make bubblewrap")]
@@ -54,17 +54,17 @@ def report():
 @pytest.fixture(autouse=True)
 def fresh_worker() -> None:
     """Each test starts as a fresh worker would: no zygote held."""
-    probes._discard_zygotes()
-    probes._unfit.clear()
+    probe_runs._discard_zygotes()
+    probe_runs._unfit.clear()
     yield
-    probes._discard_zygotes()
+    probe_runs._discard_zygotes()
 
 
 def grade(tmp_path: Path, source: str, fn: str, timeout_s: float = 60) -> dict:
     """Probe ``source`` with one call of ``fn()`` through this worker's zygote for assignment A."""
     path = tmp_path / f"learner-{secrets.token_hex(4)}.py"
     path.write_text(source)
-    runner = probes.probe_runner(A, replace(limits_for(A), notebook_timeout_s=timeout_s))
+    runner = probe_runs.probe_runner(A, replace(limits_for(A), notebook_timeout_s=timeout_s))
     params = {k: encode(v) for k, v in {"fn": fn, "args": [], "kwargs": {}}.items()}
     calls = [{"task": "call", "params": params, "timeout": 20, "group": "g"}]
     return runner(path, {"assignment": A, "calls": calls, "key": secrets.token_hex(16)})
@@ -96,9 +96,9 @@ def attack():
 '''
     r = grade(tmp_path, daemon, "attack")
     assert r["replies"][0]["ok"] is not None, r
-    zygote = probes._held[0]
+    zygote = probe_runs._held[0]
     assert seen_by_b(tmp_path)["daemons"] == []
-    assert probes._held[0] is zygote and zygote.served == 2  # the same zygote served both: its cleanup held
+    assert probe_runs._held[0] is zygote and zygote.served == 2  # the same zygote served both: its cleanup held
 
 
 def test_files_left_in_every_writable_place_are_gone_for_the_next_submission(tmp_path: Path) -> None:
@@ -122,10 +122,10 @@ def attack():
     assert fresh["/dev/shm"] == [] and fresh["/scratch"] == scratch_files()  # folders of its own mounts, if any
     venv = str(Path(sys.prefix).resolve())  # the Python environment is mounted at its own path, under /tmp or not
     assert all(venv.startswith(f"/tmp/{path}/") for path in fresh["/tmp"]), fresh["/tmp"]
-    zygote = probes._held[0]
+    zygote = probe_runs._held[0]
     assert grade(tmp_path, litter, "attack")["replies"][0]["ok"] is not None
     assert seen_by_b(tmp_path)["files"] == fresh
-    assert probes._held[0] is zygote and zygote.served == 3
+    assert probe_runs._held[0] is zygote and zygote.served == 3
 
 
 def test_the_zygotes_own_files_cannot_be_changed(tmp_path: Path) -> None:
@@ -189,12 +189,12 @@ def attack():
     return 1
 '''
     seen_by_b(tmp_path)  # a zygote ready and serving, so the attack runs in it, not during its import
-    first = probes._held[0]
+    first = probe_runs._held[0]
     a = grade(tmp_path, killer, "attack", timeout_s=15)
     assert a["ended"] != "ok"
     assert first.served == 2 and not first.alive
     assert seen_by_b(tmp_path)["daemons"] == []
-    assert probes._held[0] is not first and probes._held[0].served == 1
+    assert probe_runs._held[0] is not first and probe_runs._held[0].served == 1
 
 
 def test_what_cleanup_cannot_remove_discards_the_zygote(tmp_path: Path) -> None:
@@ -206,21 +206,21 @@ def attack():
 '''
     a = grade(tmp_path, sysv, "attack")
     assert decode(a["replies"][0]["ok"]) >= 0
-    first = probes._held[0]
+    first = probe_runs._held[0]
     assert not first.alive  # not proven clean: discarded
     assert seen_by_b(tmp_path)["ipc"] == 0
-    assert probes._held[0] is not first
+    assert probe_runs._held[0] is not first
 
 
 def test_a_zygote_is_started_ahead_only_for_a_submission_that_cannot_use_the_one_held(tmp_path: Path) -> None:
     path = tmp_path / "learner.py"
     path.write_text("def f():\n    return 1\n")
     request = {"assignment": A, "calls": [], "key": secrets.token_hex(16)}
-    assert probes.probe_runner(A, limits_for(A), ahead=A)(path, request)["ended"] == "ok"
-    assert probes._ahead == []  # the next submission of the same assignment uses the zygote held
+    assert probe_runs.probe_runner(A, limits_for(A), ahead=A)(path, request)["ended"] == "ok"
+    assert probe_runs._ahead == []  # the next submission of the same assignment uses the zygote held
     other = "03_scheduler"
-    assert probes.probe_runner(A, limits_for(A), ahead=other)(path, request)["ended"] == "ok"
-    spare = probes._ahead[0]
-    assert spare.assignment == other and spare.alive and spare.slot != probes._held[0].slot
-    assert probes.probe_runner(other, limits_for(other))(path, {**request, "assignment": other})["ended"] == "ok"
-    assert probes._held == [spare] and spare.served == 1 and probes._ahead == []
+    assert probe_runs.probe_runner(A, limits_for(A), ahead=other)(path, request)["ended"] == "ok"
+    spare = probe_runs._ahead[0]
+    assert spare.assignment == other and spare.alive and spare.slot != probe_runs._held[0].slot
+    assert probe_runs.probe_runner(other, limits_for(other))(path, {**request, "assignment": other})["ended"] == "ok"
+    assert probe_runs._held == [spare] and spare.served == 1 and probe_runs._ahead == []

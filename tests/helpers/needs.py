@@ -93,7 +93,7 @@ def launch_needs(argv: str | bytes | Sequence[str | bytes | os.PathLike]) -> set
     words = [os.fsdecode(a) for a in argv]
     names = {os.path.basename(w) for w in words}
     found = set()
-    if "bwrap" in names or "sandbox_helper.py" in names:
+    if "bwrap" in names or any(w.endswith(os.path.join("sandbox", "helper.py")) for w in words):
         found.add("sandbox")
     if "torchrun" in names or "torch.distributed.run" in words:
         found.add("distributed")

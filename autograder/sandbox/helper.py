@@ -1,6 +1,6 @@
 """The trusted first step of every sandbox: join the cgroups, stage the mounts, set limits, drop root, exec bwrap.
 
-Run by :func:`autograder.sandbox.run_sandboxed` as ``python -S -I
+Run by :func:`autograder.sandbox.launch.run_sandboxed` as ``python -S -I
 sandbox_helper.py SPEC [CGROUP_PROCS_FILE ...]`` (standard library only, so it
 starts in milliseconds). It does, in this order, in one fresh process:
 

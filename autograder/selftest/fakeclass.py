@@ -7,7 +7,7 @@ accident: endless loops (one that obeys the interrupt, one that ignores it), a
 cell that raises, ``os._exit``, a cell that kills its parent process, a memory
 hog, deleted, edited and reordered test cells, a missing notebook, a file that
 is not JSON, extra files, a renamed notebook and the flat folder layout.
-(Deliberate attacks are in :mod:`autograder.hostile`.)
+(Deliberate attacks are in :mod:`autograder.selftest.hostile`.)
 
 Each :class:`Case` says what the right grade is without running anything:
 which test cells must fail (``lost``). The judge scores the learner's
@@ -27,7 +27,7 @@ from typing import Any
 
 import nbformat
 
-from . import course_root, notebook_names
+from .. import course_root, notebook_names
 
 BLANK = "blank-exercise"  # the exercise left as released
 

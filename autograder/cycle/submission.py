@@ -9,16 +9,16 @@ Runs in a grading worker (trusted). For each notebook of the submission:
 2. :func:`autograder.judge.grade_submission` scores every graded cell from a
    sandboxed probe of the learner's definitions, on a seed drawn now;
 3. the feedback notebook is the submission with the outputs the learner saved
-   (plain kinds only, cut to the limits: :func:`autograder.execute.as_submitted`);
+   (plain kinds only, cut to the limits: :func:`autograder.sandbox.execute.as_submitted`);
    with ``GPIPE_GRADE_RUN_NOTEBOOKS=1`` (``--run-notebooks``) it is run again in
-   a sandbox instead (:func:`autograder.execute.execute`), which costs a second
+   a sandbox instead (:func:`autograder.sandbox.execute.execute`), which costs a second
    sandbox and a Jupyter kernel per submission and gives no score;
 4. only then, with every sandbox of the submission ended, a ``result.json``
    (scores, findings, seed, timings) and the graded notebook (with the judge's
    messages under each graded cell, never a hidden test's source, seed or
    expected value) are written, the notebook last, so an interrupted run leaves
    either a finished submission or a stale one. The job writes nothing else:
-   the merge (:func:`autograder.cycle.grade.merge`) fills the gradebook.
+   the merge (:func:`autograder.cycle.jobs.merge`) fills the gradebook.
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ from typing import Any
 
 import nbformat
 
-from .. import instructor_dir, notebook_names
-from ..execute import as_submitted, execute
-from ..limits import limits_for
+from .. import notebook_names
+from ..sandbox.execute import as_submitted, execute
+from ..sandbox.limits import limits_for
+from ..workspace import Workspace
 from .course import Course
-from .probes import package_copy, probe_runner
+from .probe_runs import package_copy, probe_runner
 
 RESULT = "result.json"
 RUN_NOTEBOOKS = "GPIPE_GRADE_RUN_NOTEBOOKS"  # "1": run each notebook again in a sandbox for its feedback
@@ -52,9 +53,10 @@ def grade_one(course: Course, assignment: str, student: str, isolate: bool = Tru
     then starts while this one answers (never with ``--run-notebooks``, whose sandboxes share the slots).
     """
     from ..judge import grade_submission
+    from ..review.run import review_submission
 
     limits = limits_for(assignment)
-    submitted = instructor_dir() / "submitted" / student / assignment
+    submitted = Workspace.from_env().submission(student, assignment)
     problems: list[tuple[str, str]] = []
     graded: dict[str, Any] = {}
     scores: dict[str, float] = {}
@@ -78,7 +80,7 @@ def grade_one(course: Course, assignment: str, student: str, isolate: bool = Tru
             _add(timings, "notebook run" if rerun else "outputs", clock)
             problems += ran.events
             runner = probe_runner(assignment, limits, isolate, ahead=None if rerun else upcoming)
-            judged = grade_submission(assignment, path, runner, seed, student=student)
+            judged = grade_submission(assignment, path, runner, seed, student=student, review=review_submission)
             for phase, took in judged.timings.items():
                 timings[phase] = timings.get(phase, 0.0) + took
             seconds += ran.seconds if ran.seconds is not None else judged.timings.get("probe", 0.0)
@@ -183,14 +185,14 @@ def store(course: Course, assignment: str, student: str, scores: dict[str, float
           timings: dict[str, float] | None = None, messages: dict[str, list[str]] | None = None) -> None:
     """result.json, then the graded notebooks (last: they mark the job done). Files only, no gradebook.
 
-    A grading job writes nothing shared: the merge (``cycle.grade.merge``) puts every stored result into
+    A grading job writes nothing shared: the merge (``cycle.jobs.merge``) puts every stored result into
     the gradebook, so jobs can run anywhere and in any order, and a job run twice leaves the same files
     (but for its draws' seed and timings). A held submission's scores wait in ``judged``; the merge
     gives it 0 and marks it for a manual grade.
     """
-    submitted = instructor_dir() / "submitted" / student / assignment
+    submitted = course.workspace.submission(student, assignment)
     stamp = submitted / "timestamp.txt"
-    out = course.workspace / "autograded" / student / assignment
+    out = course.workspace.graded(student, assignment)
     out.mkdir(parents=True, exist_ok=True)
     for name in notebook_names(assignment):
         (out / f"{name}.ipynb").unlink(missing_ok=True)
@@ -209,7 +211,7 @@ def store(course: Course, assignment: str, student: str, scores: dict[str, float
 
 
 def stored_result(assignment: str, student: str) -> dict[str, Any] | None:
-    path = instructor_dir() / "autograded" / student / assignment / RESULT
+    path = Workspace.from_env().graded(student, assignment) / RESULT
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

@@ -32,7 +32,8 @@ from typing import Any
 
 import nbformat
 
-from . import course_root, instructor_dir
+from .. import course_root
+from ..workspace import Workspace
 from .fakeclass import grade_id, solved
 
 ASSIGNMENT = "02_partitioner"
@@ -115,11 +116,11 @@ def _cheats(repo: Path) -> list[tuple[Attack, dict[str, str]]]:
     ]
 
 
-def _sabotage(repo: Path, instructor: Path) -> list[tuple[Attack, str]]:
+def _sabotage(repo: Path, instructor: Workspace) -> list[tuple[Attack, str]]:
     """Attacks on the grader, run in a new cell after the honest work: (attack, cell source)."""
-    sub = instructor / "submitted" / "correct" / ASSIGNMENT / "partitioner.ipynb"
-    db = instructor / "gradebook.db"
-    grades = instructor.parent / "grades.csv"
+    sub = instructor.submission("correct", ASSIGNMENT) / "partitioner.ipynb"
+    db = instructor.gradebook
+    grades = instructor.root.parent / "grades.csv"
     sql = ("import sqlite3\ncon = sqlite3.connect({db!r}, timeout=1)\n"
            "con.execute(\"UPDATE grade SET auto_score = {score}\")\ncon.commit()\n")
     return [
@@ -167,7 +168,7 @@ def build(folder: Path, released: Path, assignment: str = ASSIGNMENT) -> list[At
     """Write the hostile class into ``folder``; returns what each submission may earn."""
     if assignment != ASSIGNMENT:
         raise ValueError(f"the hostile class attacks {ASSIGNMENT} (its cells are named in hostile.py)")
-    repo, instructor = course_root(), instructor_dir()
+    repo, instructor = course_root(), Workspace.from_env()
     name = "partitioner.ipynb"
     stub = nbformat.read(released / assignment / name, as_version=4)
     correct = solved(assignment, "partitioner", released)

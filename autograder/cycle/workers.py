@@ -1,6 +1,6 @@
 """Screening, grading workers and the log lines: what the grading jobs (``jobs.py``) are made of.
 
-Each submission is graded by :func:`autograder.cycle.judging.grade_one` in a
+Each submission is graded by :func:`autograder.cycle.submission.grade_one` in a
 worker process (``python -m autograder _worker``), ``jobs`` of them taking one
 submission at a time from a shared queue. The learner's code runs only inside
 sandboxes started by the worker; the worker itself (trusted) writes the
@@ -21,16 +21,18 @@ from typing import Any
 
 import nbformat
 
-from .. import REPO, instructor_dir, notebook_names
+from .. import REPO, notebook_names
+from ..workspace import Workspace
 from .collect import load_notes
-from .course import Course, Result, log
-from .judging import stored_result
+from .course import Course, log
+from .result import Result
+from .submission import stored_result
 
 NO_SANDBOX = "GPIPE_GRADE_NO_SANDBOX"  # set by --no-sandbox; the workers read it
 
 def submissions(assignment: str) -> list[str]:
     """Students with a collected submission of ``assignment``."""
-    root = instructor_dir() / "submitted"
+    root = Workspace.from_env().submitted
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if (p / assignment).is_dir())
@@ -39,7 +41,7 @@ def submissions(assignment: str) -> list[str]:
 def screen(assignment: str, student: str) -> list[tuple[str, str]]:
     """Problems that keep a submission from being run at all: missing or unreadable notebooks."""
     problems = []
-    folder = instructor_dir() / "submitted" / student / assignment
+    folder = Workspace.from_env().submission(student, assignment)
     for nb in notebook_names(assignment):
         path = folder / f"{nb}.ipynb"
         if not path.exists():
@@ -78,29 +80,30 @@ def schema_problem(notebook: Any) -> None:
 
 
 def _classmates(assignment: str, students: list[str], unreadable: dict) -> dict[str, list[str]]:
-    """The findings only the class audit makes (a classmate's code copied), per student; never raises.
+    """The findings only the class review makes (a classmate's code copied), per student; never raises.
 
     Chosen by each finding's ``rule``, never by its text (a student id may hold any words). The rest of the
-    audit (holds, the engine, machinery) comes with each submission's own grading.
+    review (holds, the engine, machinery) comes with each submission's own grading.
     """
-    from ..audit import CLASS_RULES, audit_class
+    from ..review.run import CLASS_RULES, review_class
 
     flags: dict[str, list[str]] = {}
     for nb in notebook_names(assignment):
-        paths = {s: instructor_dir() / "submitted" / s / assignment / f"{nb}.ipynb"
+        paths = {s: Workspace.from_env().submission(s, assignment) / f"{nb}.ipynb"
                  for s in students if s not in unreadable}
-        for student, found in audit_class(assignment, paths).items():
+        for student, found in review_class(assignment, paths).items():
             flags.setdefault(student, []).extend(f for f in found if f.rule in CLASS_RULES)
     return flags
 
 
 def _stale(assignment: str, student: str) -> bool:
     """True unless a finished graded copy exists that is at least as new as the submission."""
-    graded = instructor_dir() / "autograded" / student / assignment
+    workspace = Workspace.from_env()
+    graded = workspace.graded(student, assignment)
     if stored_result(assignment, student) is None or not all(
             (graded / f"{nb}.ipynb").exists() for nb in notebook_names(assignment)):
         return True
-    new, old = (p / "timestamp.txt" for p in (instructor_dir() / "submitted" / student / assignment, graded))
+    new, old = (p / "timestamp.txt" for p in (workspace.submission(student, assignment), graded))
     return not old.exists() or (new.exists() and new.read_text().strip() != old.read_text().strip())
 
 
@@ -127,7 +130,7 @@ def run_workers(plan: list[tuple[str, str]], jobs: int) -> set[tuple[str, str]]:
                     if not todo:
                         return
                     task = todo.pop()
-                    # with a core to spare, the worker starts the next submission's sandbox ahead (probes.py)
+                    # with a core to spare, the worker starts the next submission's sandbox ahead (probe_runs.py)
                     upcoming = todo[-1][0] if todo and jobs < (os.cpu_count() or 1) else ""
                 if worker is None or worker.poll() is not None:
                     worker = subprocess.Popen([sys.executable, "-m", "autograder", "_worker"], cwd=REPO,
@@ -157,7 +160,7 @@ def run_workers(plan: list[tuple[str, str]], jobs: int) -> set[tuple[str, str]]:
 
 def worker() -> None:
     """Grade submissions named on stdin, one at a time (see :func:`run_workers`)."""
-    from .judging import grade_one
+    from .submission import grade_one
 
     course = Course()
     isolate = os.environ.get(NO_SANDBOX) != "1"
@@ -170,7 +173,7 @@ def worker() -> None:
             logfile.write_text("graded\n")
         except Exception:  # the grader's own failure: reported for this submission, the rest go on
             logfile.write_text(traceback.format_exc())
-            shutil.rmtree(course.workspace / "autograded" / student / assignment, ignore_errors=True)
+            shutil.rmtree(course.workspace.graded(student, assignment), ignore_errors=True)
         print(f"{TOKEN} {assignment} {student}", flush=True)
 
 
@@ -179,7 +182,7 @@ def _record(course: Course, assignment: str, student: str, stored: dict[str, Any
     while held); returns (score, maximum). Writing the same result again changes nothing."""
     from nbgrader.utils import parse_utc
 
-    stamp = instructor_dir() / "submitted" / student / assignment / "timestamp.txt"
+    stamp = Workspace.from_env().submission(student, assignment) / "timestamp.txt"
     scores = (stored or {}).get("judged") or {}
     held = bool((stored or {}).get("held"))
     with course.gradebook() as gb:
@@ -213,7 +216,7 @@ def _settle(course: Course, assignment: str, students: list[str], unreadable: di
         for code, detail in notes.get(f"{student}/{assignment}", []):
             result.add(code, detail)
         stored = None if student in unreadable else stored_result(assignment, student)
-        graded_dir = course.workspace / "autograded" / student / assignment
+        graded_dir = course.workspace.graded(student, assignment)
         if stored is not None and not all((graded_dir / f"{nb}.ipynb").exists() for nb in notebook_names(assignment)):
             stored = None
         problems = unreadable.get(student, [])
@@ -237,6 +240,6 @@ def _settle(course: Course, assignment: str, students: list[str], unreadable: di
                    for code, detail in result.problems if code in ("FLAGGED", "HELD")]
         print(result.line())
     (course.logs / f"grades-{assignment}.txt").write_text("".join(r.line() + "\n" for r in results))
-    with (course.workspace / f"review-{assignment}.csv").open("w", newline="") as fh:
+    with course.workspace.review_csv(assignment).open("w", newline="") as fh:
         csv.writer(fh).writerows([["student", "assignment", "kind", "reason"], *review])
     return results

@@ -3,7 +3,7 @@
 A learner's endless loop, ``os._exit``, fork bomb, runaway allocation or flood
 of output must cost the grader a bounded amount of time, memory and disk,
 never the rest of the class. The limits, all on by default (the sandbox in
-:mod:`autograder.sandbox` applies them to the notebook's whole process tree):
+:mod:`autograder.sandbox.launch` applies them to the notebook's whole process tree):
 
 * ``cell_timeout_s``: a cell running longer is interrupted (nbgrader's
   ``Execute.timeout`` with ``interrupt_on_timeout``); a kernel that ignores the

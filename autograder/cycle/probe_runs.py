@@ -27,8 +27,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..limits import Limits, limits_for
-from ..sandbox import start_sandboxed
+from ..sandbox.launch import start_sandboxed
+from ..sandbox.limits import Limits, limits_for
 
 PROBE_BYTES = 64 << 20  # tensors come back as raw bytes: far more than a notebook's printed output
 _views: dict[str, Path] = {}

@@ -23,11 +23,11 @@ from typing import Any
 
 import nbformat
 
-from . import course_root, notebook_names
+from .. import course_root, notebook_names
+from ..judge.extract import extract
+from ..judge.grade import RunProbe, ask_for, draws, judge_module, probe
+from ..judge.local import run_probe_locally
 from .fakeclass import planted, replace_cell
-from .judge.extract import extract
-from .judge.grade import RunProbe, ask_for, draws, judge_module, probe
-from .judge.local import run_probe_locally
 
 
 def escapes(assignment: str, mistake: dict[str, Any], seeds: Iterable[int],
@@ -60,7 +60,7 @@ def escapes(assignment: str, mistake: dict[str, Any], seeds: Iterable[int],
     return found
 
 
-def audit(assignments: list[str], seeds: int, first: int = 0) -> int:
+def sweep(assignments: list[str], seeds: int, first: int = 0) -> int:
     """Print one line per planted mistake; 1 when any escaped at some seed."""
     escaped = 0
     for assignment in assignments:

@@ -18,7 +18,7 @@ classmate's kernel or leave a process behind that edits ``grades.csv`` later.
   script) first binds every path the sandbox needs into a private staging
   tmpfs, because the sandbox uid cannot walk into ``/root`` or a 0700 temp dir.
 * Its whole process tree is limited: memory and task count by a cgroup
-  (:mod:`autograder.treelimits`) where the grader may create one, and always
+  (:mod:`autograder.sandbox.treelimits`) where the grader may create one, and always
   per process by ``RLIMIT_AS``/``RLIMIT_NPROC`` (the latter counts the
   sandbox's own uid, so the total is bounded even without cgroups), plus
   ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, a size on every writable place
@@ -189,7 +189,7 @@ def start_sandboxed(argv: list[str], *, scratch: Path, limits: Limits, view: Pat
         spec["bwrap"] = _bwrap_args(spec["mounts"], limits) + _environment(limits, env)
         name = f"gpipe-{uid}-{time.monotonic_ns()}"
     tree = TreeLimits.create(name, limits)
-    helper = [sys.executable, "-S", "-I", str(Path(__file__).with_name("sandbox_helper.py")),
+    helper = [sys.executable, "-S", "-I", str(Path(__file__).with_name("helper.py")),
               json.dumps(spec), *tree.join_args()]
     try:
         return Started(helper, limits, tree, uid, cleanup, stream)

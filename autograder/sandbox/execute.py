@@ -23,9 +23,9 @@ from typing import Any
 
 import nbformat
 
+from .launch import run_sandboxed
 from .limits import Limits
 from .nbrunner import cap_outputs
-from .sandbox import run_sandboxed
 
 RUNNER = Path(__file__).with_name("nbrunner.py")
 # nbgrader's name for "a grader runs this notebook": gpipe_core.widgets.in_grader() skips slow demos and widgets

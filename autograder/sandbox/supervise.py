@@ -1,6 +1,6 @@
 """Watching a started sandbox until it ends, and cleaning up after it: output caps, timeouts, leftovers.
 
-:mod:`autograder.sandbox` builds the command (bubblewrap and its mounts);
+:mod:`autograder.sandbox.launch` builds the command (bubblewrap and its mounts);
 this module runs it. ``Started`` is a sandbox whose command is already
 running and waiting for its input: ``finish(stdin, timeout)`` feeds it, waits
 at most ``timeout`` seconds counted from then, kills what is left and returns

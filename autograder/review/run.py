@@ -2,22 +2,22 @@
 
 The judge scores only what the learner's own definitions compute on its
 inputs, so tricks around them change no score. What remains for a person is
-found here without running anything (the parts live in ``autograder/review/``):
+found here without running anything (the parts live beside this module):
 
-* **holds** (:mod:`.review.capabilities`): loaded code able to tamper with
+* **holds** (:mod:`.capabilities`): loaded code able to tamper with
   what the probe measures in its own process, which CPython cannot stop.
   A held submission is scored only after an instructor has looked;
-* **copied code** (:mod:`.review.similarity`): a function whose winnowed
+* **copied code** (:mod:`.similarity`): a function whose winnowed
   fingerprints match gpipe_core's own implementation of what the assignment
   blocks, or a classmate's, after subtracting what the course hands out;
 * **grading machinery** touched anywhere in the notebook
-  (:mod:`.review.machinery`), a notebook bent out of shape, a grade id on two
+  (:mod:`.machinery`), a notebook bent out of shape, a grade id on two
   cells, definitions too large to compare in full.
 
 Everything reads the definitions exactly as the probe loads them
-(:mod:`.review.definitions`), is bounded in size, and never raises for one
+(:mod:`.definitions`), is bounded in size, and never raises for one
 submission: a failure is a hold of that submission alone. Findings are
-:class:`~.review.findings.Finding` (a flag or a hold, a rule, where, the
+:class:`~.findings.Finding` (a flag or a hold, a rule, where, the
 evidence); callers decide by their fields, never by their text.
 """
 
@@ -27,17 +27,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .judge.extract import extract
-from .review.capabilities import holds
-from .review.definitions import MAX_AUDIT_CHARS, duplicates, effective, load, solution_text, statements
-from .review.findings import Finding, flag, hold, review_rows
-from .review.machinery import RUNTIME, machinery, suspicious
-from .review.similarity import Submission, class_findings, engine_findings, fingerprint
-from .review.tokens import Tally
+from ..judge.extract import extract
+from .capabilities import holds
+from .definitions import MAX_REVIEW_CHARS, duplicates, effective, load, solution_text, statements
+from .findings import Finding, flag, hold, review_rows
+from .machinery import RUNTIME, machinery, suspicious
+from .similarity import Submission, class_findings, engine_findings, fingerprint
+from .tokens import Tally
 
-CLASS_RULES = frozenset({"copied-classmate"})  # what only the class audit finds (the rest comes from ``audit``)
+CLASS_RULES = frozenset({"copied-classmate"})  # only the class review finds these (the rest: ``review_submission``)
 
-__all__ = ["CLASS_RULES", "RUNTIME", "Finding", "audit", "audit_class", "holds", "review_rows", "suspicious"]
+__all__ = [
+    "CLASS_RULES", "RUNTIME", "Finding", "holds", "review_class", "review_rows", "review_submission", "suspicious",
+]
 
 
 def _why(exc: BaseException) -> str:
@@ -53,8 +55,8 @@ def _review(assignment: str, notebook: Path | Any, tally: Tally) -> tuple[list[F
     try:
         found += duplicates(assignment, nb)
         size = solution_text(assignment, nb)
-        if size > MAX_AUDIT_CHARS:
-            return found + [hold("too-large", "solution cells", f"{size:,} characters, over the {MAX_AUDIT_CHARS:,} "
+        if size > MAX_REVIEW_CHARS:
+            return found + [hold("too-large", "solution cells", f"{size:,} characters, over the {MAX_REVIEW_CHARS:,} "
                                  "the review reads: look at them before scoring")], None
         extracted = extract(assignment, nb)
         kept = statements(assignment, extracted)
@@ -67,20 +69,20 @@ def _review(assignment: str, notebook: Path | Any, tally: Tally) -> tuple[list[F
                              "definitions before scoring")], None
 
 
-def audit(assignment: str, notebook: Path | Any,
-          classmates: Mapping[str, Path | Any] | None = None) -> list[Finding]:
+def review_submission(assignment: str, notebook: Path | Any,
+                      classmates: Mapping[str, Path | Any] | None = None) -> list[Finding]:
     """Every reason to review this submission (a path or a notebook node); empty when nothing stands out.
 
     With ``classmates`` (student -> notebook), its functions are also compared with theirs.
     """
     if classmates:
-        return audit_class(assignment, {**classmates, "\0me": notebook})["\0me"]
+        return review_class(assignment, {**classmates, "\0me": notebook})["\0me"]
     return _review(assignment, notebook, Tally())[0]
 
 
-def audit_class(assignment: str, notebooks: Mapping[str, Path | Any],
+def review_class(assignment: str, notebooks: Mapping[str, Path | Any],
                 tally: Tally | None = None) -> dict[str, list[Finding]]:
-    """``audit`` for every student of one assignment, each also compared with all the others.
+    """``review_submission`` for every student of one assignment, each also compared with all the others.
 
     Never raises for a submission: whatever goes wrong is that student's finding. ``tally`` counts the work
     done (tokens made, index entries visited), which stays linear in the class's size within the caps.
