@@ -21,7 +21,8 @@ import statistics
 from collections.abc import Iterable
 from pathlib import Path
 
-from .. import instructor_dir, notebook_names
+from .. import notebook_names
+from ..workspace import Workspace
 
 NAME = "hours_spent"
 MOST = 100.0  # more hours than anyone spends on one notebook: a typo or a joke, not an answer
@@ -65,7 +66,7 @@ def notebook_hours(path: Path) -> float | None:
 
 def reported(assignment: str, student: str) -> float | None:
     """Hours ``student`` reported for ``assignment`` (summed over its notebooks), None if none was given."""
-    folder = instructor_dir() / "submitted" / student / assignment
+    folder = Workspace.from_env().submission(student, assignment)
     answers = [notebook_hours(folder / f"{nb}.ipynb") for nb in notebook_names(assignment)]
     given = [h for h in answers if h is not None]
     return sum(given) if given else None
