@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .pipe import GPipe
-from .theory import bubble_fraction, ideal_speedup
+from ..engine.pipe import GPipe
+from ..sim.theory import bubble_fraction, ideal_speedup
 
 
 def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> tuple[float, float]:
@@ -190,13 +190,13 @@ def _transparency_task(model: str, seed: int, small: bool):  # noqa: ANN202 - (m
     """The model and one fixed batch: a tiny GPT on Shakespeare bytes, or a BatchNorm MLP on a teacher task."""
     torch.manual_seed(seed)
     if model == "gpt":
-        from .gpt import gpt, lm_loss, text_batches
-        from .tokenizer import corpus, encode
+        from ..workloads.gpt import gpt, lm_loss, text_batches
+        from ..workloads.tokenizer import corpus, encode
 
         net = gpt(layers=4, dim=32 if small else 64, heads=2, context=32, dropout=0.0)
         x, y = next(text_batches(encode(corpus()), 32, 32, seed=seed))
         return net, lm_loss, x, y
-    from .models import bn_mlp, teacher_task
+    from ..workloads.models import bn_mlp, teacher_task
 
     net = bn_mlp(8, 32 if small else 64, classes=10)
     x, y = teacher_task(64, 32 if small else 64, classes=10, seed=seed)
@@ -237,8 +237,8 @@ def transparency(model: str, Ks: Sequence[int] = (1, 2, 4), Ms: Sequence[int] = 
 
 def _transparency(model: str, Ks: Sequence[int], Ms: Sequence[int], seeds: Sequence[int], steps: int, lr: float,
                   small: bool) -> Transparency:
-    from .batchnorm import convert_deferred_batch_norm
-    from .reference import sequential_step
+    from ..engine.batchnorm import convert_deferred_batch_norm
+    from ..engine.reference import sequential_step
 
     curves, plain, norm_gap, plain_norm_gap = {}, {}, {}, {}
     for seed in seeds:

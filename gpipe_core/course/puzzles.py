@@ -33,9 +33,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .schedule import Action, dependency_map, device_orders, loop_placement, ticks_from_orders, v_placement, walk
-from .simulate import Costs
-from .validation import validate
+from ..schedules.schedule import (
+    Action,
+    dependency_map,
+    device_orders,
+    loop_placement,
+    ticks_from_orders,
+    v_placement,
+    walk,
+)
+from ..schedules.validation import validate
+from ..sim.simulate import Costs
 
 Orders = list[list[Action]]
 

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
+from ..engine.memory import MemoryMeter
+from ..engine.pipe import GPipe
+from ..engine.reference import gradients, sequential_step
+from ..sim.theory import bubble_fraction, ideal_speedup, memory_units_rematerialized, memory_units_stored
+from ..workloads.training import Run, Task
 from .experiments import interleaved_times, plain_step, with_threads
-from .memory import MemoryMeter
-from .pipe import GPipe
-from .reference import gradients, sequential_step
-from .theory import bubble_fraction, ideal_speedup, memory_units_rematerialized, memory_units_stored
-from .training import Run, Task
 
 FILL_DRAIN = ("gpipe", "1f1b")  # the schedules whose bubble is (K-1)/(M+K-1)
 

@@ -29,11 +29,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .schedule import Schedule, gpipe_schedule, one_f_one_b_schedule
-from .simulate import Costs, peak_memory, simulate
-from .theory import memory_units_rematerialized, memory_units_stored, peak_held, step_units
-from .trace import draw_gantt
-from .validation import validate
+from ..engine.trace import draw_gantt
+from ..schedules.schedule import Schedule, gpipe_schedule, one_f_one_b_schedule
+from ..schedules.validation import validate
+from ..sim.simulate import Costs, peak_memory, simulate
+from ..sim.theory import memory_units_rematerialized, memory_units_stored, peak_held, step_units
 
 ScheduleFn = Callable[[int, int], Schedule]
 PlacementFn = Callable[[int], list[int]]
@@ -52,7 +52,7 @@ def in_grader() -> bool:
 def _resolve(schedule_fn: ScheduleFn | str, placement: PlacementFn | None,
              law: str | None) -> tuple[ScheduleFn, PlacementFn | None, str | None]:
     if isinstance(schedule_fn, str):
-        from .zoo import BUILTINS
+        from ..schedules.zoo import BUILTINS
 
         if schedule_fn not in BUILTINS:
             raise ValueError(f"unknown schedule {schedule_fn!r}: pick one of {sorted(BUILTINS)} or pass a function")

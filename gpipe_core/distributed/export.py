@@ -26,11 +26,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..common import LossFn
-from ..partition import balance_by_count, check_sequential, split_module, validate_balance
-from ..rng import draw_base_seed
-from ..schedule import ScheduleLike
-from ..validation import resolve
+from ..engine.common import LossFn
+from ..engine.partition import balance_by_count, check_sequential, split_module, validate_balance
+from ..engine.rng import draw_base_seed
+from ..schedules.schedule import ScheduleLike
+from ..schedules.validation import resolve
 from .group import default_device
 from .stages import StageModule, TracedStage
 from .torch_ir import to_torch
@@ -151,7 +151,7 @@ class TablePipe:
 
 def _default_placement(schedule: ScheduleLike, K: int, virtual: int) -> list[int]:
     if isinstance(schedule, str):
-        from ..zoo import BUILTINS
+        from ..schedules.zoo import BUILTINS
 
         if schedule in BUILTINS and BUILTINS[schedule].virtual == virtual:
             return BUILTINS[schedule].placement(K)

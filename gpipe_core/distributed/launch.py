@@ -21,11 +21,11 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 
-from ..experiments import interleaved_times, plain_step
-from ..reference import sequential_step
-from ..report import Report, max_grad_diff, start_report, time_speed
-from ..trace import Trace
-from ..training import Run, Task, loss_warning, make_task, run_steps, save_gantt
+from ..course.experiments import interleaved_times, plain_step
+from ..course.report import Report, max_grad_diff, start_report, time_speed
+from ..engine.reference import sequential_step
+from ..engine.trace import Trace
+from ..workloads.training import Run, Task, loss_warning, make_task, run_steps, save_gantt
 from .group import init
 from .pipe import SCHEDULES, DistributedPipe
 
@@ -107,7 +107,7 @@ def train(args: argparse.Namespace) -> int:
                                               f"(torch.distributed.pipelining, {args.schedule})")
                 print(f"Gantt chart of the last step written to {args.gantt}")
             if args.trace and trace is not None:
-                from ..perfetto import chrome_trace, write
+                from ..sim.perfetto import chrome_trace, write
 
                 write(chrome_trace(trace), args.trace)
                 print(f"Chrome/Perfetto trace of the last step written to {args.trace}")

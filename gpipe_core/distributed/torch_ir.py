@@ -30,10 +30,10 @@ from typing import Any
 
 import torch
 
-from ..actions import Cell, Overlap, actions_of, flatten
-from ..schedule import Action, Schedule, ScheduleError, check_placement, device_orders, ticks_from_orders
-from ..simulate import UNIT, peak_memory, simulate
-from ..validation import validate
+from ..schedules.actions import Cell, Overlap, actions_of, flatten
+from ..schedules.schedule import Action, Schedule, ScheduleError, check_placement, device_orders, ticks_from_orders
+from ..schedules.validation import validate
+from ..sim.simulate import UNIT, peak_memory, simulate
 
 COMPUTE = {"F": "F", "B": "B", "I": "I", "W": "W"}
 

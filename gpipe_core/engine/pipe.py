@@ -26,19 +26,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..schedules.actions import flatten
+from ..schedules.schedule import ScheduleLike, check_placement, loop_placement
+from ..schedules.validation import resolve
+from ..schedules.zoo import lookup
 from . import microbatch, partition, tensors
-from .actions import flatten
 from .checkpoint import check_checkpoint
 from .common import Loss, LossFn, positive_int
 from .devices import DeviceLike, resolve_devices
 from .rng import draw_base_seed
 from .runtime import Runtime, StepResult
-from .schedule import ScheduleLike, check_placement, loop_placement
 from .stage import Stage
 from .trace import Clock, Trace
 from .two_way import TwoWayPipe
-from .validation import resolve
-from .zoo import lookup
 
 
 class GPipe(nn.Module):

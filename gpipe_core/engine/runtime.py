@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 
+from ..schedules.schedule import Action, Schedule, flatten
 from .common import Loss, StageError, default_threads
 from .memory import MemoryMeter
-from .schedule import Action, Schedule, flatten
 from .stage import Stage
 from .step import Step
 from .trace import StageStamps

@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
+from ..schedules.schedule import Action
 from .common import StageError
 from .mailbox import Aborted, Link, Post
-from .schedule import Action
 from .stage import Stage, on_stream
 
 

@@ -50,14 +50,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 
+from ..schedules.actions import Action, Cell, actions_of
+from ..schedules.bidirectional import check_dualpipe, dualpipe_schedule
+from ..schedules.schedule import device_orders, v_placement
 from . import microbatch, tensors
-from .actions import Action, Cell, actions_of
-from .bidirectional import check_dualpipe, dualpipe_schedule
 from .common import Loss, LossFn, StageError, positive_int
 from .memory import MemoryMeter
 from .partition import balance_by_count, check_sequential, split_module, validate_balance
 from .rng import draw_base_seed
-from .schedule import device_orders, v_placement
 from .stage import Stage
 from .trace import Clock, StageStamps
 

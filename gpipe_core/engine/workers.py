@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .schedule import Action, Schedule, flatten
+from ..schedules.schedule import Action, Schedule, flatten
 
 EXECUTORS = ("threads", "inline", "ranks")
 

@@ -60,10 +60,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ..engine.trace import Trace
 from .actions import KINDS, Action, Cell, Overlap, actions_of, flatten, overlap_error
 from .dualpipe import device_order
 from .schedule import Schedule, ScheduleError, check_sizes, device_orders, v_placement, walk
-from .trace import Trace
 
 
 def check_dualpipe_sizes(M: int, K: int) -> None:

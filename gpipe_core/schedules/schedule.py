@@ -34,8 +34,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+from ..engine.common import is_positive_int
 from .actions import KINDS, Action, Cell, Kind, Overlap, actions_of, flatten
-from .common import is_positive_int
 
 Schedule = list[list[Cell]]
 ScheduleLike = str | Sequence[Sequence[Cell]]

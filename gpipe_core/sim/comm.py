@@ -39,8 +39,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .actions import Action
-from .tensors import as_tuple
+from ..engine.tensors import as_tuple
+from ..schedules.actions import Action
 
 PerBoundary = Sequence[float] | float
 

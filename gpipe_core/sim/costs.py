@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..engine.trace import Trace
+from ..schedules.schedule import Action, dependency_map
 from .comm import Comm
-from .schedule import Action, dependency_map
-from .trace import Trace
 
 Number = float | int
 PerStage = Sequence[Number] | Number

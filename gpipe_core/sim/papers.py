@@ -29,13 +29,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .actions import Overlap, actions_of
-from .bidirectional import dualpipe_schedule
-from .bidirectional import measure as measure_two_way
+from ..schedules.actions import Overlap, actions_of
+from ..schedules.bidirectional import dualpipe_schedule
+from ..schedules.bidirectional import measure as measure_two_way
+from ..schedules.schedule import device_orders, v_placement
+from ..schedules.zoo import BUILTINS
 from .comm import Comm
-from .schedule import device_orders, v_placement
 from .simulate import Costs, Sizes, peak_memory, simulate
-from .zoo import BUILTINS
 
 GPIPE = "Huang et al. 2019, GPipe (arXiv:1811.06965), section 2.3"
 ZB_README = ("Qi et al. 2024, Zero Bubble Pipeline Parallelism (arXiv:2401.10241): the authors' README, "

@@ -39,8 +39,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .actions import Cell
-from .trace import Event, Trace
+from ..engine.trace import Event, Trace
+from ..schedules.actions import Cell
 
 PID = 0
 LANES = 100  # tid = device + LANES * lane: a second track for a device's overlapping slices

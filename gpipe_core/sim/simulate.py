@@ -49,11 +49,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .actions import Cell, Overlap, actions_of, flatten
+from ..engine.trace import Trace
+from ..schedules.actions import Cell, Overlap, actions_of, flatten
+from ..schedules.schedule import Action, check_placement, dependency_map, device_orders, walk
 from .comm import send_cost
 from .costs import UNIT, Costs, PerStage, costs_from_trace, per_stage
-from .schedule import Action, check_placement, dependency_map, device_orders, walk
-from .trace import Trace
 
 __all__ = ["UNIT", "Costs", "Sizes", "costs_from_trace", "peak_memory", "simulate", "times"]
 

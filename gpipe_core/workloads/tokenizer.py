@@ -33,5 +33,5 @@ def decode(tokens: Tensor) -> str:
 
 
 def corpus() -> str:
-    """The shipped public-domain text (Shakespeare; see gpipe_core/data/README.md)."""
-    return files("gpipe_core").joinpath("data/shakespeare.txt").read_text(encoding="utf-8")
+    """The shipped public-domain text (Shakespeare; see gpipe_core/workloads/data/README.md)."""
+    return files(__package__).joinpath("data/shakespeare.txt").read_text(encoding="utf-8")

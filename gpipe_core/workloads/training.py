@@ -24,7 +24,7 @@ from itertools import repeat
 import torch
 from torch import Tensor, nn
 
-from .common import LossFn
+from ..engine.common import LossFn
 
 MODELS = ("mlp", "bn", "gpt")
 # per-model defaults of the size flags (None on the command line means "the model's default")
