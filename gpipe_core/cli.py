@@ -4,7 +4,7 @@
 ``--model gpt``, a small language model) through the pipeline and reports what
 was measured (loss, throughput, speedup two honest ways, bubble, activation
 memory, gradient agreement). The model, data and training loop live in
-:mod:`gpipe_core.training`, shared with the distributed worker. ``gpipe sweep`` runs
+:mod:`gpipe_core.workloads.training`, shared with the distributed worker. ``gpipe sweep`` runs
 the sensitivity-to-M experiment, ``gpipe schedule`` prints a schedule table and
 what the simulator gives it: step, bubble and, beside them, each device's busy
 and idle time and peak memory, under F:I:W costs and a link between devices
@@ -155,7 +155,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def _two_way_schedule(args: argparse.Namespace) -> int:
-    """DualPipe's table, step, bubble and memory, timed by :mod:`gpipe_core.bidirectional` (its chain is cut)."""
+    """DualPipe's table, step, bubble and memory, timed by :mod:`~gpipe_core.schedules.bidirectional` (chain cut)."""
     from .schedules.bidirectional import measure, timeline
     from .sim.perfetto import chrome_trace, write
 

@@ -21,7 +21,8 @@ from autograder.audit import audit, audit_class
 from autograder.fakeclass import grade_id, replace_cell, solved
 from autograder.review.tokens import Budget, function_tokens
 from autograder.selftest import honest
-from gpipe_core import microbatch, partition, zoo
+from gpipe_core.engine import microbatch, partition
+from gpipe_core.schedules import zoo
 
 COPIES = [  # (assignment, cell, function name, the engine function pasted)
     ("02_partitioner", "partition_optimal", "partition_optimal", partition.balance_by_cost),

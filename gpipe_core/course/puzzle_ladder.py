@@ -11,8 +11,8 @@ chosen so that no schedule a learner already has (1F1B, ZB-H1, interleaved
 
 Each rung can draw only a few dozen puzzles, so :func:`drawable` lists them
 all, and the grader's search has precomputed the target of each one
-(:mod:`gpipe_core.puzzle_targets`): :func:`known_target` is what the notebook
-prints next to the proven :func:`~gpipe_core.puzzles.lower_bound` (re-exported
+(:mod:`gpipe_core.course.puzzle_targets`): :func:`known_target` is what the notebook
+prints next to the proven :func:`~gpipe_core.course.puzzles.lower_bound` (re-exported
 here). A target is a step time to reach, not a table that reaches it; the
 grader never reads these numbers, it searches again when it grades.
 """

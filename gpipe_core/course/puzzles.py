@@ -1,7 +1,7 @@
 """Schedule puzzles: given K, M, per-action costs and a memory cap, how fast can a step be?
 
 Assignment 07 ends with a ladder of such puzzles, drawn per student
-(:mod:`gpipe_core.puzzle_ladder`). This module is what a learner needs to
+(:mod:`gpipe_core.course.puzzle_ladder`). This module is what a learner needs to
 state, check and score a table: the :class:`Puzzle` statement, the puzzle
 rules, the step time and peak memory of a table, every criterion a table
 misses (:func:`shortfalls`, the same words the grader uses) and a one-look
@@ -10,7 +10,7 @@ table reaches) is computed by the grader's exact search, which is not part of
 this package: a search that hands out optimal tables would hand out the answers.
 What learners get instead is :func:`lower_bound`, a proven floor that no table
 can beat, and, for every puzzle the ladder can draw, the target's value alone
-(:mod:`gpipe_core.puzzle_targets`, precomputed by the grader's search: a goal,
+(:mod:`gpipe_core.course.puzzle_targets`, precomputed by the grader's search: a goal,
 not a table that reaches it).
 
 The model is the course's: each device runs its actions one at a time in the
@@ -81,7 +81,7 @@ class Puzzle:
 
     @property
     def costs(self) -> Costs:
-        """The puzzle's costs for :mod:`gpipe_core.simulate`."""
+        """The puzzle's costs for :mod:`gpipe_core.sim.simulate`."""
         return Costs(forward=self.F, backward=self.B, input_grad=self.I, weight_grad=self.W)
 
     def cost(self, kind: str) -> int:

@@ -4,7 +4,7 @@ Notebook experiments run on laptops, Colab and graded machines that other
 programs share. One timed step proves little there: issue 25 saw identical
 layers profiled at 0.54 and 16.9 ms and a pipeline "slower" than one device
 at every M. So an experiment here times its candidates in turns
-(:func:`gpipe_core.experiments.interleaved_times`, the round-robin timer
+(:func:`gpipe_core.course.experiments.interleaved_times`, the round-robin timer
 ``gpipe train`` uses), reports each one's median and spread, and says when the
 runs cannot tell the candidates apart or the machine was loaded while timing
 (the same load-average rule as ``gpipe train``'s report). A sentence about

@@ -3,7 +3,7 @@
 The drawing is a plain function (:func:`draw_schedule`) so it can be tested and
 used without widgets; :func:`explorer` only wires ipywidgets sliders to it.
 Any schedule function ``f(M, K) -> table`` works, a learner's included, and so
-does a built-in's name (``"zb-h1"``, any key of :data:`gpipe_core.zoo.BUILTINS`).
+does a built-in's name (``"zb-h1"``, any key of :data:`gpipe_core.schedules.zoo.BUILTINS`).
 Tables with virtual stages (several per device) need ``placement``, a function
 ``K -> placement`` as the built-ins have.
 
@@ -13,13 +13,13 @@ table is drawn exactly as it is written. A tick is not a fixed amount of work,
 though: a B is an I and a W together, so on the tick clock a split-backward
 table (ZB-H1) looks longer than 1F1B although it runs faster. The title
 therefore also times the table at the schedules' unit costs (F = I = W = 1,
-B = 2, :data:`UNIT_COSTS`, the clock of :mod:`gpipe_core.theory`), and every
+B = 2, :data:`UNIT_COSTS`, the clock of :mod:`gpipe_core.sim.theory`), and every
 comparison it prints is made on that clock.
 
 Each schedule is compared with its own laws, never GPipe's: the bubble and the
-peak micro-batches per device from :mod:`gpipe_core.theory` for the named
+peak micro-batches per device from :mod:`gpipe_core.sim.theory` for the named
 schedule (``law``), beside what the simulator reads off the table
-(:func:`gpipe_core.simulate.peak_memory`). A learner's function has no law
+(:func:`gpipe_core.sim.simulate.peak_memory`). A learner's function has no law
 unless one is named (``law="zb-h1"``); its table's numbers are shown alone.
 """
 
@@ -40,7 +40,7 @@ PlacementFn = Callable[[int], list[int]]
 ONE_TICK = Costs(forward=1, backward=1, input_grad=1, weight_grad=1)
 """Every action one tick: the table's own clock."""
 UNIT_COSTS = Costs(forward=1, backward=2, input_grad=1, weight_grad=1)
-"""The schedules' unit costs (B = I + W = 2 forwards), the clock of gpipe_core.theory's closed forms."""
+"""The schedules' unit costs (B = I + W = 2 forwards), the clock of gpipe_core.sim.theory's closed forms."""
 KNOWN = {gpipe_schedule: "gpipe", one_f_one_b_schedule: "1f1b"}
 
 

@@ -2,7 +2,7 @@
 
 :class:`~gpipe_core.distributed.DistributedPipe` runs torch's own fixed
 schedule classes. :class:`TablePipe` instead hands torch a table written here
-(a built-in of :mod:`gpipe_core.zoo`, or a learner's), with virtual stages and
+(a built-in of :mod:`gpipe_core.schedules.zoo`, or a learner's), with virtual stages and
 split backwards: every rank keeps the stages its device holds, the table
 becomes torch's compute-only IR (:func:`gpipe_core.distributed.torch_ir.to_torch`),
 and torch's ``_PipelineScheduleRuntime`` lowers it (adds the sends and
@@ -53,7 +53,7 @@ class TablePipe:
         module: the whole model, an ``nn.Sequential`` (each rank keeps its stages' slices).
         balance: layers per stage, S = K * virtual entries; default: by count.
         chunks: M; the batch must be a multiple of M (torch sizes its buffers from the first micro-batch).
-        schedule: a name of :data:`gpipe_core.zoo.BUILTINS` or a table.
+        schedule: a name of :data:`gpipe_core.schedules.zoo.BUILTINS` or a table.
         virtual: V, stages per process; placement: device of each stage (default: the built-in's, or loop).
         checkpoint: ``"never"``, ``"always"`` or ``"except_last"`` (``torch.utils.checkpoint``).
     """

@@ -11,7 +11,7 @@ methods plugs into the engine (``GPipe(..., checkpoint=MyRecompute())``).
 
 ``run(x)`` executes the stage's layers (and, on the last stage, the loss);
 its dropout draws from ``rng``, the stage's private generator. ``x`` is a
-tensor or a tuple of tensors (see :mod:`gpipe_core.tensors`). A forward that
+tensor or a tuple of tensors (see :mod:`gpipe_core.engine.tensors`). A forward that
 runs again in backward is marked: :func:`is_recomputing` is True inside it, and
 the stage restores every buffer it changed, so running statistics count each
 micro-batch once.

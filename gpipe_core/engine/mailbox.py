@@ -29,7 +29,7 @@ estimate). Untimed actions, actions of ``short`` or more and CUDA workers
 (whose host time says nothing of the device's) ring at once: real models run
 exactly as with a wake per message.
 
-A ``link`` (a benchmark's and a test's hook, :mod:`gpipe_core.comm`) delays
+A ``link`` (a benchmark's and a test's hook, :mod:`gpipe_core.sim.comm`) delays
 each message: ``link(src, dst, value)`` gives the seconds a hop from stage
 ``src`` to ``dst`` takes and whether the sender waits them out (a blocking
 send) or the message simply arrives that much later (a send beside compute).

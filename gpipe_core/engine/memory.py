@@ -1,6 +1,6 @@
 """Count the activation bytes a stage really holds.
 
-The memory law in :mod:`gpipe_core.theory` is only worth teaching if it can be
+The memory law in :mod:`gpipe_core.sim.theory` is only worth teaching if it can be
 checked. On CPU we count exactly: every tensor autograd saves for backward
 passes through a saved-tensor hook, and every stage input kept for
 recomputation is registered by the stage. Parameters are not activations and

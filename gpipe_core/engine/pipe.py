@@ -11,9 +11,9 @@ K is the number of devices (pipeline depth) and M the number of
 micro-batches, as in the paper. With virtual stages each device holds V
 stages, so the model is cut into S = K * V pieces and ``balance`` has S counts.
 
-``schedule="dualpipe"`` (two directions, :mod:`gpipe_core.bidirectional`) cuts
+``schedule="dualpipe"`` (two directions, :mod:`gpipe_core.schedules.bidirectional`) cuts
 the model into K pieces and holds each twice; its steps go to a
-:class:`~gpipe_core.two_way.TwoWayPipe` on the same executor, whose stage copies
+:class:`~gpipe_core.engine.two_way.TwoWayPipe` on the same executor, whose stage copies
 (``placement`` has 2K entries) give ``trace`` and ``memory`` as the runtime's do.
 """
 
@@ -53,7 +53,7 @@ class GPipe(nn.Module):
         virtual: V, stages per device (interleaved and V-shaped schedules); S = K * V.
         placement: the device (0..K-1) of each of the S stages; default: stage s on device s mod K.
         checkpoint: ``"always"``, ``"except_last"``, ``"never"`` or a policy object.
-        schedule: a built-in name (``"gpipe"``, ``"1f1b"``, ...; see ``gpipe_core.zoo``) or a table;
+        schedule: a built-in name (``"gpipe"``, ``"1f1b"``, ...; see ``gpipe_core.schedules.zoo``) or a table;
             ``"dualpipe"`` runs two directions (K even, M even and >= 2K; CPU; no running statistics).
         deferred_batch_norm: BatchNorm running statistics from the whole batch, once per step.
         threads_per_stage: intra-op threads of each CPU worker (default: cores / workers).

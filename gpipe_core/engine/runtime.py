@@ -2,15 +2,15 @@
 
 Workers, not stages, are the unit of execution: a worker owns some devices
 (pipeline ranks) and walks their actions in the table's tick order
-(:mod:`gpipe_core.workers` says which worker runs what). The ``threads``
+(:mod:`gpipe_core.engine.workers` says which worker runs what). The ``threads``
 executor runs a thread per worker; ``inline`` is a single worker on the
 calling thread. Either way a worker executes one action at a time through
-the same body, :meth:`gpipe_core.step.Step.execute`, and a message to a stage
+the same body, :meth:`gpipe_core.engine.step.Step.execute`, and a message to a stage
 of the same worker never touches a queue. Everything one step changes lives
-in its :class:`~gpipe_core.step.Step`; the runtime keeps only what outlives a
+in its :class:`~gpipe_core.engine.step.Step`; the runtime keeps only what outlives a
 step: the orders and the shortest time each action took last step.
 
-Stages talk through messages (:mod:`gpipe_core.mailbox`). The walker times
+Stages talk through messages (:mod:`gpipe_core.engine.mailbox`). The walker times
 each action, and the shortest time each stage and kind has taken tells the
 mailbox when waking another worker would cost more than the action it
 enables (stages of microseconds): then a wake-up waits a little and serves
@@ -18,7 +18,7 @@ several messages.
 
 Failure is first-class: the first exception in any worker stops every worker
 (blocked ones are woken by an abort message) and reaches the caller as a
-:class:`~gpipe_core.common.StageError` naming the stage and the action. A
+:class:`~gpipe_core.engine.common.StageError` naming the stage and the action. A
 KeyboardInterrupt or a timeout in the caller stops the workers the same way.
 """
 
@@ -59,7 +59,7 @@ class Runtime:
         if executor not in EXECUTORS:
             raise ValueError(f"unknown executor {executor!r}: use one of {EXECUTORS}")
         self.stages, self.placement = list(stages), list(placement)
-        # link: a mailbox.Link delaying messages between stages (gpipe_core.comm.inject), a benchmark's hook
+        # link: a mailbox.Link delaying messages between stages (gpipe_core.sim.comm.inject), a benchmark's hook
         self.timeout, self.executor, self.link = timeout, executor, None
         self.worker_of_stage = [worker_of_ranks([s.device for s in stages], placement, executor)[r]
                                 for r in placement]

@@ -10,7 +10,7 @@ came from downstream, which is what lets the schedule (not one
 ``loss.backward()``) decide when each backward runs.
 
 A forward that a policy runs again during backward is a recomputation: it is
-timed as ``R``, :func:`~gpipe_core.checkpoint.is_recomputing` is True inside it,
+timed as ``R``, :func:`~gpipe_core.engine.checkpoint.is_recomputing` is True inside it,
 and it works on copies of the stage's buffers (the originals are put back
 untouched afterwards, so autograd's saved references stay valid), so running
 statistics and counters change once per micro-batch, as without recomputation.

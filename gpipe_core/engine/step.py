@@ -1,7 +1,7 @@
 """One step's state and the body every worker runs for each action.
 
 Everything a step changes lives in a :class:`Step` made fresh for it, never
-on the long-lived :class:`~gpipe_core.runtime.Runtime`: the messages in
+on the long-lived :class:`~gpipe_core.engine.runtime.Runtime`: the messages in
 flight, the last stage's outputs, the action each worker is in (for a
 timeout's message), the shortest time each stage and kind took (what the
 mailbox expects of the next step), and the first failure. A step that fails

@@ -2,13 +2,13 @@
 
 Why a runner of its own: :class:`~gpipe_core.GPipe`'s runtime sends every
 micro-batch from stage s to stage s+1 and runs one module per stage, while
-DualPipe (:mod:`gpipe_core.bidirectional`) cuts its chain between stage
+DualPipe (:mod:`gpipe_core.schedules.bidirectional`) cuts its chain between stage
 copies K-1 and K and runs each chunk twice, once per direction. Rather than
 teach the runtime that cut, :class:`TwoWayPipe` walks the table itself, as the
 engine's two executors do: tick by tick on the calling thread (``inline``),
 or one thread per device running its own order and waiting for what it
 receives (``threads``). Each action goes to an engine
-:class:`~gpipe_core.stage.Stage`, so recomputation, split backwards (I, W),
+:class:`~gpipe_core.engine.stage.Stage`, so recomputation, split backwards (I, W),
 dropout seeding and loss weighting are the engine's.
 
 What it adds is the two-way bookkeeping:

@@ -8,19 +8,19 @@ chunks, d for direction 0 and K-1-d for direction 1 (DeepSeek's "2x"
 parameters), and each micro-batch crosses K devices once, not a V twice.
 
 The table keeps the engine's format. S = 2K stage *copies* in the V
-placement (:func:`~gpipe_core.schedule.v_placement`): stage s < K is direction
+placement (:func:`~gpipe_core.schedules.schedule.v_placement`): stage s < K is direction
 0's copy of chunk s (on device s), stage K+j is direction 1's copy of chunk j
 (on device K-1-j). Micro-batches are numbered 0..M/2-1 in each direction, so
 every (micro-batch, stage) pair runs once, as in any V table. What differs is
 one cut: a micro-batch never crosses from stage K-1 to stage K. Stages 0 and K
 take the inputs, stages K-1 and 2K-1 compute the losses, and
 :func:`dependency_map` says so; with it, the one walker of
-:mod:`gpipe_core.schedule` places and times the orders as for every schedule.
+:mod:`gpipe_core.schedules.schedule` places and times the orders as for every schedule.
 
 The order of device r, from DeepSeek's reference (deepseek-ai/DualPipe,
 ``dualpipe.py``): with d = min(r, K-1-r), it is DualPipeV's order for
 K/2 devices, M/2 micro-batches and device d (the eight steps of
-:mod:`gpipe_core.dualpipe`), where "phase 0" (the V's down stage) is the
+:mod:`gpipe_core.schedules.dualpipe`), where "phase 0" (the V's down stage) is the
 direction that enters on the device's own side (direction 0 for the first
 half of the devices, direction 1 for the second, their ``phase ^=
 is_in_second_half``) and "phase 1" the other. Each half of the devices then
@@ -45,12 +45,12 @@ being 1/K of the model; an overlapped F&B costs F + B = 3), checked for K =
   their sum (DeepSeek all-reduces them).
 
 Running it: ``GPipe(schedule="dualpipe")`` hands each step to a
-:class:`~gpipe_core.two_way.TwoWayPipe`, which walks this table with the
+:class:`~gpipe_core.engine.two_way.TwoWayPipe`, which walks this table with the
 engine's stages, inline or one thread per device, and equals the sequential
 model (tests/test_dualpipe.py, tests/test_dualpipe_gpipe.py). The engine's own
 runtime, validator and simulator take one route 0..S-1 for every micro-batch
 and one module per stage, so the table is registered apart from the one-way
-schedules (:data:`gpipe_core.zoo.TWO_WAY`), and :func:`measure` times it.
+schedules (:data:`gpipe_core.schedules.zoo.TWO_WAY`), and :func:`measure` times it.
 torch's runtime cannot run it either: a ``PipelineStage`` always sends to
 stage s+1.
 """
@@ -132,7 +132,7 @@ def _ticks(orders: Sequence[Sequence[Cell]], K: int) -> Schedule:
 
 def check_dualpipe(table: Sequence[Sequence[Cell]], M: int, K: int) -> Schedule:
     """Validate a two-way table: every action once (B, or I and W), one cell per device per tick, every
-    dependency at an earlier tick; raises :class:`~gpipe_core.schedule.ScheduleError` naming the action."""
+    dependency at an earlier tick; raises :class:`~gpipe_core.schedules.schedule.ScheduleError` naming the action."""
     check_dualpipe_sizes(M, K)
     placement, seen = v_placement(K), {}
     for t, tick in enumerate(table):
@@ -210,9 +210,9 @@ def measure(table: Sequence[Sequence[Cell]], K: int, f: float = 1, b: float = 2,
 
 def timeline(table: Sequence[Sequence[Cell]], K: int, f: float = 1, b: float = 2, i: float = 1, w: float = 1,
              overlap: float | None = None) -> Trace:
-    """The timed table as a :class:`~gpipe_core.trace.Trace` (rows: devices; stages: the 2K copies; micro-batches
+    """The timed table as a :class:`~gpipe_core.engine.trace.Trace` (rows: devices; stages: the 2K copies; micro-batches
     numbered in the batch, direction 1's from M/2), an F&B cell drawn as its forward then its backward, each
-    its share of the cell in proportion to its own cost, as :func:`gpipe_core.simulate.simulate` draws them."""
+    its share of the cell in proportion to its own cost, as :func:`gpipe_core.sim.simulate.simulate` draws them."""
     cost = {"F": f, "B": b, "I": i, "W": w}
     orders, when = _timed(table, K, cost, overlap)
     half = 1 + max(a.microbatch for a in when)

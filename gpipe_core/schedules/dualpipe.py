@@ -5,7 +5,7 @@ Why here and exact: torch.distributed.pipelining ships ``ScheduleDualPipeV``
 its table to the real thing action for action (tests/test_frontier.py
 compares our per-device orders with torch's), and the engine runs it.
 
-Layout. K devices, S = 2K stages in a V (:func:`~gpipe_core.schedule.v_placement`):
+Layout. K devices, S = 2K stages in a V (:func:`~gpipe_core.schedules.schedule.v_placement`):
 device d holds the *down* stage d and the *up* stage 2K-1-d, so device 0
 holds the first and the last stage. DeepSeek calls them chunk 0 and chunk 1.
 
@@ -128,5 +128,6 @@ def device_order(M: int, K: int, d: int) -> list[Cell]:
     for _ in range(d + 1):                                 # 8: the last W's
         dev.weight()
     if dev.weights:
-        raise AssertionError(f"DualPipeV left {dev.weights} unscheduled on device {d}: a bug in gpipe_core.dualpipe")
+        raise AssertionError(f"DualPipeV left {dev.weights} unscheduled on device {d}: "
+                             "a bug in gpipe_core.schedules.dualpipe")
     return dev.order

@@ -12,9 +12,9 @@ Action kinds: ``F`` (forward), ``B`` (whole backward), and the split backward
 of the zero-bubble schedules: ``I`` (the gradient with respect to the stage's
 input, which the stage upstream waits for) and ``W`` (the weight gradients,
 which nobody waits for and so can fill a bubble). ``B`` is ``I`` and ``W``
-together. A cell may also be an overlapped F&B (:class:`~gpipe_core.actions.Overlap`,
+together. A cell may also be an overlapped F&B (:class:`~gpipe_core.schedules.actions.Overlap`,
 DualPipe's): a forward and a backward of one device issued together, one cell
-of the table (see :mod:`gpipe_core.actions`).
+of the table (see :mod:`gpipe_core.schedules.actions`).
 
 Stages and devices: a model cut into S stages runs on K devices. Usually
 S = K and stage s lives on device s. With virtual stages (interleaved 1F1B,
@@ -24,10 +24,10 @@ runs one action per tick.
 
 This module holds the table's grammar: actions, what each one waits for,
 placements, per-device orders and the one walker that places orders in time
-(used for ticks here and for seconds by :mod:`gpipe_core.simulate`), plus the
+(used for ticks here and for seconds by :mod:`gpipe_core.sim.simulate`), plus the
 two classic schedules. It imports no other schedule module: checking and
-printing a table live in :mod:`gpipe_core.validation`, and the one registry of
-named schedules (these two included) in :mod:`gpipe_core.zoo`.
+printing a table live in :mod:`gpipe_core.schedules.validation`, and the one registry of
+named schedules (these two included) in :mod:`gpipe_core.schedules.zoo`.
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ def one_f_one_b_schedule(M: int, K: int) -> Schedule:
 
 
 def check_sizes(M: int, K: int) -> None:
-    """Raise a clear error unless M and K are positive integers (:func:`~gpipe_core.common.is_positive_int`)."""
+    """Raise a clear error unless M and K are positive integers (:func:`~gpipe_core.engine.common.is_positive_int`)."""
     if not (is_positive_int(M) and is_positive_int(K)):
         raise ValueError(f"M and K must be positive integers (got M={M!r}, K={K!r})")
 

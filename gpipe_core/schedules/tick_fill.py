@@ -4,7 +4,7 @@ Some schedules are easiest to state as a rule applied tick by tick rather than
 as fixed per-device orders: ZB-H2's "an input gradient if one is ready, else a
 forward while fewer than 2K-1 are held, else the oldest deferred W", or ZBV's
 cool-down after its fixed warm-up and steady triples. :func:`fill_ticks` is
-that loop, shared by every such builder in :mod:`gpipe_core.zoo`, and
+that loop, shared by every such builder in :mod:`gpipe_core.schedules.zoo`, and
 :class:`Counts` is what a rule reads: how many of each kind a stage has run.
 Kept apart from the zoo, whose module holds the schedules and their registry.
 """
@@ -45,7 +45,7 @@ class Counts:
 def fill_ticks(M: int, placement: Sequence[int], queues: Sequence[Sequence[Action]], choose: Chooser) -> Schedule:
     """Fill ticks one at a time: each device runs the head of its queue when it is ready, and once the
     queue is empty whatever ``choose`` picks among ready actions. Every stage splits its backward (I, W),
-    so :func:`~gpipe_core.schedule.dependencies` gives what each action waits for."""
+    so :func:`~gpipe_core.schedules.schedule.dependencies` gives what each action waits for."""
     S, K = len(placement), max(placement) + 1
     counts = Counts(M, placement)
     tick_of: dict[Action, int] = {}

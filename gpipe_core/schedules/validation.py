@@ -2,12 +2,12 @@
 
 A learner's table, a built-in one and one imported from PyTorch all pass
 through :func:`validate` before the engine runs them (:func:`resolve` first
-looks a name up in the registry, :data:`gpipe_core.zoo.BUILTINS`): every action exactly
+looks a name up in the registry, :data:`gpipe_core.schedules.zoo.BUILTINS`): every action exactly
 once, one action per device per tick, a backward that is either B or I and W,
 no deadlock, and every dependency at an earlier tick. The error names the
 offending action and shows the table with that cell marked, because a
 schedule bug is much easier to see than to describe. An overlapped F&B cell
-(:class:`~gpipe_core.actions.Overlap`) counts as one cell of its device and
+(:class:`~gpipe_core.schedules.actions.Overlap`) counts as one cell of its device and
 as two actions, each checked like any other.
 """
 
@@ -174,11 +174,11 @@ def render(schedule: Sequence[Sequence[Cell]], K: int | None = None, placement: 
 
 
 def resolve(schedule: ScheduleLike | Builtin, M: int, K: int, placement: Sequence[int] | None = None) -> Schedule:
-    """A schedule (a name or an entry of :data:`gpipe_core.zoo.BUILTINS`, or a table) as a table checked for M, K."""
+    """A schedule (a name or an entry of :data:`~gpipe_core.schedules.zoo.BUILTINS`, or a table) as a checked table."""
     if isinstance(schedule, str):
         schedule = lookup(schedule)
     if isinstance(schedule, Builtin) and schedule.two_way:
         raise ValueError(f"{schedule.name!r} has two directions: GPipe(schedule={schedule.name!r}) runs it, "
-                         "gpipe_core.bidirectional.check_dualpipe checks its table")
+                         "gpipe_core.schedules.bidirectional.check_dualpipe checks its table")
     table = schedule.build(M, K) if isinstance(schedule, Builtin) else schedule
     return validate(table, M, K, placement)

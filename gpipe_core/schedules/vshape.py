@@ -6,7 +6,7 @@ units, and shows that the block's *lifespan* (from a chunk's forward to its
 last backward) decides the peak activation memory. Shorter lifespans, less
 memory; the price is paid in the fill and the drain.
 
-Layout: K devices, 2K stages in a V (:func:`~gpipe_core.schedule.v_placement`):
+Layout: K devices, 2K stages in a V (:func:`~gpipe_core.schedules.schedule.v_placement`):
 device d holds the down stage d and the up stage 2K-1-d. Per micro-batch a
 device runs six unit passes: F of the down stage, F of the up stage, I of
 the up stage (its backward comes first), I of the down stage, and the two
@@ -30,7 +30,7 @@ passes at their offsets, dropping the micro-batches that do not exist
 pass takes the oldest weight gradient W whose I has run (the W's fill the
 two free slots of each period, and the fill and the drain); (3) squeeze:
 each device runs its order as early as the dependencies allow (the one
-walker of :mod:`gpipe_core.schedule`). The authors then also move passes of
+walker of :mod:`gpipe_core.schedules.schedule`). The authors then also move passes of
 the fill into earlier free slots when that does not raise the peak; for
 V-Min and V-Half we do not, so their drain-and-fill bubble is the block's
 own (V-ZB's fill and drain are reordered, below).
@@ -52,7 +52,7 @@ micro-batch's worth on a device, the unit of the paper's table):
 
 V-ZB, a block whose lifespan is 1F1B's. The paper's table gives V-ZB an
 activation memory of p micro-batches and a bubble of about 0. Its block is
-the steady state of ZB-V (:func:`gpipe_core.zoo.zbv_schedule`, the
+the steady state of ZB-V (:func:`gpipe_core.schedules.zoo.zbv_schedule`, the
 zero-bubble paper's V, which holds p): its middle micro-batches repeat, every
 6 units, F down at 4d, F up at 6K-3-2d, I up at 6K-2+4d, I down at 12K-5-2d,
 each W one unit after its I (tests/test_frontier.py checks it). The down
@@ -69,7 +69,7 @@ own construction (:func:`v_zb_schedule`):
 2. steady state: the block's own order for every pass not yet run, up to the
    device's last forward;
 3. drain, tick by tick: a ready input gradient (down chunk first), else the
-   oldest pending W (:func:`gpipe_core.tick_fill.fill_ticks`).
+   oldest pending W (:func:`gpipe_core.schedules.tick_fill.fill_ticks`).
 
 Each device then works without a gap from its first pass to its last; the
 only idle time is the K-1 units the last device waits for its first input,
@@ -181,7 +181,7 @@ def _device_order(M: int, K: int, d: int, offsets: Block) -> list[Cell]:
             t = offset + PERIOD * n
             if t in slots:
                 raise AssertionError(f"the block puts {slots[t]} and {kind}{n}@stage{stage} in one slot: "
-                                     "a bug in gpipe_core.vshape's offsets")
+                                     "a bug in gpipe_core.schedules.vshape's offsets")
             slots[t] = Action(kind, n, stage)  # type: ignore[arg-type]
     order: list[Cell] = []
     waiting: list[Action] = []  # W's whose I has run, oldest first

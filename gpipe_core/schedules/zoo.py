@@ -3,9 +3,9 @@
 Each builder returns a table (``list[list[Action]]``, one list per tick, at
 most one action per *device* per tick) for M micro-batches on K devices.
 :data:`BUILTINS` is the engine's one registry of named schedules (the two classic
-ones of :mod:`gpipe_core.schedule` included) and :func:`lookup` finds an entry,
+ones of :mod:`gpipe_core.schedules.schedule` included) and :func:`lookup` finds an entry,
 for ``GPipe(schedule=...)``, ``gpipe schedule`` and the torch export;
-:func:`gpipe_core.validation.resolve` turns a name or a table into a checked table.
+:func:`gpipe_core.schedules.validation.resolve` turns a name or a table into a checked table.
 
 How we count, here and in the tests: every cell of a table is one tick. Under
 *unit costs* a forward F, an input gradient I and a weight gradient W each take
@@ -14,7 +14,7 @@ one model chunk, so with V chunks per device a unit is 1/V of a whole device's
 forward. "Held" counts micro-batches a stage has run forward on and not yet
 finished backward for (its last W or its B), summed over the device's stages.
 
-* **1F1B** (in :mod:`gpipe_core.schedule`): step time 3(M+K-1) units, every
+* **1F1B** (in :mod:`gpipe_core.schedules.schedule`): step time 3(M+K-1) units, every
   device idle 3(K-1) of them, bubble (K-1)/(M+K-1); device d holds K-d.
 * **Interleaved 1F1B** (Narayanan et al. 2021, Megatron-LM): V chunks per
   device in loop placement (stage s on device s mod K), so a micro-batch loops
@@ -61,12 +61,12 @@ finished backward for (its last W or its B), summed over the device's stages.
   3M + (K-1)/2 in whole-stage units: half of ZB-H1's bubble.
 
 The frontier, each in a module of its own with its derivation and closed
-forms: **looped BFS** (:mod:`gpipe_core.breadth_first`, torch's
-ScheduleLoopedBFS), **DualPipeV** (:mod:`gpipe_core.dualpipe`, torch's
+forms: **looped BFS** (:mod:`gpipe_core.schedules.breadth_first`, torch's
+ScheduleLoopedBFS), **DualPipeV** (:mod:`gpipe_core.schedules.dualpipe`, torch's
 ScheduleDualPipeV, with overlapped F&B cells; needs M >= 2K), and the
-controllable-memory **V-Min**, **V-Half** and **V-ZB** (:mod:`gpipe_core.vshape`).
+controllable-memory **V-Min**, **V-Half** and **V-ZB** (:mod:`gpipe_core.schedules.vshape`).
 DualPipe proper (two directions, parameters held twice) is a table of the same
-cells in :mod:`gpipe_core.bidirectional`, but over 2K stage *copies* with its
+cells in :mod:`gpipe_core.schedules.bidirectional`, but over 2K stage *copies* with its
 chain cut between copies K-1 and K and M/2 micro-batches per direction. It is
 listed apart, in :data:`TWO_WAY` (its entry says ``two_way``; :func:`lookup`
 finds both): ``GPipe(schedule="dualpipe")`` and ``gpipe schedule`` take it,
@@ -103,7 +103,7 @@ class Builtin:
     """A named schedule: ``build(M, K)`` gives its table, ``placement(K)`` its stages' devices (V per device).
 
     ``two_way``: a table over 2K stage copies with the chain cut (:data:`TWO_WAY`), which GPipe runs with
-    :class:`~gpipe_core.two_way.TwoWayPipe` and the one-way validator refuses.
+    :class:`~gpipe_core.engine.two_way.TwoWayPipe` and the one-way validator refuses.
     """
 
     name: str
@@ -224,7 +224,7 @@ BUILTINS: dict[str, Builtin] = {
 
 
 # Two-way schedules: tables over 2K stage copies (placement v_placement(K)), the chain cut between copies K-1 and
-# K; GPipe runs them with gpipe_core.two_way.TwoWayPipe, gpipe_core.bidirectional checks and times them.
+# K; GPipe runs them with engine.two_way.TwoWayPipe, schedules.bidirectional checks and times them.
 TWO_WAY: dict[str, Builtin] = {"dualpipe": Builtin("dualpipe", dualpipe_schedule, 2, v_placement, two_way=True)}
 
 

@@ -25,8 +25,8 @@ The model (:class:`Comm`):
   flight on a link most of the time; a model that queues them would need the
   link's real protocol, which this one does not claim to know).
 
-The engine side: :func:`inject` gives a :class:`~gpipe_core.pipe.GPipe` a
-``link`` (see :mod:`gpipe_core.mailbox`) that sleeps out each hop, on the
+The engine side: :func:`inject` gives a :class:`~gpipe_core.engine.pipe.GPipe` a
+``link`` (see :mod:`gpipe_core.engine.mailbox`) that sleeps out each hop, on the
 sender's thread for a blocking send, on the receiver's (until the message's
 arrival time) for an overlapped one, with the bytes of the tensor really sent
 (``message`` is the simulator's count of them).
@@ -101,7 +101,7 @@ class Hop:
 
 
 def hops(when: dict[Action, tuple[float, float]], comm: Comm | None, placement: Sequence[int]) -> list[Hop]:
-    """Every message between two devices of a timeline (:func:`gpipe_core.simulate.times`), in departure order.
+    """Every message between two devices of a timeline (:func:`gpipe_core.sim.simulate.times`), in departure order.
 
     A message departs when its sender's computation ends and arrives one hop later (whether or not the
     sender waited for it); with no ``comm`` a hop takes no time but is still listed.

@@ -2,9 +2,9 @@
 
 Why a module of its own: the costs are the assumptions every simulated
 bubble and memory figure rests on (F, B, I, W and F&B times, the hand-off
-between devices, the link of :mod:`gpipe_core.comm`), so they are written
+between devices, the link of :mod:`gpipe_core.sim.comm`), so they are written
 down in one place, apart from the walker that uses them
-(:mod:`gpipe_core.simulate`, which re-exports these names).
+(:mod:`gpipe_core.sim.simulate`, which re-exports these names).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class Costs:
     is DualPipe's F&B, the time of an overlapped forward-and-backward cell (per stage of its
     forward); None means no overlap is gained: the forward's and the backward's times added.
     ``handoff`` is a fixed delay on every dependency between devices (a measured thread hand-off);
-    ``comm`` the link between devices (:class:`~gpipe_core.comm.Comm`), None for a free one.
+    ``comm`` the link between devices (:class:`~gpipe_core.sim.comm.Comm`), None for a free one.
     ``in_turn``: an overlapped cell's forward and backward run as two actions in a row, each when its
     own inputs are there, as the engine issues them (the table's cell, DeepSeek's model, starts both at once).
     """
@@ -55,7 +55,7 @@ class Costs:
 
 
 UNIT = Costs(forward=1, backward=2, input_grad=1, weight_grad=1)
-"""The unit costs of :mod:`gpipe_core.zoo`'s closed forms: F = I = W = 1, B = 2 (and F&B = F + B = 3)."""
+"""The unit costs of :mod:`gpipe_core.schedules.zoo`'s closed forms: F = I = W = 1, B = 2 (and F&B = F + B = 3)."""
 
 
 def per_stage(field: PerStage, stage: int) -> float:

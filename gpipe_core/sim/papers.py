@@ -6,8 +6,8 @@ may be wrong in ways its own tests share. Each :class:`Row` names where a
 number was published, the setting the authors state for it, their number
 (their own formula evaluated at that setting, where they publish a formula),
 ours (from this package's table of the schedule, timed by
-:func:`gpipe_core.simulate.simulate` or sized by
-:func:`~gpipe_core.simulate.peak_memory`, at the same setting), and, where
+:func:`gpipe_core.sim.simulate.simulate` or sized by
+:func:`~gpipe_core.sim.simulate.peak_memory`, at the same setting), and, where
 the two differ by more than 2%, why. Nothing is typed in: both columns are
 computed when this runs (the book page calls :func:`rows` when it builds,
 ``tests/test_papers.py`` when the tests run).
@@ -177,7 +177,7 @@ def controllable_memory_rows(p: int = 8, m: int = 24) -> list[Row]:
         Row(CM_README, "V-Half bubble, x 1F1B's (p/2m against p/m)", setting, 1 / 2, _idle("v-half", m, p, v) / one,
             why="our V-Half squeezes the authors' building block but does not move passes of the fill into "
                 "earlier free slots as they do; its fill idles 3.5(p-1) chunk units, 7/12 of 1F1B's, where their "
-                "reordering reaches about half (gpipe_core.vshape)"),
+                "reordering reaches about half (gpipe_core.schedules.vshape)"),
         Row(CM_SPACE, "V-ZB bubble relative to the work", setting, 0.0, _bubble("v-zb", m, p, v, relative_to_work=True),
             why=EDGES.replace("p-1 units", "p-1 chunk units")),
     ]

@@ -2,8 +2,8 @@
 
 Why this format: it is the one every timeline viewer reads, so a step of the
 engine, a simulated table and a torch profile can sit in the same tool. A
-measured run (``pipe.trace``) and a simulated table (:func:`gpipe_core.simulate.simulate`)
-are both :class:`~gpipe_core.trace.Trace` objects, so one function writes both.
+measured run (``pipe.trace``) and a simulated table (:func:`gpipe_core.sim.simulate.simulate`)
+are both :class:`~gpipe_core.engine.trace.Trace` objects, so one function writes both.
 
 What is written (``{"traceEvents": [...], "displayTimeUnit": ..., "otherData": {...}}``):
 
@@ -19,7 +19,7 @@ What is written (``{"traceEvents": [...], "displayTimeUnit": ..., "otherData": {
   the next stage's forward, an input gradient (B or I) to the previous
   stage's backward (its recomputation, when it has one). Messages between two
   stages of one device (the tip of a V) move nothing and get no arrow. In a
-  simulated table with a link (:class:`~gpipe_core.comm.Comm`) the arrow's
+  simulated table with a link (:class:`~gpipe_core.sim.comm.Comm`) the arrow's
   length is the hop's cost plus any wait.
 
 A device whose slices overlap in time (two stages of one GPU on their own

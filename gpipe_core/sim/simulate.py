@@ -3,17 +3,17 @@
 Running real workers takes seconds and needs K cores; predicting takes
 microseconds and works for any table, K and M. :func:`simulate` walks each
 device's actions in table order with the schedule module's one walker
-(:func:`gpipe_core.schedule.walk`): an action starts when its device is free
+(:func:`gpipe_core.schedules.schedule.walk`): an action starts when its device is free
 and what it depends on has ended, plus a hand-off when that ran on another
-device. It returns a :class:`~gpipe_core.trace.Trace` of the same shape the
+device. It returns a :class:`~gpipe_core.engine.trace.Trace` of the same shape the
 runtime measures, so prediction and measurement draw side by side. An
 overlapped F&B cell (DualPipe's) takes ``Costs.overlap`` when given, else
 its forward and backward added (what a CPU worker, which runs them one after
 the other, takes); its two actions are drawn end to end inside the cell, in
 proportion to their own costs (with ``Costs.in_turn``, as the engine's
 worker issues them: one after the other, each when its own inputs are
-there). The costs live in :mod:`gpipe_core.costs`. Communication (``Costs.comm``, a
-:class:`~gpipe_core.comm.Comm`): a hop between devices costs latency plus
+there). The costs live in :mod:`gpipe_core.sim.costs`. Communication (``Costs.comm``, a
+:class:`~gpipe_core.sim.comm.Comm`): a hop between devices costs latency plus
 bytes / bandwidth, a hop inside one device nothing; an overlapped send delays
 only its receiver, a blocking one also keeps its sender busy (the action's
 box ends when its computation does; the device stays taken until the send is done).

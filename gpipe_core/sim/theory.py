@@ -17,12 +17,12 @@ the course checks against measurements:
   (:func:`memory_units_cheatsheet`) is neither.
 
 After GPipe (the second half of the file): step time, bubble and peak
-activations per device of the schedules in :mod:`gpipe_core.zoo`,
-:mod:`gpipe_core.breadth_first`, :mod:`gpipe_core.dualpipe` and
-:mod:`gpipe_core.vshape`, all under unit costs F = I = W = 1, B = I + W = 2,
+activations per device of the schedules in :mod:`gpipe_core.schedules.zoo`,
+:mod:`gpipe_core.schedules.breadth_first`, :mod:`gpipe_core.schedules.dualpipe` and
+:mod:`gpipe_core.schedules.vshape`, all under unit costs F = I = W = 1, B = I + W = 2,
 each valid in a stated range of M (a call outside it says the range and to
 simulate instead). ``tests/test_zoo.py`` holds each closed form to the
-simulated table, and the explorer (:mod:`gpipe_core.widgets`) prints each
+simulated table, and the explorer (:mod:`gpipe_core.course.widgets`) prints each
 schedule's own.
 
 Every function takes M before K, as the schedules do (``gpipe_schedule(M, K)``).
@@ -83,11 +83,11 @@ def memory_units_cheatsheet(N: int, L: int, M: int, K: int) -> float:
     return N * L / K + (N / M) * L
 
 
-# -- after GPipe: the closed forms of gpipe_core.zoo's schedules ----------------------------------
+# -- after GPipe: the closed forms of gpipe_core.schedules.zoo's schedules ----------------------------------
 #
 # Unit costs: F = I = W = 1 and B = I + W = 2 per stage (a stage being one model
 # chunk, so with V chunks per device one unit is 1/V of a device's forward).
-# Derivations are in gpipe_core.zoo's docstring; tests/test_zoo.py checks each
+# Derivations are in gpipe_core.schedules.zoo's docstring; tests/test_zoo.py checks each
 # against the simulated table.
 
 _RANGE = {"zb-h1": "M >= K", "zb-h2": "M >= K", "interleaved": "M a multiple of K", "zbv": "M >= 2K",
@@ -103,16 +103,16 @@ def _holds(schedule: str, M: int, K: int, forms: dict, always: tuple[str, ...] =
              "v-zb": M >= 2 * K - 1}.get(schedule, True) or schedule in always
     if not holds:
         raise ValueError(f"the closed form of {schedule} holds for {_RANGE[schedule]} (got M={M}, K={K}): "
-                         "simulate the table (gpipe_core.simulate) for other sizes")
+                         "simulate the table (gpipe_core.sim.simulate) for other sizes")
 
 
 def v_min_idle(K: int) -> int:
-    """Units each device idles in V-Min (gpipe_core.vshape), M >= K: 4(K-1) - 1, + 2 when 3 divides K."""
+    """Units each device idles in V-Min (gpipe_core.schedules.vshape), M >= K: 4(K-1) - 1, + 2 when 3 divides K."""
     return 0 if K == 1 else 4 * (K - 1) + (1 if K % 3 == 0 else -1)
 
 
 def v_half_idle(K: int) -> int:
-    """Units each device idles in V-Half (gpipe_core.vshape), M >= K: (7(K-1) + 3 [K even]) / 2."""
+    """Units each device idles in V-Half (gpipe_core.schedules.vshape), M >= K: (7(K-1) + 3 [K even]) / 2."""
     return (7 * (K - 1) + (3 if K % 2 == 0 and K > 1 else 0)) // 2
 
 

@@ -6,7 +6,7 @@ busy. A layer that *sleeps* its cost does that: a sleeping worker holds no
 core and no GIL, so K workers on two cores still run side by side, and the
 only unknowns left are the engine's own (threads, messages, autograd), which
 is what the check is about. Communication is injected the same way
-(:func:`gpipe_core.comm.inject`).
+(:func:`gpipe_core.sim.comm.inject`).
 
 :class:`Wait` is the identity on its input plus a zero weight, built so that
 each of the engine's actions runs exactly one sleep of its own:
@@ -14,7 +14,7 @@ each of the engine's actions runs exactly one sleep of its own:
 * F sleeps ``forward``;
 * I (the input's gradient) runs the input branch's backward, which sleeps
   ``input_grad``; the weight branch is not on the input's path, so autograd
-  skips it (see :mod:`gpipe_core.split_backward`);
+  skips it (see :mod:`gpipe_core.engine.split_backward`);
 * W runs the weight branch's backward, which sleeps ``weight_grad``;
 * B runs both.
 

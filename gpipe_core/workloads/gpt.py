@@ -36,7 +36,7 @@ class Embedding(nn.Module):
     def forward(self, ids: Tensor) -> Tensor:
         if ids.dtype.is_floating_point or ids.dim() != 2:
             raise ValueError(f"the embedding expects integer token ids of shape (batch, time), got {ids.dtype} "
-                             f"{tuple(ids.shape)}: encode text with gpipe_core.tokenizer.encode")
+                             f"{tuple(ids.shape)}: encode text with gpipe_core.workloads.tokenizer.encode")
         T = ids.shape[1]
         if T > self.context:
             raise ValueError(f"sequence of {T} tokens exceeds the model's context of {self.context}: "

@@ -10,7 +10,7 @@ layers the partitioner balances. Two families:
 * :func:`bn_mlp`: the same depth with BatchNorm blocks, the layer that mixes
   samples and so tells micro-batches from the full batch (deferred BatchNorm).
 
-The language model lives in :mod:`gpipe_core.gpt`.
+The language model lives in :mod:`gpipe_core.workloads.gpt`.
 
 :func:`teacher_task` makes a classification problem a deep model can learn in a
 few steps: labels come from a fixed random linear teacher.

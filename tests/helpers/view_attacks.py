@@ -68,9 +68,9 @@ def alias_attacks(orders: list) -> dict[str, Any]:
 
 def policy_attacks(spec: dict, x: torch.Tensor, g: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     """A subclass of every engine policy, through the recomputation check's harness and inside GPipe."""
+    import gpipe_core.checkpoint as C
     import probe_harness as h  # beside the probe, as in the sandbox
 
-    import gpipe_core.checkpoint as C
     from gpipe_core import GPipe
 
     out = {}
