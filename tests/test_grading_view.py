@@ -144,7 +144,7 @@ def test_a_helper_left_with_its_body_is_found(tmp_path: Path) -> None:
     tree.body = [original["_place"] if isinstance(n, ast.FunctionDef) and n.name == "_place" else n for n in tree.body]
     file.write_text(ast.unparse(tree))
     found = paths_back("03_scheduler", root)
-    assert "schedule._place would solve fill_drain_schedule and keeps its body" in found
+    assert "schedules.schedule._place would solve fill_drain_schedule and keeps its body" in found
     assert "schedule.ticks_from_orders has no body, but schedule._place, which it uses, has one and no reason to" \
         in found
     assert all("schedules.schedule._place" in line for line in found), found

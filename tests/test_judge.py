@@ -297,6 +297,7 @@ def test_the_audit_flags_the_engines_own_executor() -> None:
     from autograder.audit import RUNTIME, suspicious
 
     for code in ("from gpipe_core.engine.runtime import Runtime", "import gpipe_core.engine.runtime as r",
-                 "from gpipe_core import runtime"):
+                 "from gpipe_core.runtime import Runtime", "import gpipe_core.runtime as r",  # the notebooks' path
+                 "from gpipe_core import runtime", "from gpipe_core.engine import runtime"):
         assert RUNTIME in suspicious(ast.parse(code), set()), code
     assert RUNTIME not in suspicious(ast.parse("from gpipe_core.engine.stage import Stage"), set())

@@ -169,7 +169,7 @@ def _solution_namespace() -> dict:
     ns: dict = {}
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
-        is_imports = cell.cell_type == "code" and "from gpipe_core.course.puzzles import" in cell.source and not meta
+        is_imports = cell.cell_type == "code" and "from gpipe_core.puzzles import" in cell.source and not meta
         if is_imports or meta.get("solution"):
             exec(compile(cell.source, meta.get("grade_id", "imports"), "exec"), ns)  # noqa: S102 (our own notebook)
     return ns
