@@ -145,8 +145,8 @@ def test_a_helper_left_with_its_body_is_found(tmp_path: Path) -> None:
     file.write_text(ast.unparse(tree))
     found = paths_back("03_scheduler", root)
     assert "schedules.schedule._place would solve fill_drain_schedule and keeps its body" in found
-    assert "schedule.ticks_from_orders has no body, but schedule._place, which it uses, has one and no reason to" \
-        in found
+    assert "schedules.schedule.ticks_from_orders has no body, but schedules.schedule._place, which it uses, has one " \
+           "and no reason to" in found
     assert all("schedules.schedule._place" in line for line in found), found
 
 
