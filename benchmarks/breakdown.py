@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-import gpipe_core.tensors as tensors
+import gpipe_core.engine.tensors as tensors
 from gpipe_core import GPipe
-from gpipe_core.models import mlp
+from gpipe_core.workloads.models import mlp
 
 from .common import Row
 from .stage_clock import stages_of

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from gpipe_core import GPipe
-from gpipe_core.models import mlp
-from gpipe_core.report import memory_law_bytes
+from gpipe_core.course.report import memory_law_bytes
+from gpipe_core.workloads.models import mlp
 
 from .common import Row, interleaved, ratio_spread
 

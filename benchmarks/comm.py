@@ -1,21 +1,21 @@
 """Metric 9: the simulator's step time, communication included, against the engine's.
 
 The question: given what each action costs and what a hop between devices
-costs, does :func:`gpipe_core.simulate.simulate` predict how long the real
+costs, does :func:`gpipe_core.sim.simulate.simulate` predict how long the real
 engine takes for a step? Each case runs a schedule on the threaded engine
 (``executor="ranks"``: a worker per device) with
 
-* stages of :class:`gpipe_core.waits.Wait` layers, whose F, I and W sleep
+* stages of :class:`gpipe_core.sim.waits.Wait` layers, whose F, I and W sleep
   known times (a sleeping worker needs no core, so K devices run side by side
   even on a two-core machine, and the check is about the engine, not the
   machine's arithmetic);
 * every message between two devices delayed by ``latency + bytes /
-  bandwidth`` (:func:`gpipe_core.comm.inject`, the bytes of the tensor
+  bandwidth`` (:func:`gpipe_core.sim.comm.inject`, the bytes of the tensor
   really sent), either *beside compute* (the message arrives later, the
   sender goes on) or *blocking* (the sender waits for its send);
 
 and compares the step's wall-clock time with the simulator's span for the same
-table under :class:`~gpipe_core.simulate.Costs` whose F, I, W (and B) are the
+table under :class:`~gpipe_core.sim.simulate.Costs` whose F, I, W (and B) are the
 per-stage means of that run's own measured actions and whose link is the one
 injected (the simulator's own message size, not the engine's). So the row
 tests the timeline arithmetic (critical path, hops, blocking sends, the V's
@@ -36,10 +36,10 @@ import torch
 from torch import nn
 
 from gpipe_core import GPipe
-from gpipe_core.comm import Comm, inject
-from gpipe_core.simulate import costs_from_trace, simulate
-from gpipe_core.waits import wait_costs, wait_model
-from gpipe_core.zoo import BUILTINS
+from gpipe_core.schedules.zoo import BUILTINS
+from gpipe_core.sim.comm import Comm, inject
+from gpipe_core.sim.simulate import costs_from_trace, simulate
+from gpipe_core.sim.waits import wait_costs, wait_model
 
 from .common import Row, median_ci
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from gpipe_core.experiments import interleaved_times
+from gpipe_core.course.experiments import interleaved_times
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Timing:
 
 def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1,
                 clock: Callable[[], float] = time.perf_counter) -> dict[str, Timing]:
-    """:func:`gpipe_core.experiments.interleaved_times` (alternating order, paired by round), as Timings."""
+    """:func:`gpipe_core.course.experiments.interleaved_times` (alternating order, paired by round), as Timings."""
     runs = interleaved_times(fns, repeats, warmup, clock)
     return {k: Timing(statistics.median(v), max(v) - min(v), v) for k, v in runs.items()}
 

@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from gpipe_core import GPipe
-from gpipe_core.experiments import plain_step, with_threads
-from gpipe_core.models import mlp
-from gpipe_core.partition import balance_by_count, split_module
-from gpipe_core.theory import ideal_speedup
+from gpipe_core.course.experiments import plain_step, with_threads
+from gpipe_core.engine.partition import balance_by_count, split_module
+from gpipe_core.sim.theory import ideal_speedup
+from gpipe_core.workloads.models import mlp
 
 from .common import Row, attainable_speedup, interleaved, paired
 

@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from gpipe_core import GPipe, sequential_step
-from gpipe_core.memory import cuda_peak_bytes
-from gpipe_core.models import mlp
-from gpipe_core.theory import bubble_fraction, memory_units_rematerialized
+from gpipe_core.engine.memory import cuda_peak_bytes
+from gpipe_core.sim.theory import bubble_fraction, memory_units_rematerialized
+from gpipe_core.workloads.models import mlp
 
 from .common import Row, interleaved, print_table, ratio_spread
 
@@ -29,7 +29,7 @@ DEV = torch.device("cuda:0")
 def schedules() -> dict[str, int]:
     """Every built-in schedule and its virtual stages per device (V)."""
     try:
-        from gpipe_core.zoo import BUILTINS
+        from gpipe_core.schedules.zoo import BUILTINS
     except ImportError:  # an engine from before the zoo
         return {"gpipe": 1, "1f1b": 1}
     return {name: b.virtual for name, b in BUILTINS.items()}

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from gpipe_core import GPipe
-from gpipe_core.experiments import plain_step
-from gpipe_core.models import mlp
+from gpipe_core.course.experiments import plain_step
+from gpipe_core.workloads.models import mlp
 
 from .common import Row, interleaved, paired
 

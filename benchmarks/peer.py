@@ -32,9 +32,9 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from gpipe_core import GPipe
-from gpipe_core.models import mlp
-from gpipe_core.partition import balance_by_count, split_module
-from gpipe_core.theory import ideal_speedup
+from gpipe_core.engine.partition import balance_by_count, split_module
+from gpipe_core.sim.theory import ideal_speedup
+from gpipe_core.workloads.models import mlp
 
 from .common import Row, attainable_speedup, interleaved
 from .efficiency import two_stage_work

@@ -36,7 +36,8 @@ from contextlib import AbstractContextManager, contextmanager
 import torch
 from torch import nn
 
-from gpipe_core import GPipe, mailbox
+from gpipe_core import GPipe
+from gpipe_core.engine import mailbox
 
 from .common import Row, interleaved, paired
 from .stage_clock import STAGE_CALLS, StageClock, instrument_floor, stages_of

@@ -9,9 +9,9 @@ delay measured here.
 
 from __future__ import annotations
 
-from gpipe_core.schedule import gpipe_schedule
-from gpipe_core.simulate import Costs, costs_from_trace, simulate
-from gpipe_core.theory import bubble_fraction, ideal_speedup
+from gpipe_core.schedules.schedule import gpipe_schedule
+from gpipe_core.sim.simulate import Costs, costs_from_trace, simulate
+from gpipe_core.sim.theory import bubble_fraction, ideal_speedup
 
 from .common import Row
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from gpipe_core import GPipe
-from gpipe_core.models import mlp
+from gpipe_core.workloads.models import mlp
 
 from .common import Row, interleaved
 
@@ -83,7 +83,7 @@ def zb_against_1f1b(N: int = 256, H: int = 1024, L: int = 16, K: int = 2, M: int
 
 def predicted_span(pipe: GPipe) -> tuple[float, float]:
     """The simulator's step time for the pipe's table with the costs of its last run, and that run's real span."""
-    from gpipe_core.simulate import costs_from_trace, simulate
+    from gpipe_core.sim.simulate import costs_from_trace, simulate
 
     trace = pipe.trace
     return simulate(pipe.table, pipe.K, costs_from_trace(trace)).span, trace.span

@@ -4,7 +4,7 @@
 ``--model gpt``, a small language model) through the pipeline and reports what
 was measured (loss, throughput, speedup two honest ways, bubble, activation
 memory, gradient agreement). The model, data and training loop live in
-:mod:`gpipe_core.training`, shared with the distributed worker. ``gpipe sweep`` runs
+:mod:`gpipe_core.workloads.training`, shared with the distributed worker. ``gpipe sweep`` runs
 the sensitivity-to-M experiment, ``gpipe schedule`` prints a schedule table and
 what the simulator gives it: step, bubble and, beside them, each device's busy
 and idle time and peak memory, under F:I:W costs and a link between devices
@@ -21,9 +21,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .training import MODELS
-from .validation import render
-from .zoo import BUILTINS, TWO_WAY
+from .schedules.validation import render
+from .schedules.zoo import BUILTINS, TWO_WAY
+from .workloads.training import MODELS
 
 
 def _devices(choice: str) -> str | None:
@@ -52,10 +52,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .distributed.launch import launch
 
         return launch(args)
-    from .common import default_threads
-    from .pipe import GPipe
-    from .report import measure
-    from .training import loss_warning, make_task, run_steps, save_gantt
+    from .course.report import measure
+    from .engine.common import default_threads
+    from .engine.pipe import GPipe
+    from .workloads.training import loss_warning, make_task, run_steps, save_gantt
 
     task = make_task(args)
     threads = default_threads(args.partitions)
@@ -75,7 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             save_gantt(pipe.trace, args.gantt, f"K={pipe.K}, M={pipe.chunks}: measured step")
             print(f"Gantt chart of the last step written to {args.gantt}")
         if args.trace:
-            from .perfetto import chrome_trace, write
+            from .sim.perfetto import chrome_trace, write
 
             write(chrome_trace(pipe.trace), args.trace)
             print(f"Chrome/Perfetto trace of the last step written to {args.trace} (open it in ui.perfetto.dev)")
@@ -86,8 +86,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .experiments import plot_sweep, sweep_micro_batches
-    from .models import mlp
+    from .course.experiments import plot_sweep, sweep_micro_batches
+    from .workloads.models import mlp
 
     torch.manual_seed(args.seed)
     model = mlp(args.layers, args.hidden_dim)
@@ -123,9 +123,9 @@ def _ratio(text: str) -> tuple[float, float, float]:
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
-    from .comm import Comm
-    from .perfetto import table_trace, write
-    from .simulate import Costs, peak_memory, simulate
+    from .sim.comm import Comm
+    from .sim.perfetto import table_trace, write
+    from .sim.simulate import Costs, peak_memory, simulate
 
     if args.schedule in TWO_WAY:
         return _two_way_schedule(args)
@@ -155,9 +155,9 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def _two_way_schedule(args: argparse.Namespace) -> int:
-    """DualPipe's table, step, bubble and memory, timed by :mod:`gpipe_core.bidirectional` (its chain is cut)."""
-    from .bidirectional import measure, timeline
-    from .perfetto import chrome_trace, write
+    """DualPipe's table, step, bubble and memory, timed by :mod:`~gpipe_core.schedules.bidirectional` (chain cut)."""
+    from .schedules.bidirectional import measure, timeline
+    from .sim.perfetto import chrome_trace, write
 
     if args.latency or args.message_bytes or args.blocking_sends:
         raise ValueError("the link between devices is not simulated for DualPipe's two-way table (its chain is cut "

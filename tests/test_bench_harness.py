@@ -29,7 +29,8 @@ from benchmarks.runtime_overhead import (
     measure,
 )
 from benchmarks.stage_clock import StageClock, stages_of
-from gpipe_core import GPipe, mailbox
+from gpipe_core import GPipe
+from gpipe_core.engine import mailbox
 
 
 def _binomial_below(n: int, k: int) -> float:

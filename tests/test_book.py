@@ -41,7 +41,7 @@ from helpers.book import (
     solution_fragments,
 )
 
-from gpipe_core.theory import bubble_fraction
+from gpipe_core.sim.theory import bubble_fraction
 
 ROOT = Path(__file__).resolve().parents[1]
 

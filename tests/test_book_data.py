@@ -18,10 +18,10 @@ import pytest
 import yaml
 from helpers.book import load_module
 
-from gpipe_core.schedule import device_orders, flatten
-from gpipe_core.simulate import Costs, peak_memory, simulate
-from gpipe_core.theory import bubble_fraction
-from gpipe_core.zoo import BUILTINS
+from gpipe_core.schedules.schedule import device_orders, flatten
+from gpipe_core.schedules.zoo import BUILTINS
+from gpipe_core.sim.simulate import Costs, peak_memory, simulate
+from gpipe_core.sim.theory import bubble_fraction
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -212,7 +212,7 @@ def test_explorer_memory_differs_by_schedule(data: dict) -> None:
 def test_explorer_link_presets_are_the_simulators_with_a_link(data: dict, name: str) -> None:
     """Preset link x len(costs) + cost: the same costs with each hop between devices a quarter forward, beside
     the compute or blocking; never shorter than without the link, and the memory (set by the order) unchanged."""
-    from gpipe_core.comm import Comm
+    from gpipe_core.sim.comm import Comm
 
     unit, builtin, costs = data["unit"], BUILTINS[name], data["costs"]
     assert len(data["comms"]) == 3 and "free" in data["comms"][0]

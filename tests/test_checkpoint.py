@@ -10,8 +10,8 @@ from helpers.engine import assert_grads_close, batch, small_model
 from torch import nn
 
 from gpipe_core import GPipe
-from gpipe_core.checkpoint import Recompute, StoreActivations, policy_for
-from gpipe_core.rng import StageRandom
+from gpipe_core.engine.checkpoint import Recompute, StoreActivations, policy_for
+from gpipe_core.engine.rng import StageRandom
 
 
 def _run_with(policy, model: nn.Module, x: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

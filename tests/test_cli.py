@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from gpipe_core.actions import flatten
-from gpipe_core.bidirectional import dualpipe_schedule
 from gpipe_core.cli import build_parser, main
-from gpipe_core.training import resolve_defaults
-from gpipe_core.zoo import BUILTINS
+from gpipe_core.schedules.actions import flatten
+from gpipe_core.schedules.bidirectional import dualpipe_schedule
+from gpipe_core.schedules.zoo import BUILTINS
+from gpipe_core.workloads.training import resolve_defaults
 
 
 def test_train_reports_and_the_loss_falls(capsys, tmp_path) -> None:  # noqa: ANN001
@@ -51,8 +51,8 @@ def test_schedule_prints_the_table(capsys) -> None:  # noqa: ANN001
 def test_schedule_offers_every_builtin_with_costs_a_link_and_memory_beside_time(name: str, capsys,  # noqa: ANN001
                                                                                tmp_path) -> None:  # noqa: ANN001
     """Each device's busy, idle and peak held as the simulator gives them under the same F:I:W and link."""
-    from gpipe_core.comm import Comm
-    from gpipe_core.simulate import Costs, peak_memory, simulate
+    from gpipe_core.sim.comm import Comm
+    from gpipe_core.sim.simulate import Costs, peak_memory, simulate
 
     b, K, M, trace = BUILTINS[name], 4, 8, tmp_path / "step.json"
     assert main(["schedule", "-K", str(K), "-M", str(M), "--schedule", name, "--costs", "1:1.5:0.5",
@@ -71,7 +71,7 @@ def test_schedule_offers_every_builtin_with_costs_a_link_and_memory_beside_time(
 
 
 def test_schedule_shows_dualpipe_step_bubble_and_memory(capsys, tmp_path) -> None:  # noqa: ANN001
-    """DualPipe (zoo.TWO_WAY) is timed by gpipe_core.bidirectional: DeepSeek's step 3M + K - 2 and K + 1 held."""
+    """DualPipe (zoo.TWO_WAY) is timed by schedules.bidirectional: DeepSeek's step 3M + K - 2 and K + 1 held."""
     K, M, trace = 4, 8, tmp_path / "step.json"
     assert main(["schedule", "-K", str(K), "-M", str(M), "--schedule", "dualpipe", "--trace", str(trace)]) == 0
     out = capsys.readouterr().out
@@ -133,13 +133,13 @@ def test_each_model_has_its_own_defaults() -> None:
 
 
 def test_no_import_cycle_between_cli_and_the_distributed_launcher() -> None:
-    code = ("import sys, gpipe_core.distributed.launch, gpipe_core.training, gpipe_core.report; "
+    code = ("import sys, gpipe_core.distributed.launch, gpipe_core.workloads.training, gpipe_core.course.report; "
             "assert 'gpipe_core.cli' not in sys.modules, 'the launcher imported the CLI'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_the_speed_lines_say_which_comparison_predicts_k_devices() -> None:
-    from gpipe_core.report import Report
+    from gpipe_core.course.report import Report
 
     cpu = Report(step_s=1.0, one_stage_s=1.5, plain_s=0.8, threads_per_stage=1, cores=2, load=0.5, bubble_theory=0.1)
     text = "\n".join(cpu.speed_lines(2, 8))

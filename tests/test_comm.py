@@ -16,12 +16,13 @@ import pytest
 import torch
 from torch import nn
 
-from gpipe_core import GPipe, mailbox
-from gpipe_core.comm import Comm, hops, inject, send_cost
-from gpipe_core.schedule import Action, one_f_one_b_schedule, v_placement
-from gpipe_core.simulate import UNIT, Costs, peak_memory, simulate, times
-from gpipe_core.waits import wait_model
-from gpipe_core.zoo import BUILTINS
+from gpipe_core import GPipe
+from gpipe_core.engine import mailbox
+from gpipe_core.schedules.schedule import Action, one_f_one_b_schedule, v_placement
+from gpipe_core.schedules.zoo import BUILTINS
+from gpipe_core.sim.comm import Comm, hops, inject, send_cost
+from gpipe_core.sim.simulate import UNIT, Costs, peak_memory, simulate, times
+from gpipe_core.sim.waits import wait_model
 
 HOP = Comm(latency=0.5, bandwidth=4, message=2)  # 0.5 + 2 / 4 = 1 unit per hop
 

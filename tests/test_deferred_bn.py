@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from gpipe_core import GPipe, sequential_step
-from gpipe_core.batchnorm import DeferredBatchNorm, convert_deferred_batch_norm
-from gpipe_core.models import bn_mlp
+from gpipe_core.engine.batchnorm import DeferredBatchNorm, convert_deferred_batch_norm
+from gpipe_core.workloads.models import bn_mlp
 
 CE = nn.functional.cross_entropy
 MODES = ["always", "except_last", "never"]
@@ -156,7 +156,7 @@ def test_errors_name_the_fix() -> None:
 
 def test_a_recomputed_forward_is_not_counted() -> None:
     """The layer itself skips a replayed forward (the engine's buffer copies are the second guard)."""
-    from gpipe_core.checkpoint import recomputing
+    from gpipe_core.engine.checkpoint import recomputing
 
     deferred = convert_deferred_batch_norm(nn.BatchNorm1d(4), chunks=2)
     x = torch.randn(6, 4)

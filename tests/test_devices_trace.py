@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpipe_core.devices import parse_device, resolve_devices
-from gpipe_core.trace import Clock, Trace
+from gpipe_core.engine.devices import parse_device, resolve_devices
+from gpipe_core.engine.trace import Clock, Trace
 
 
 def test_devices_resolve_one_per_device() -> None:

@@ -25,7 +25,7 @@ from torch import nn
 from gpipe_core import GPipe, sequential_step
 from gpipe_core.cli import build_parser
 from gpipe_core.distributed import DistributedPipe, default_device, init, one_process, torchrun_command, worker_argv
-from gpipe_core.models import mlp
+from gpipe_core.workloads.models import mlp
 
 LOSS = nn.functional.cross_entropy
 N, M, SEEDS = 8, 4, (11, 12)  # batch, micro-batches, the seeds of two steps whose gradients accumulate

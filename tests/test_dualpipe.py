@@ -14,14 +14,15 @@ from helpers.counters import Counter
 from helpers.engine import assert_grads_close, batch, small_model
 from torch import nn
 
-from gpipe_core import sequential_step, theory
-from gpipe_core.actions import Action, Cell, Overlap, flatten
-from gpipe_core.bidirectional import check_dualpipe, dualpipe_schedule, measure, timeline
-from gpipe_core.common import StageError
-from gpipe_core.schedule import ScheduleError, device_orders, v_placement
-from gpipe_core.two_way import TwoWayPipe
-from gpipe_core.validation import validate
-from gpipe_core.zoo import BUILTINS
+from gpipe_core import sequential_step
+from gpipe_core.engine.common import StageError
+from gpipe_core.engine.two_way import TwoWayPipe
+from gpipe_core.schedules.actions import Action, Cell, Overlap, flatten
+from gpipe_core.schedules.bidirectional import check_dualpipe, dualpipe_schedule, measure, timeline
+from gpipe_core.schedules.schedule import ScheduleError, device_orders, v_placement
+from gpipe_core.schedules.validation import validate
+from gpipe_core.schedules.zoo import BUILTINS
+from gpipe_core.sim import theory
 
 SIZES = [(K, M) for K in (2, 4, 6, 8, 10) for M in sorted({2 * K, 2 * K + 2, 3 * K + 3 * K % 2, 5 * K})]
 

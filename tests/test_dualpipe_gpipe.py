@@ -1,6 +1,6 @@
 """``GPipe(schedule="dualpipe")``: DualPipe through the public wrapper, on both executors, exact.
 
-The wrapper hands the step to :class:`~gpipe_core.two_way.TwoWayPipe` (tests/test_dualpipe.py tests the runner
+The wrapper hands the step to :class:`~gpipe_core.engine.two_way.TwoWayPipe` (tests/test_dualpipe.py tests the runner
 and the table); here: the public surface. Loss, gradients, buffers, dropout and uneven micro-batches equal the
 micro-batched sequential model's; the trace and measured memory come back per device; the conditions on M and K
 and the refusal of running statistics name their fix.
@@ -17,9 +17,9 @@ from helpers.engine import assert_grads_close, batch, small_model
 from torch import nn
 
 from gpipe_core import GPipe, sequential_step
-from gpipe_core.schedule import v_placement
-from gpipe_core.validation import resolve
-from gpipe_core.zoo import BUILTINS, TWO_WAY, lookup
+from gpipe_core.schedules.schedule import v_placement
+from gpipe_core.schedules.validation import resolve
+from gpipe_core.schedules.zoo import BUILTINS, TWO_WAY, lookup
 
 CE = nn.functional.cross_entropy
 

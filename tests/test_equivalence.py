@@ -11,7 +11,7 @@ from helpers.engine import assert_grads_close, batch, small_model
 from torch import nn
 
 from gpipe_core import GPipe, sequential_step
-from gpipe_core.zoo import BUILTINS, TWO_WAY
+from gpipe_core.schedules.zoo import BUILTINS, TWO_WAY
 
 CE = nn.functional.cross_entropy
 GRID = list(itertools.product([1, 2, 3, 4], [1, 2, 3, 8], ["always", "except_last", "never"], ["gpipe", "1f1b"]))

@@ -13,7 +13,7 @@ from helpers.fakes import Hold, StoppedClock
 from torch import nn
 
 from gpipe_core import GPipe, StageError
-from gpipe_core import runtime as runtime_module
+from gpipe_core.engine import runtime as runtime_module
 
 CE = nn.functional.cross_entropy
 

@@ -18,9 +18,9 @@ from types import SimpleNamespace
 import pytest
 from helpers.book import PHONE, explorer_state, load_module, open_page, pick, serving, set_control
 
-from gpipe_core.comm import Comm
-from gpipe_core.simulate import Costs, simulate
-from gpipe_core.zoo import BUILTINS
+from gpipe_core.schedules.zoo import BUILTINS
+from gpipe_core.sim.comm import Comm
+from gpipe_core.sim.simulate import Costs, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = """<!doctype html><html><head><meta name="viewport" content="width=device-width, initial-scale=1">

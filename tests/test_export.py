@@ -25,9 +25,9 @@ from torch import nn
 
 from gpipe_core import GPipe, sequential_step
 from gpipe_core.distributed import torch_ir
-from gpipe_core.models import mlp
-from gpipe_core.schedule import ScheduleLike
-from gpipe_core.zoo import BUILTINS
+from gpipe_core.schedules.schedule import ScheduleLike
+from gpipe_core.schedules.zoo import BUILTINS
+from gpipe_core.workloads.models import mlp
 
 LOSS = nn.functional.cross_entropy
 N, M, SEEDS = 16, 4, (11, 12)  # batch, micro-batches, two steps whose gradients accumulate
@@ -114,8 +114,8 @@ def test_a_hand_written_table_in_one_process(tmp_path: Path) -> None:
     """Two stages on one rank (K=1, V=2) with a table passed as data: no launch, same gradients."""
     from gpipe_core.distributed import one_process
     from gpipe_core.distributed.export import TablePipe
-    from gpipe_core.schedule import ticks_from_orders
-    from gpipe_core.zoo import zb_h1_schedule
+    from gpipe_core.schedules.schedule import ticks_from_orders
+    from gpipe_core.schedules.zoo import zb_h1_schedule
 
     # ZB-H1's two stages, both on rank 0: one device runs them in the table's tick order
     table = ticks_from_orders([[a for tick in zb_h1_schedule(M, 2) for a in tick]], [0, 0])

@@ -1,6 +1,6 @@
 """The schedule frontier: looped BFS, DualPipeV, V-Min, V-Half and V-ZB, exact and against their closed forms.
 
-Unit costs throughout (gpipe_core.simulate.UNIT): F = I = W = 1, B = 2 per stage, and an
+Unit costs throughout (gpipe_core.sim.simulate.UNIT): F = I = W = 1, B = 2 per stage, and an
 overlapped F&B = F + B = 3 (what the engine's CPU worker takes: it runs the two halves in
 turn). "Held" is the peak number of (micro-batch, stage) activations a device keeps, in
 stages (two stages are one micro-batch's worth on a V-shaped device). Looped BFS and
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import pytest
 
-from gpipe_core import theory
 from gpipe_core.distributed import torch_ir
-from gpipe_core.schedule import Action, Overlap, device_orders, flatten, loop_placement, v_placement
-from gpipe_core.simulate import UNIT, Costs, peak_memory, simulate
-from gpipe_core.validation import validate
-from gpipe_core.vshape import PERIOD, v_half_offsets, v_min_offsets, v_zb_block_schedule, v_zb_offsets
-from gpipe_core.zoo import BUILTINS
+from gpipe_core.schedules.schedule import Action, Overlap, device_orders, flatten, loop_placement, v_placement
+from gpipe_core.schedules.validation import validate
+from gpipe_core.schedules.vshape import PERIOD, v_half_offsets, v_min_offsets, v_zb_block_schedule, v_zb_offsets
+from gpipe_core.schedules.zoo import BUILTINS
+from gpipe_core.sim import theory
+from gpipe_core.sim.simulate import UNIT, Costs, peak_memory, simulate
 
 NEW = ("looped-bfs", "dualpipev", "v-min", "v-half", "v-zb")
 
@@ -37,7 +37,7 @@ def measure(name: str, M: int, K: int, costs: Costs = UNIT) -> tuple[float, list
 def test_looped_bfs_is_torchs(K: int, M: int, V: int) -> None:
     theirs = torch_ir.import_torch("ScheduleLoopedBFS", K, M, V)
     assert theirs.valid and theirs.placement == loop_placement(K, V)
-    from gpipe_core.breadth_first import looped_bfs_schedule
+    from gpipe_core.schedules.breadth_first import looped_bfs_schedule
 
     assert device_orders(looped_bfs_schedule(M, K, V), loop_placement(K, V)) == theirs.orders
 
@@ -197,8 +197,8 @@ def test_predicted_bytes_equal_measured_bytes(name: str, checkpoint: str) -> Non
     import torch
 
     from gpipe_core import GPipe
-    from gpipe_core.models import mlp
-    from gpipe_core.simulate import Sizes
+    from gpipe_core.sim.simulate import Sizes
+    from gpipe_core.workloads.models import mlp
 
     def energy(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return out.pow(2).mean()

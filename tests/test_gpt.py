@@ -12,8 +12,8 @@ from helpers.engine import assert_grads_close
 
 from gpipe_core import GPipe, sequential_step
 from gpipe_core.cli import main
-from gpipe_core.gpt import generate, gpt, lm_loss, text_batches
-from gpipe_core.tokenizer import VOCAB_SIZE, corpus, decode, encode
+from gpipe_core.workloads.gpt import generate, gpt, lm_loss, text_batches
+from gpipe_core.workloads.tokenizer import VOCAB_SIZE, corpus, decode, encode
 
 
 def tiny(dropout: float = 0.0) -> torch.nn.Sequential:

@@ -21,7 +21,7 @@ from autograder.judge.view import GRADED, build_view
 
 TRICKS = '''
 import importlib, sys, torch
-import gpipe_core, gpipe_core.partition as part
+import gpipe_core, gpipe_core.engine.partition as part
 from gpipe_core import balance_by_cost as early_alias
 assert gpipe_core.__grading_view__ == "02_partitioner"
 attempts = {
@@ -49,7 +49,7 @@ import torch
 from torch import nn
 import gpipe_core
 from gpipe_core import GPipe
-from gpipe_core.checkpoint import StoreActivations
+from gpipe_core.engine.checkpoint import StoreActivations
 assert gpipe_core.__grading_view__ == "04_recomputation"
 
 

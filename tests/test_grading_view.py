@@ -39,11 +39,12 @@ from autograder.judge.callgraph import Graph
 from autograder.judge.grade import draws, judge_module, probe
 from autograder.judge.local import run_probe_locally
 from autograder.judge.puzzle_search import target
-from gpipe_core import microbatch, partition, theory
-from gpipe_core.puzzle_ladder import PRACTICE_ID, ladder
-from gpipe_core.puzzles import evaluate
-from gpipe_core.schedule import Action, gpipe_schedule, one_f_one_b_schedule, stage_orders, ticks_from_orders
-from gpipe_core.zoo import interleaved_schedule, zb_h1_schedule
+from gpipe_core.course.puzzle_ladder import PRACTICE_ID, ladder
+from gpipe_core.course.puzzles import evaluate
+from gpipe_core.engine import microbatch, partition
+from gpipe_core.schedules.schedule import Action, gpipe_schedule, one_f_one_b_schedule, stage_orders, ticks_from_orders
+from gpipe_core.schedules.zoo import interleaved_schedule, zb_h1_schedule
+from gpipe_core.sim import theory
 
 LADDER = ladder(PRACTICE_ID)  # the puzzles of a notebook without a student id
 
@@ -73,13 +74,14 @@ def test_every_exercise_says_what_would_solve_it(assignment: str) -> None:
 
 def test_the_call_graph_follows_every_kind_of_alias() -> None:
     edges = GRAPH.edges
-    assert "schedule._place" in edges["schedule.ticks_from_orders"]  # a private helper in the same module
-    assert "checkpoint.Recompute.graph" in edges["checkpoint.Recompute.backward"]  # self.method
-    assert "partition.balance_by_count" in edges["pipe.GPipe.__init__"]  # from . import partition
-    assert "tick_fill.Counts" in edges["tick_fill.fill_ticks"] and "tick_fill.Counts.next" in edges["tick_fill.Counts"]
-    assert GRAPH.canonical("schedule._check") == "schedule.check_sizes"  # a module alias
-    assert GRAPH.canonical("gpipe_schedule") == "schedule.gpipe_schedule"  # the package's re-export
-    assert "pipe.GPipe.__init__" not in edges["runtime.Runtime.run"]  # no edge where nothing names it
+    assert "schedules.schedule._place" in edges["schedules.schedule.ticks_from_orders"]  # a private helper, same module
+    assert "engine.checkpoint.Recompute.graph" in edges["engine.checkpoint.Recompute.backward"]  # self.method
+    assert "engine.partition.balance_by_count" in edges["engine.pipe.GPipe.__init__"]  # from . import partition
+    assert "schedules.tick_fill.Counts" in edges["schedules.tick_fill.fill_ticks"]
+    assert "schedules.tick_fill.Counts.next" in edges["schedules.tick_fill.Counts"]
+    assert GRAPH.canonical("schedules.schedule._check") == "schedules.schedule.check_sizes"  # a module alias
+    assert GRAPH.canonical("gpipe_schedule") == "schedules.schedule.gpipe_schedule"  # the package's re-export
+    assert "engine.pipe.GPipe.__init__" not in edges["engine.runtime.Runtime.run"]  # no edge where nothing names it
 
 
 def _bodies(view_root: Path) -> dict[str, bool]:
@@ -135,17 +137,17 @@ def test_no_body_is_left_on_a_path_back(assignment: str, tmp_path: Path) -> None
 def test_a_helper_left_with_its_body_is_found(tmp_path: Path) -> None:
     """The view as it was before issue 23 (only the named functions blank) fails the check above."""
     root = view.build_view("03_scheduler", tmp_path)
-    file = root / "gpipe_core" / "schedule.py"
+    file = root / "gpipe_core" / "schedules" / "schedule.py"
     tree = ast.parse(file.read_text())
-    original = {n.name: n for n in ast.parse((view.PACKAGE / "schedule.py").read_text()).body
+    original = {n.name: n for n in ast.parse((view.PACKAGE / "schedules" / "schedule.py").read_text()).body
                 if isinstance(n, ast.FunctionDef)}
     tree.body = [original["_place"] if isinstance(n, ast.FunctionDef) and n.name == "_place" else n for n in tree.body]
     file.write_text(ast.unparse(tree))
     found = paths_back("03_scheduler", root)
-    assert "schedule._place would solve fill_drain_schedule and keeps its body" in found
-    assert "schedule.ticks_from_orders has no body, but schedule._place, which it uses, has one and no reason to" \
-        in found
-    assert all("schedule._place" in line for line in found), found
+    assert "schedules.schedule._place would solve fill_drain_schedule and keeps its body" in found
+    assert "schedules.schedule.ticks_from_orders has no body, but schedules.schedule._place, which it uses, has one " \
+           "and no reason to" in found
+    assert all("schedules.schedule._place" in line for line in found), found
 
 
 # ---- at run time, through the probe ------------------------------------------------------------------
@@ -240,11 +242,11 @@ def test_no_attack_reaches_an_answer_and_every_task_still_runs(assignment: str) 
     modules = sorted({GRAPH._module(n) for n in view.blocked(assignment)} - set(_ELSEWHERE.get(assignment, ())))
     sweep = ask.call("view_sweep", modules, [args for args, _ in cases], timeout=120)
     blocked = view.blocked(assignment)
-    aliases = ask.call("alias_attacks", stage_orders(gpipe_schedule(3, 2), 2)) if "schedule._place" in blocked \
+    aliases = ask.call("alias_attacks", stage_orders(gpipe_schedule(3, 2), 2)) \
+        if "schedules.schedule._place" in blocked else None
+    policies = ask.call("policy_attacks", SPEC, PX, PG, PY) if "engine.checkpoint.StoreActivations.forward" in blocked \
         else None
-    policies = ask.call("policy_attacks", SPEC, PX, PG, PY) if "checkpoint.StoreActivations.forward" in blocked \
-        else None
-    weights = ask.call("weights_attacks", X, X) if "microbatch.weights" in blocked else None
+    weights = ask.call("weights_attacks", X, X) if "engine.microbatch.weights" in blocked else None
     learner = SimpleNamespace(source=extract(assignment, solution).source + ATTACKS)
     ask.attach(probe(learner, {"assignment": assignment, "calls": ask.calls}, run_probe_locally))
 

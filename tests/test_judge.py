@@ -26,7 +26,7 @@ from autograder.judge.probe_tasks import TASKS
 from autograder.selftest.fakeclass import needs_probe, planted, replace_cell
 from autograder.selftest.seed_sweep import escapes
 from gpipe_core import gpipe_schedule, one_f_one_b_schedule
-from gpipe_core.partition import balance_by_cost, balance_by_count
+from gpipe_core.engine.partition import balance_by_cost, balance_by_count
 
 SOLUTIONS = course_root() / "solutions"
 
@@ -118,7 +118,7 @@ def test_probe_output_marks_a_call_answered_twice_as_tampered() -> None:
 # ---- extraction --------------------------------------------------------------------------------------------
 
 HOOKS = '''import os
-from gpipe_core.partition import balance_by_count
+from gpipe_core.engine.partition import balance_by_count
 get_ipython().events.register("post_run_cell", lambda r: None)
 torch.equal = lambda a, b: True
 LIMIT = 3
@@ -313,7 +313,8 @@ def test_the_review_flags_the_engines_own_executor() -> None:
 
     from autograder.review.run import RUNTIME, suspicious
 
-    for code in ("from gpipe_core.runtime import Runtime", "import gpipe_core.runtime as r",
-                 "from gpipe_core import runtime"):
+    for code in ("from gpipe_core.engine.runtime import Runtime", "import gpipe_core.engine.runtime as r",
+                 "from gpipe_core.runtime import Runtime", "import gpipe_core.runtime as r",  # the notebooks' path
+                 "from gpipe_core import runtime", "from gpipe_core.engine import runtime"):
         assert RUNTIME in suspicious(ast.parse(code), set()), code
-    assert RUNTIME not in suspicious(ast.parse("from gpipe_core.stage import Stage"), set())
+    assert RUNTIME not in suspicious(ast.parse("from gpipe_core.engine.stage import Stage"), set())

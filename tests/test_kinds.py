@@ -15,7 +15,8 @@ from helpers.engine import assert_grads_close, batch, small_model
 from torch import nn
 
 from gpipe_core import GPipe, ScheduleError, sequential_step, validate
-from gpipe_core.schedule import (
+from gpipe_core.engine.split_backward import backward_input
+from gpipe_core.schedules.schedule import (
     Action,
     loop_placement,
     one_f_one_b_schedule,
@@ -23,7 +24,6 @@ from gpipe_core.schedule import (
     ticks_from_orders,
     v_placement,
 )
-from gpipe_core.split_backward import backward_input
 
 CE = nn.functional.cross_entropy
 

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from helpers.fakes import FakeStage
 
-from gpipe_core import mailbox
-from gpipe_core.mailbox import Aborted, Inbox, Outbox, Post
-from gpipe_core.runtime import Runtime
-from gpipe_core.schedule import gpipe_schedule, one_f_one_b_schedule
+from gpipe_core.engine import mailbox
+from gpipe_core.engine.mailbox import Aborted, Inbox, Outbox, Post
+from gpipe_core.engine.runtime import Runtime
+from gpipe_core.schedules.schedule import gpipe_schedule, one_f_one_b_schedule
 
 
 class RecordingInbox(Inbox):
@@ -141,8 +141,8 @@ def test_held_wake_ups_never_strand_a_worker(every_wake_held: None, schedule: An
 
 
 def test_a_failure_while_wake_ups_are_held_still_stops_everyone(every_wake_held: None) -> None:
-    from gpipe_core.common import StageError
-    from gpipe_core.schedule import Action
+    from gpipe_core.engine.common import StageError
+    from gpipe_core.schedules.schedule import Action
 
     stages = [FakeStage(s) for s in range(3)]
     runtime = Runtime(stages, gpipe_schedule(4, 3), [0, 1, 2], timeout=20)

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from gpipe_core import GPipe
-from gpipe_core.memory import MemoryMeter
-from gpipe_core.models import mlp
-from gpipe_core.report import memory_law_bytes
-from gpipe_core.theory import bubble_fraction, memory_units_rematerialized, memory_units_stored
+from gpipe_core.course.report import memory_law_bytes
+from gpipe_core.engine.memory import MemoryMeter
+from gpipe_core.sim.theory import bubble_fraction, memory_units_rematerialized, memory_units_stored
+from gpipe_core.workloads.models import mlp
 
 
 def test_meter_counts_saved_tensors_once_and_frees_them() -> None:

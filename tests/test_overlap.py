@@ -15,7 +15,7 @@ from helpers.engine import assert_grads_close, batch, small_model
 from torch import nn
 
 from gpipe_core import GPipe, sequential_step
-from gpipe_core.schedule import (
+from gpipe_core.schedules.schedule import (
     Action,
     Overlap,
     ScheduleError,
@@ -24,8 +24,8 @@ from gpipe_core.schedule import (
     stage_orders,
     ticks_from_orders,
 )
-from gpipe_core.simulate import UNIT, Costs, peak_memory, simulate
-from gpipe_core.validation import render, validate
+from gpipe_core.schedules.validation import render, validate
+from gpipe_core.sim.simulate import UNIT, Costs, peak_memory, simulate
 
 CE = nn.functional.cross_entropy
 

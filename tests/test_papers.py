@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from gpipe_core import papers
-from gpipe_core.papers import Row
+from gpipe_core.sim import papers
+from gpipe_core.sim.papers import Row
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from gpipe_core.partition import (
+from gpipe_core.engine.partition import (
     balance_by_cost,
     balance_by_count,
     balance_by_size,
@@ -74,7 +74,7 @@ def test_balance_by_size_follows_parameters() -> None:
 
 
 class _Clock:
-    """``time`` for gpipe_core.partition: ``perf_counter()`` reads what the layers below say they took."""
+    """``time`` for gpipe_core.engine.partition: ``perf_counter()`` reads what the layers below say they took."""
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -114,7 +114,7 @@ def test_balance_by_time_puts_the_slow_layer_alone(monkeypatch: pytest.MonkeyPat
     stretch a cheap layer's measurement past a slow layer's and move the cut.
     """
     clock = _Clock()
-    monkeypatch.setattr(sys.modules["gpipe_core.partition"], "time", clock)
+    monkeypatch.setattr(sys.modules["gpipe_core.engine.partition"], "time", clock)
     x = torch.randn(4, 3)
     slow_first = nn.Sequential(_Costly(clock, 0.010, 0.020), *[_Costly(clock, 0.001, 0.002) for _ in range(5)])
     assert balance_by_time(slow_first, x, 2, repeats=2) == [1, 5]

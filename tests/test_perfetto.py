@@ -14,10 +14,11 @@ import pytest
 from helpers.engine import batch, small_model
 from torch import nn
 
-from gpipe_core import GPipe, Trace, theory
-from gpipe_core.perfetto import chrome_trace, table_trace, write
-from gpipe_core.schedule import flatten
-from gpipe_core.zoo import BUILTINS
+from gpipe_core import GPipe, Trace
+from gpipe_core.schedules.schedule import flatten
+from gpipe_core.schedules.zoo import BUILTINS
+from gpipe_core.sim import theory
+from gpipe_core.sim.perfetto import chrome_trace, table_trace, write
 
 CE = nn.functional.cross_entropy
 
@@ -105,8 +106,8 @@ def messages_between_devices(table: list, placement: list[int]) -> set[tuple[int
 
 @pytest.mark.parametrize("name", ["1f1b", "zbv", "dualpipev", "interleaved"])
 def test_every_hop_between_devices_is_one_arrow_from_sender_to_receiver(name: str) -> None:
-    from gpipe_core.comm import Comm
-    from gpipe_core.simulate import Costs
+    from gpipe_core.sim.comm import Comm
+    from gpipe_core.sim.simulate import Costs
 
     b, K, M = BUILTINS[name], 4, 8
     table, placement = b.build(M, K), b.placement(K)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from gpipe_core import GPipe, sequential_step
-from gpipe_core.schedule import Action, ScheduleError, dependencies, ticks_from_orders
+from gpipe_core.schedules.schedule import Action, ScheduleError, dependencies, ticks_from_orders
 
 CE = nn.functional.cross_entropy
 FIX_WORDS = ("use ", "make ", "give ", "pass ", "move ", "reorder", "must ", "run it once", "at most", "chunks <=")

@@ -13,10 +13,10 @@ import itertools
 import pytest
 
 from autograder.judge.puzzle_search import reference_orders, solve, target
-from gpipe_core.puzzle_ladder import lower_bound
-from gpipe_core.puzzles import Puzzle, evaluate, score, table_from_orders
-from gpipe_core.schedule import Action
-from gpipe_core.simulate import peak_memory, times
+from gpipe_core.course.puzzle_ladder import lower_bound
+from gpipe_core.course.puzzles import Puzzle, evaluate, score, table_from_orders
+from gpipe_core.schedules.schedule import Action
+from gpipe_core.sim.simulate import peak_memory, times
 
 
 def _device_orders(p: Puzzle, device: int, fifo: bool = True) -> list[list[Action]]:

@@ -1,6 +1,6 @@
 """The targets shipped to learners: exactly the drawable puzzles, each equal to the grader's search, never trusted.
 
-``gpipe_core/puzzle_targets.py`` holds one number per puzzle the ladder can
+``gpipe_core/course/puzzle_targets.py`` holds one number per puzzle the ladder can
 draw, so the notebook prints every learner's targets next to the proven lower
 bound. These tests enumerate each rung's draw space, check the shipped keys are
 exactly those puzzles, re-run the exact search on a fixed sample (the whole
@@ -14,9 +14,9 @@ import pytest
 
 from autograder.judge import puzzle_search
 from autograder.judge.puzzle_search import solve
-from gpipe_core import puzzle_targets
-from gpipe_core.puzzle_ladder import PRACTICE_ID, RUNGS, draw, drawable, known_target, ladder
-from gpipe_core.puzzles import Puzzle, lower_bound
+from gpipe_core.course import puzzle_targets
+from gpipe_core.course.puzzle_ladder import PRACTICE_ID, RUNGS, draw, drawable, known_target, ladder
+from gpipe_core.course.puzzles import Puzzle, lower_bound
 
 SAMPLE_PER_RUNG = 6  # fresh searches per rung: 54 of the 202, a few seconds of CPU
 
@@ -41,7 +41,7 @@ def test_drawable_follows_every_branch_of_a_threshold() -> None:
 def test_the_shipped_table_covers_exactly_the_drawable_puzzles() -> None:
     want = {p.statement() for n in range(1, len(RUNGS) + 1) for p in drawable(n)}
     got = set(puzzle_targets.TARGETS)
-    assert got == want, (f"gpipe_core/puzzle_targets.py is stale ({len(want - got)} missing, {len(got - want)} "
+    assert got == want, (f"gpipe_core/course/puzzle_targets.py is stale ({len(want - got)} missing, {len(got - want)} "
                          "extra): run python -m autograder.judge.puzzle_search --write-targets")
     assert all(type(t) is int and t > 0 for t in puzzle_targets.TARGETS.values())
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from autograder.judge.puzzle_search import reference_orders, solve, target
-from gpipe_core.puzzle_ladder import PRACTICE_ID, RUNGS, draw, ladder, lower_bound
-from gpipe_core.puzzles import Puzzle, evaluate, report, shortfalls, table_from_orders, table_from_text
-from gpipe_core.schedule import Action
+from gpipe_core.course.puzzle_ladder import PRACTICE_ID, RUNGS, draw, ladder, lower_bound
+from gpipe_core.course.puzzles import Puzzle, evaluate, report, shortfalls, table_from_orders, table_from_text
+from gpipe_core.schedules.schedule import Action
 
 # -- the ladder, drawn per student ------------------------------------------------------------------------
 
@@ -47,8 +47,8 @@ def test_the_same_id_draws_the_same_ladder_and_ids_differ() -> None:
 @pytest.mark.parametrize("rung", range(1, len(RUNGS) + 1))
 def test_every_drawn_puzzle_is_searched_within_budget_above_its_floor_and_missed_by_library_schedules(
         rung: int) -> None:
-    from gpipe_core.schedule import one_f_one_b_schedule
-    from gpipe_core.zoo import interleaved_schedule, zb_h1_schedule
+    from gpipe_core.schedules.schedule import one_f_one_b_schedule
+    from gpipe_core.schedules.zoo import interleaved_schedule, zb_h1_schedule
 
     for n, p in DRAWN:
         if n != rung:
@@ -94,11 +94,11 @@ def test_gpipe_core_hands_out_no_search_and_no_orders_only_target_values() -> No
     import pkgutil
 
     import gpipe_core
-    from gpipe_core import puzzle_targets
+    from gpipe_core.course import puzzle_targets
 
     names = [m.name for m in pkgutil.walk_packages(gpipe_core.__path__, "gpipe_core.")]
     assert not [n for n in names if "search" in n]
-    assert [n for n in names if "target" in n] == ["gpipe_core.puzzle_targets"]
+    assert [n for n in names if "target" in n] == ["gpipe_core.course.puzzle_targets"]
     shipped = {a: v for a, v in vars(puzzle_targets).items() if not a.startswith("__") and a != "annotations"}
     assert list(shipped) == ["TARGETS"], f"puzzle_targets holds more than values: {sorted(shipped)}"
     assert all(type(k) is str and type(v) is int for k, v in puzzle_targets.TARGETS.items())  # no orders, no tables
@@ -107,12 +107,12 @@ def test_gpipe_core_hands_out_no_search_and_no_orders_only_target_values() -> No
             continue  # needs torch.distributed set up; it has no puzzle code
         module = importlib.import_module(name)
         found = [a for a in vars(module) if a in {"solve", "target", "reference_orders", "write_targets"}
-                 or (a == "TARGETS" and name != "gpipe_core.puzzle_targets")]
+                 or (a == "TARGETS" and name != "gpipe_core.course.puzzle_targets")]
         assert not found, f"{name} exposes {found}"
 
 
 def test_report_and_shortfalls_name_every_criterion_missed() -> None:
-    from gpipe_core.schedule import one_f_one_b_schedule
+    from gpipe_core.schedules.schedule import one_f_one_b_schedule
 
     p = Puzzle("capped", K=3, M=5, cap=2)
     table = one_f_one_b_schedule(5, 3)  # fast, but device 0 holds 3

@@ -5,7 +5,7 @@ Made-up timings only, so nothing here depends on how busy the machine is.
 
 from __future__ import annotations
 
-from gpipe_core.readings import Timing, load_note, reveal, time_in_turns, verdict
+from gpipe_core.course.readings import Timing, load_note, reveal, time_in_turns, verdict
 
 
 def test_a_claim_is_read_only_when_every_run_agrees() -> None:
@@ -39,7 +39,7 @@ def test_reveal_sets_the_prediction_beside_measurement_and_formula() -> None:
 
 
 def test_a_sweep_row_is_readable_only_when_its_runs_agree_on_a_side() -> None:
-    from gpipe_core.experiments import SweepRow
+    from gpipe_core.course.experiments import SweepRow
 
     row = SweepRow(8, 0.1, 0.18, 1.8, 1.78, 0.1, 0.11, pipeline_runs=(0.09, 0.1, 0.12), sequential_runs=(0.17, 0.2))
     assert row.readable

@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 from gpipe_core import GPipe
-from gpipe_core.common import Loss, is_positive_int, positive_int
-from gpipe_core.microbatch import split
-from gpipe_core.partition import balance_by_count, validate_balance
-from gpipe_core.schedule import check_sizes, gpipe_schedule, one_f_one_b_schedule
-from gpipe_core.validation import resolve
-from gpipe_core.zoo import BUILTINS, lookup
+from gpipe_core.engine.common import Loss, is_positive_int, positive_int
+from gpipe_core.engine.microbatch import split
+from gpipe_core.engine.partition import balance_by_count, validate_balance
+from gpipe_core.schedules.schedule import check_sizes, gpipe_schedule, one_f_one_b_schedule
+from gpipe_core.schedules.validation import resolve
+from gpipe_core.schedules.zoo import BUILTINS, lookup
 
 
 def model(layers: int = 4) -> nn.Sequential:

@@ -21,7 +21,8 @@ from autograder.review.run import review_class, review_submission
 from autograder.review.tokens import Budget, function_tokens
 from autograder.selftest import honest
 from autograder.selftest.fakeclass import grade_id, replace_cell, solved
-from gpipe_core import microbatch, partition, zoo
+from gpipe_core.engine import microbatch, partition
+from gpipe_core.schedules import zoo
 
 COPIES = [  # (assignment, cell, function name, the engine function pasted)
     ("02_partitioner", "partition_optimal", "partition_optimal", partition.balance_by_cost),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gpipe_core.rng import StageRandom, stage_seed
+from gpipe_core.engine.rng import StageRandom, stage_seed
 
 
 def test_stage_seed_is_deterministic_and_distinct() -> None:

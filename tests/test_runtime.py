@@ -15,10 +15,10 @@ import pytest
 import torch
 from helpers.fakes import FakeStage, Hold, StoppedClock
 
-from gpipe_core import runtime as runtime_module
-from gpipe_core.common import StageError
-from gpipe_core.runtime import Runtime, worker_of_ranks
-from gpipe_core.schedule import Action, gpipe_schedule, loop_placement, ticks_from_orders
+from gpipe_core.engine import runtime as runtime_module
+from gpipe_core.engine.common import StageError
+from gpipe_core.engine.runtime import Runtime, worker_of_ranks
+from gpipe_core.schedules.schedule import Action, gpipe_schedule, loop_placement, ticks_from_orders
 
 
 def run(table: list[list[Action]], S: int, placement: list[int] | None = None, executor: str = "threads",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpipe_core.schedule import (
+from gpipe_core.schedules.schedule import (
     Action,
     ScheduleError,
     gpipe_schedule,
@@ -12,7 +12,7 @@ from gpipe_core.schedule import (
     stage_orders,
     ticks_from_orders,
 )
-from gpipe_core.validation import render, resolve, validate
+from gpipe_core.schedules.validation import render, resolve, validate
 
 DESIGN_TABLE = """\
 tick:     0    1    2    3    4    5    6    7    8    9   10   11   12   13

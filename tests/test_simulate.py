@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from gpipe_core import GPipe, gpipe_schedule, one_f_one_b_schedule
-from gpipe_core.models import mlp
-from gpipe_core.simulate import Costs, costs_from_trace, simulate
-from gpipe_core.theory import bubble_fraction
+from gpipe_core.sim.simulate import Costs, costs_from_trace, simulate
+from gpipe_core.sim.theory import bubble_fraction
+from gpipe_core.workloads.models import mlp
 
 
 @pytest.mark.parametrize(("K", "M"), [(1, 1), (2, 3), (4, 4), (8, 32)])
@@ -64,8 +64,8 @@ def _stored_per_stage(balance: list[int]) -> list[int]:
 @pytest.mark.parametrize("checkpoint", ["never", "always", "except_last"])
 @pytest.mark.parametrize("name", ["gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2", "zbv"])
 def test_predicted_memory_equals_measured_bytes(name: str, checkpoint: str) -> None:
-    from gpipe_core.simulate import Sizes, peak_memory
-    from gpipe_core.zoo import BUILTINS
+    from gpipe_core.schedules.zoo import BUILTINS
+    from gpipe_core.sim.simulate import Sizes, peak_memory
 
     K, M, b = 2, 4, BUILTINS[name]
     balance = [L // (K * b.virtual)] * (K * b.virtual)
@@ -84,8 +84,8 @@ def test_predicted_memory_equals_measured_bytes(name: str, checkpoint: str) -> N
 
 def test_micro_batches_in_flight_times_bytes() -> None:
     """Equal stages, no recomputation: the peak is the count of micro-batches held times one's bytes."""
-    from gpipe_core.simulate import Sizes, peak_memory
-    from gpipe_core.zoo import BUILTINS
+    from gpipe_core.schedules.zoo import BUILTINS
+    from gpipe_core.sim.simulate import Sizes, peak_memory
 
     for name in ("gpipe", "1f1b", "zb-h1", "zb-h2"):
         table = BUILTINS[name].build(8, 4)
@@ -101,8 +101,8 @@ def test_weight_inputs_shrink_what_waits_for_w() -> None:
     K=2, M=8: device 0 peaks in its warm-up (three forwards, nothing waits for W yet);
     device 1 holds one micro-batch between F and I plus two that wait for W: 10 + 2*4.
     """
-    from gpipe_core.simulate import Sizes, peak_memory
-    from gpipe_core.zoo import zb_h2_schedule
+    from gpipe_core.schedules.zoo import zb_h2_schedule
+    from gpipe_core.sim.simulate import Sizes, peak_memory
 
     table = zb_h2_schedule(8, 2)
     whole = peak_memory(table, 2, Sizes(activations=10))
@@ -111,7 +111,7 @@ def test_weight_inputs_shrink_what_waits_for_w() -> None:
 
 
 def test_split_costs_and_recompute_on_i() -> None:
-    from gpipe_core.zoo import zb_h1_schedule
+    from gpipe_core.schedules.zoo import zb_h1_schedule
 
     assert Costs(backward=4).duration("I", 0) == 2 == Costs(backward=4).duration("W", 0)
     assert Costs(input_grad=[1, 3], weight_grad=2).duration("I", 1) == 3
@@ -127,8 +127,8 @@ def test_split_costs_and_recompute_on_i() -> None:
 
 
 def test_placement_draws_devices() -> None:
-    from gpipe_core.schedule import v_placement
-    from gpipe_core.zoo import zbv_schedule
+    from gpipe_core.schedules.schedule import v_placement
+    from gpipe_core.schedules.zoo import zbv_schedule
 
     trace = simulate(zbv_schedule(4, 2), 2, Costs(forward=1, backward=2), placement=v_placement(2))
     assert trace.K == 2 and trace.placement == [0, 1, 1, 0]
@@ -147,8 +147,8 @@ def test_the_engine_runs_the_timeline_the_simulator_walks(name: str) -> None:
     timing and depends on the machine's load: ``make bench`` measures it (row
     "6 scaling", within 5% on a quiet machine); no test asserts it.
     """
-    from gpipe_core.schedule import dependency_map, device_orders, walk
-    from gpipe_core.zoo import BUILTINS
+    from gpipe_core.schedules.schedule import dependency_map, device_orders, walk
+    from gpipe_core.schedules.zoo import BUILTINS
 
     b, K, M = BUILTINS[name], 2, 8
     S = K * b.virtual

@@ -17,7 +17,7 @@ from torch import nn
 
 import gpipe_core
 from gpipe_core import GPipe, sequential_step
-from gpipe_core.zoo import BUILTINS
+from gpipe_core.schedules.zoo import BUILTINS
 
 CE = nn.functional.cross_entropy
 MODES = ["always", "except_last", "never"]

@@ -13,9 +13,17 @@ import pytest
 import torch
 
 from gpipe_core.distributed import torch_ir
-from gpipe_core.schedule import Action, Overlap, ScheduleError, device_orders, flatten, loop_placement, v_placement
-from gpipe_core.theory import step_units
-from gpipe_core.zoo import BUILTINS, interleaved_schedule, zbv_schedule
+from gpipe_core.schedules.schedule import (
+    Action,
+    Overlap,
+    ScheduleError,
+    device_orders,
+    flatten,
+    loop_placement,
+    v_placement,
+)
+from gpipe_core.schedules.zoo import BUILTINS, interleaved_schedule, zbv_schedule
+from gpipe_core.sim.theory import step_units
 
 TORCH = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2])
 pinned = pytest.mark.skipif(TORCH != (2, 13), reason="the survey is pinned for torch 2.13")
@@ -116,7 +124,7 @@ def test_missing_internals_say_which_torch_has_them(monkeypatch) -> None:  # noq
     import sys
 
     monkeypatch.setitem(sys.modules, "torch.distributed.pipelining._schedule_visualizer", None)
-    with pytest.raises(RuntimeError, match="torch 2.8 or newer.*gpipe_core.zoo"):
+    with pytest.raises(RuntimeError, match="torch 2.8 or newer.*gpipe_core.schedules.zoo"):
         torch_ir.import_torch("ScheduleGPipe", 2, 4)
 
 

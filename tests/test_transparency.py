@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpipe_core.experiments import transparency
+from gpipe_core.course.experiments import transparency
 
 
 def test_language_model_curves_coincide_over_k_and_m() -> None:

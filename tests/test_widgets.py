@@ -10,10 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from gpipe_core.schedule import flatten, gpipe_schedule, one_f_one_b_schedule  # noqa: E402
-from gpipe_core.theory import bubble_fraction  # noqa: E402
-from gpipe_core.widgets import draw_schedule, summary, why_not_built  # noqa: E402
-from gpipe_core.zoo import BUILTINS  # noqa: E402
+from gpipe_core.course.widgets import draw_schedule, summary, why_not_built  # noqa: E402
+from gpipe_core.schedules.schedule import flatten, gpipe_schedule, one_f_one_b_schedule  # noqa: E402
+from gpipe_core.schedules.zoo import BUILTINS  # noqa: E402
+from gpipe_core.sim.theory import bubble_fraction  # noqa: E402
 
 
 @pytest.mark.parametrize(("K", "M"), [(1, 1), (2, 3), (4, 8), (8, 32)])

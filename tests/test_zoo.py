@@ -1,9 +1,9 @@
 """The built-in schedules after GPipe: valid tables, and the closed forms their docstrings derive.
 
-Unit costs (gpipe_core.simulate.UNIT): F = I = W = 1, B = 2; "held" is the
+Unit costs (gpipe_core.sim.simulate.UNIT): F = I = W = 1, B = 2; "held" is the
 peak number of (micro-batch, stage) activations a device keeps, from the
 forward's start to the end of its B or W. Every number below is a formula of
-gpipe_core.theory, checked against the simulated table.
+gpipe_core.sim.theory, checked against the simulated table.
 
 DualPipe (``zoo.TWO_WAY``) is not iterated here: its table has 2K stage copies
 with the chain cut between K-1 and K, which this one-way validator and
@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import pytest
 
-from gpipe_core import theory
-from gpipe_core.schedule import Action, ScheduleError, device_orders, flatten, loop_placement, v_placement
-from gpipe_core.simulate import UNIT, peak_memory, simulate
-from gpipe_core.validation import validate
-from gpipe_core.zoo import BUILTINS, interleaved_schedule, zb_h1_schedule, zb_h2_schedule, zbv_schedule
+from gpipe_core.schedules.schedule import Action, ScheduleError, device_orders, flatten, loop_placement, v_placement
+from gpipe_core.schedules.validation import validate
+from gpipe_core.schedules.zoo import BUILTINS, interleaved_schedule, zb_h1_schedule, zb_h2_schedule, zbv_schedule
+from gpipe_core.sim import theory
+from gpipe_core.sim.simulate import UNIT, peak_memory, simulate
 
 SIZES = [(K, M) for K in (1, 2, 3, 4, 5) for M in (1, 2, K, K + 1, 2 * K - 1, 2 * K, 3 * K, 13)]
 WHOLE, SPLIT = {"F", "B"}, {"F", "I", "W"}

@@ -1,7 +1,7 @@
 """Every built-in schedule, run on the engine, leaves the sequential model's loss and gradients.
 
 The equivalence grid of the schedules after GPipe: each table of
-:mod:`gpipe_core.zoo` (split backwards, two stages per device, DualPipeV's
+:mod:`gpipe_core.schedules.zoo` (split backwards, two stages per device, DualPipeV's
 overlapped F&B cells) over every checkpoint mode, both executors, dropout and
 uneven micro-batches, against :func:`~gpipe_core.sequential_step` with the
 same stages and seeds. (Module state, BatchNorm and counters, is held to the
@@ -18,7 +18,7 @@ from helpers.engine import assert_grads_close, batch, small_model
 from torch import nn
 
 from gpipe_core import GPipe, sequential_step
-from gpipe_core.zoo import BUILTINS
+from gpipe_core.schedules.zoo import BUILTINS
 
 CE = nn.functional.cross_entropy
 SPLIT = {"zb-h1", "zb-h2", "zbv", "v-min", "v-half", "v-zb", "dualpipev"}  # built-ins that run I and W
@@ -51,7 +51,7 @@ def test_virtual_builtin_refuses_another_v() -> None:
 
 
 def test_interleaved_names_the_fix_when_a_short_group_deadlocks() -> None:
-    from gpipe_core.zoo import interleaved_schedule
+    from gpipe_core.schedules.zoo import interleaved_schedule
 
     with pytest.raises(ValueError, match=r"use M a multiple of K, e.g. M=10"):
         interleaved_schedule(7, 5)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 
 from autograder.judge.base import Checks, Failed, expect
-from gpipe_core.partition import balance_by_cost, balance_by_count
+from gpipe_core.engine.partition import balance_by_cost, balance_by_count
 
 CHECKS = Checks()
 BIG_TIMEOUT = 30.0  # seconds for 64 layers on 8 stages: a dynamic program needs well under one

@@ -18,8 +18,8 @@ from autograder.judge.base import Checks, expect, number
 from autograder.judge.probe_harness import build
 from autograder.judge.tables import learner_table, matches_sequential
 from gpipe_core import gpipe_schedule, one_f_one_b_schedule, render
-from gpipe_core.partition import balance_by_count
-from gpipe_core.schedule import Action
+from gpipe_core.engine.partition import balance_by_count
+from gpipe_core.schedules.schedule import Action
 
 CHECKS = Checks()
 

@@ -21,8 +21,8 @@ from torch import nn
 from autograder.judge.base import Checks, Failed, close, expect, same_grads
 from autograder.judge.probe_harness import build, loss_function, run_isolated
 from gpipe_core import GPipe, sequential_step
-from gpipe_core.checkpoint import StoreActivations
-from gpipe_core.report import memory_law_bytes
+from gpipe_core.course.report import memory_law_bytes
+from gpipe_core.engine.checkpoint import StoreActivations
 
 CHECKS = Checks()
 GLOBAL_RNG = re.compile(r"torch\.(random\.)?(set_rng_state|get_rng_state|manual_seed|fork_rng|seed)\b")

@@ -12,7 +12,7 @@ the plain model's losses step by step.
 stages in the probe, which records every stage call: the gradients must be the
 sequential model's (what) and the calls must come in the table's tick order
 (how: a loop that gets the right gradients another way loses that cell). The
-predictions are checked on drawn M and K against ``gpipe_core.theory``, whose
+predictions are checked on drawn M and K against ``gpipe_core.sim.theory``, whose
 formulas have no body in the probe's view.
 """
 
@@ -26,11 +26,12 @@ from torch import nn
 
 from autograder.judge.base import Checks, Failed, as_tensor, close, expect, number, same_grads
 from autograder.judge.probe_harness import build, make_optimizer
-from gpipe_core import ScheduleError, gpipe_schedule, render, sequential_step, theory, validate
-from gpipe_core.experiments import plain_step
-from gpipe_core.models import teacher_task
-from gpipe_core.partition import balance_by_cost, balance_by_count, stage_costs
-from gpipe_core.schedule import one_f_one_b_schedule
+from gpipe_core import ScheduleError, gpipe_schedule, render, sequential_step, validate
+from gpipe_core.course.experiments import plain_step
+from gpipe_core.engine.partition import balance_by_cost, balance_by_count, stage_costs
+from gpipe_core.schedules.schedule import one_f_one_b_schedule
+from gpipe_core.sim import theory
+from gpipe_core.workloads.models import teacher_task
 
 CHECKS = Checks()
 recomputation = importlib.import_module("autograder.judge.04_recomputation")

@@ -7,12 +7,12 @@ peak memory under unit costs (ZB-H1: 3M+K-1 and at most K held; interleaved:
 table, a training step on the engine compared with the sequential model,
 dropout included. Sizes are drawn per grading run, so a table copied for the
 visible sizes cannot pass. The puzzles are drawn from the id of the student
-being graded (:func:`gpipe_core.puzzle_ladder.draw`), handed to the learner's
+being graded (:func:`gpipe_core.course.puzzle_ladder.draw`), handed to the learner's
 ``puzzle_n`` through the notebook's locked ``solve_puzzle``, and their targets
 are computed here by the exact search (:mod:`autograder.judge.puzzle_search`,
 which learners cannot import; the target values shipped to learners in
-:mod:`gpipe_core.puzzle_targets` are never read here). A puzzle's table must meet every criterion of
-:func:`gpipe_core.puzzles.shortfalls` against that target (the visible tests
+:mod:`gpipe_core.course.puzzle_targets` are never read here). A puzzle's table must meet every criterion of
+:func:`gpipe_core.course.puzzles.shortfalls` against that target (the visible tests
 name the same criteria in the same words) and run on the engine with exact
 gradients.
 """
@@ -29,10 +29,10 @@ from autograder.judge.probe_harness import build
 from autograder.judge.puzzle_search import target
 from autograder.judge.tables import learner_table, matches_sequential
 from gpipe_core import GPipe, ScheduleError, render
-from gpipe_core.puzzle_ladder import PRACTICE_ID, RUNGS, draw
-from gpipe_core.puzzles import shortfalls
-from gpipe_core.schedule import Action, loop_placement
-from gpipe_core.simulate import UNIT, peak_memory, times
+from gpipe_core.course.puzzle_ladder import PRACTICE_ID, RUNGS, draw
+from gpipe_core.course.puzzles import shortfalls
+from gpipe_core.schedules.schedule import Action, loop_placement
+from gpipe_core.sim.simulate import UNIT, peak_memory, times
 
 CHECKS = Checks()
 

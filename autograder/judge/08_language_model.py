@@ -26,13 +26,15 @@ from torch import Tensor, nn
 
 from autograder.judge.base import Checks, Failed, as_tensor, expect, number
 from autograder.judge.view import BALANCE, FILL_DRAIN, POLICIES, Family
-from gpipe_core.gpt import gpt
-from gpipe_core.partition import balance_by_cost, stage_costs
+from gpipe_core.engine.partition import balance_by_cost, stage_costs
+from gpipe_core.workloads.gpt import gpt
 
 CHECKS = Checks()
-_STATISTICS = Family(("batchnorm.DeferredBatchNorm._accumulate", "batchnorm.DeferredBatchNorm._commit"))
+_STATISTICS = Family(("engine.batchnorm.DeferredBatchNorm._accumulate",
+                      "engine.batchnorm.DeferredBatchNorm._commit"))
 EXERCISES = {  # what would solve each exercise: the grading view has no body for it (autograder/judge/view.py)
-    "my_partition": BALANCE.plus("partition.balance_by_cost"), "my_schedule": FILL_DRAIN, "MyRecompute": POLICIES,
+    "my_partition": BALANCE.plus("engine.partition.balance_by_cost"), "my_schedule": FILL_DRAIN,
+    "MyRecompute": POLICIES,
     "assemble": Family(why="assemble must build a GPipe"), "plain_bn_running_stats": _STATISTICS,
     "deferred_bn_running_stats": _STATISTICS}
 assembling = importlib.import_module("autograder.judge.05_assembling")

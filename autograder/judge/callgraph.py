@@ -85,7 +85,7 @@ class Graph:
 
     def __init__(self, package: Path) -> None:
         self.package = package
-        self.files: dict[str, Path] = {}  # module ("schedule", "distributed.pipe", "" for the package) -> file
+        self.files: dict[str, Path] = {}  # module ("schedules.schedule", "" for the package) -> file
         self.nodes: dict[str, ast.AST] = {}
         self.kinds: dict[str, str] = {}  # name -> "function" | "class" | "constant"
         self.aliases: dict[str, str] = {}  # a name bound by an import or a plain assignment -> what it names

@@ -30,7 +30,7 @@ def type_name(obj: Any) -> str:
 
 def encode(obj: Any, depth: int = 0) -> Any:
     """``obj`` as JSON-ready plain data, checking exact types (a subclass is reported, never trusted)."""
-    from gpipe_core.schedule import Action
+    from gpipe_core.schedules.schedule import Action
 
     if depth > MAX_DEPTH:
         return {"t": "foreign", "type": type_name(obj), "note": "nested too deeply"}
@@ -108,7 +108,7 @@ def decode(data: Any) -> Any:
     if kind == "tensor":
         return _decode_tensor(data)
     if kind == "action":
-        from gpipe_core.schedule import Action
+        from gpipe_core.schedules.schedule import Action
 
         return Action(*data["v"])
     if kind == "foreign":
@@ -132,7 +132,7 @@ def _decode_tensor(data: dict) -> Tensor | Foreign:
 
 def plain_table(table: Any) -> list[list[Any]]:
     """A learner's table rebuilt from exact types only (the engine never sees a learner's objects)."""
-    from gpipe_core.schedule import Action  # the grading view's, in the sandbox
+    from gpipe_core.schedules.schedule import Action  # the grading view's, in the sandbox
 
     if type(table) is not list or any(type(t) is not list for t in table):
         raise TypeError(f"a schedule is a list of ticks, each a list of Action; got {type_name(table)}")

@@ -22,11 +22,11 @@ def build(spec: dict) -> nn.Sequential:
     """A model from a plain spec, weights fixed by ``spec["seed"]`` (judge and probe build the same one).
 
     ``{"seed": 3, "layers": [["Linear", 6, 16], ["Tanh"], ["Seq", [...]]]}`` or
-    ``{"seed": 3, "factory": ["mlp", [5, 20], {"classes": 5, "dropout": 0.5}]}`` (gpipe_core.models).
+    ``{"seed": 3, "factory": ["mlp", [5, 20], {"classes": 5, "dropout": 0.5}]}`` (gpipe_core.workloads.models).
     """
     torch.manual_seed(spec["seed"])
     if "factory" in spec:
-        from gpipe_core import models
+        from gpipe_core.workloads import models
 
         name, args, kwargs = spec["factory"]
         if name not in ("mlp", "residual_mlp"):
@@ -78,7 +78,7 @@ class CountingRandom:
 def run_isolated(policy: Any, model: nn.Module, x: Tensor, seed: int, grad_output: Tensor | None = None,
                  loss: bool = False) -> dict:
     """Forward then backward of one micro-batch under ``policy``, as a stage runs them (notebook 04's harness)."""
-    from gpipe_core.rng import StageRandom
+    from gpipe_core.engine.rng import StageRandom
 
     stage_rng = StageRandom(model, torch.device("cpu"))
     stage_rng.generator.manual_seed(seed)
@@ -117,9 +117,9 @@ def stages_for_step(net: nn.Sequential, balance: list[int], x: Tensor, y: Tensor
 
     The probe passes its own storing ``checkpoint`` policy: the grading view of 05 has none with a body.
     """
-    from gpipe_core.common import Loss
-    from gpipe_core.partition import split_module
-    from gpipe_core.stage import Stage
+    from gpipe_core.engine.common import Loss
+    from gpipe_core.engine.partition import split_module
+    from gpipe_core.engine.stage import Stage
 
     stages = [Stage(j, part, torch.device("cpu"), checkpoint) for j, part in enumerate(split_module(net, balance))]
     xs, ys = list(torch.tensor_split(x, M)), list(torch.tensor_split(y, M))

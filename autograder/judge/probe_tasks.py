@@ -126,8 +126,8 @@ def task_recompute_gpipe(m: Any, model: dict, balance: list[int], M: int, x: Ten
 
 
 def task_recompute_saved(m: Any, model: dict, x: Tensor) -> dict:
-    from gpipe_core.memory import MemoryMeter
-    from gpipe_core.rng import StageRandom
+    from gpipe_core.engine.memory import MemoryMeter
+    from gpipe_core.engine.rng import StageRandom
 
     net = harness.build(model)
     rng, meter = StageRandom(net, torch.device("cpu")), MemoryMeter(list(net.parameters()))

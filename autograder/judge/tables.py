@@ -14,7 +14,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from gpipe_core import ScheduleError, sequential_step, validate
-from gpipe_core.schedule import Action
+from gpipe_core.schedules.schedule import Action
 
 from .base import Failed, close, expect, same_grads
 from .probe_codec import Foreign

@@ -43,42 +43,45 @@ PACKAGE = Path(gpipe_core.__file__).resolve().parent
 
 # -- what would solve an exercise ---------------------------------------------------------------------
 
-SPLIT = Family(("microbatch.split", "microbatch.join"))
-WEIGHTS = Family(("microbatch.weights", "distributed.pipe.DistributedPipe._weighted",
+SPLIT = Family(("engine.microbatch.split", "engine.microbatch.join"))
+WEIGHTS = Family(("engine.microbatch.weights", "distributed.pipe.DistributedPipe._weighted",
                   "distributed.export.TablePipe._weighted"))
-BALANCE = Family(("partition.balance_by_cost", "partition.balance_by_size", "partition.balance_by_time"))
+BALANCE = Family(("engine.partition.balance_by_cost", "engine.partition.balance_by_size",
+                  "engine.partition.balance_by_time"))
 # every table builder anywhere in the package (the classic two, the zoo, DualPipe and whatever comes next; the
 # validator's checked copy is ALLOWED), and torch's schedules read as tables
 TABLES = Family(returns=("Schedule", "list[list[Action]]"),
                 names=("distributed.torch_ir.import_torch", "distributed.torch_ir.actions_from_torch",
                        "distributed.torch_ir.from_orders", "distributed.torch_ir.survey"))
-FILL_DRAIN = TABLES.plus("schedule.gpipe_schedule")
-POLICIES = Family(("checkpoint.Recompute.forward", "checkpoint.Recompute.backward"),
-                  implements="checkpoint.CheckpointPolicy")  # StoreActivations, subclasses of either
-THEORY = Family(modules=("theory",))  # every closed form: bubble, speedup, ticks, memory
+FILL_DRAIN = TABLES.plus("schedules.schedule.gpipe_schedule")
+POLICIES = Family(("engine.checkpoint.Recompute.forward", "engine.checkpoint.Recompute.backward"),
+                  implements="engine.checkpoint.CheckpointPolicy")  # StoreActivations, subclasses of either
+THEORY = Family(modules=("sim.theory",))  # every closed form: bubble, speedup, ticks, memory
 PUZZLES = TABLES  # the exact search that solves puzzles lives in the grader (judge/puzzle_search.py), not here
 
 EXERCISES: dict[str, dict[str, Family]] = {
     "01_microbatching": {"split_batch": SPLIT, "microbatch_weights": WEIGHTS,
-                         "accumulate_gradients": Family(("reference.sequential_step",))},
-    "02_partitioner": {"partition_by_count": Family(("partition.balance_by_count",)),
-                       "measure_layer_costs": Family(("partition.profile_layers", "partition.balance_by_time")),
+                         "accumulate_gradients": Family(("engine.reference.sequential_step",))},
+    "02_partitioner": {"partition_by_count": Family(("engine.partition.balance_by_count",)),
+                       "measure_layer_costs": Family(("engine.partition.profile_layers",
+                                                               "engine.partition.balance_by_time")),
                        "partition_optimal": BALANCE},
     "03_scheduler": {"fill_drain_schedule": FILL_DRAIN,
                      "idle_fraction": Family(why="no engine function counts a table's idle cells"),
-                     "one_f_one_b": TABLES.plus("schedule.one_f_one_b_schedule", "schedule.ticks_from_orders")},
+                     "one_f_one_b": TABLES.plus("schedules.schedule.one_f_one_b_schedule",
+                                                "schedules.schedule.ticks_from_orders")},
     "04_recomputation": {"MyRecompute": POLICIES},
-    "05_assembling": {"my_partition": BALANCE.plus("partition.balance_by_cost"), "my_schedule": FILL_DRAIN,
+    "05_assembling": {"my_partition": BALANCE.plus("engine.partition.balance_by_cost"), "my_schedule": FILL_DRAIN,
                       "MyRecompute": POLICIES, "assemble": Family(why="assemble must build a GPipe"),
                       "run_table": Family(why="the engine's executor, runtime.Runtime, runs every GPipe step: "
                                               "the audit flags a run_table that uses it"),
-                      "train": Family(("training.run_steps", "experiments._train")),
-                      "predict_bubble": THEORY.plus("theory.bubble_fraction"),
-                      "predict_peak_held": THEORY.plus("theory.peak_held"),
-                      "predict_speedup": THEORY.plus("theory.ideal_speedup")},
-    "06_distributed": {"micro_batch_loss": WEIGHTS.plus("reference.sequential_step")},
-    "07_beat_the_bubble": {"zb_h1": TABLES.plus("zoo.zb_h1_schedule"),
-                           "interleaved": TABLES.plus("zoo.interleaved_schedule"),
+                      "train": Family(("workloads.training.run_steps", "course.experiments._train")),
+                      "predict_bubble": THEORY.plus("sim.theory.bubble_fraction"),
+                      "predict_peak_held": THEORY.plus("sim.theory.peak_held"),
+                      "predict_speedup": THEORY.plus("sim.theory.ideal_speedup")},
+    "06_distributed": {"micro_batch_loss": WEIGHTS.plus("engine.reference.sequential_step")},
+    "07_beat_the_bubble": {"zb_h1": TABLES.plus("schedules.zoo.zb_h1_schedule"),
+                           "interleaved": TABLES.plus("schedules.zoo.interleaved_schedule"),
                            "puzzle_helper": PUZZLES, **{f"puzzle_{n}": PUZZLES for n in range(1, 10)}},
 }
 
@@ -86,37 +89,38 @@ EXERCISES: dict[str, dict[str, Family]] = {
 
 _GRAMMAR = "the table's vocabulary and checks: the validator and the runtime read every table with it"
 ALLOWED: dict[str, str] = {  # a blocked function may call these; a module name covers all of it
-    "actions": _GRAMMAR, "schedule.Action": _GRAMMAR, "schedule.ScheduleError": _GRAMMAR,
-    "schedule.check_sizes": _GRAMMAR, "schedule._check": _GRAMMAR,
-    "schedule.dependencies": _GRAMMAR, "schedule.stage_orders": _GRAMMAR, "schedule.check_placement": _GRAMMAR,
-    "schedule.loop_placement": _GRAMMAR, "schedule.v_placement": _GRAMMAR,
-    "schedule.dependency_map": "the validator's dependency rule: it says what waits for what, not when",
-    "schedule.device_orders": "the validator and the runtime read a table's per-device order with it",
-    "schedule.walk": "the validator's deadlock check walks given orders (the engine validates every table it "
-                     "runs); it writes no order, which is each schedule exercise's content",
-    "validation": "the validator every table passes before the engine runs it",
-    "tensors": "tuple-of-tensors plumbing the stages use on every micro-batch; it computes no exercise",
-    "microbatch.positive_int": "argument checks GPipe runs", "microbatch.check_chunks": "argument checks GPipe runs",
-    "partition.split_module": "GPipe cuts the model at a given balance with it; it chooses no balance",
-    "partition.validate_balance": "GPipe checks a given balance with it", "rng": "the stages' dropout streams",
-    "puzzles.Puzzle": "the puzzle's statement (sizes, costs, cap), handed to learners",
-    "simulate": "times a given table; the notebooks hand it to learners to check their own",
-    **{m: "the engine that runs learner code in the probe's tasks" for m in (
+    "schedules.actions": _GRAMMAR, **{f"schedules.schedule.{name}": _GRAMMAR for name in (
+        "Action", "ScheduleError", "check_sizes", "_check", "dependencies", "stage_orders", "check_placement",
+        "loop_placement", "v_placement")},
+    "schedules.schedule.dependency_map": "the validator's dependency rule: it says what waits for what, not when",
+    "schedules.schedule.device_orders": "the validator and the runtime read a table's per-device order with it",
+    "schedules.schedule.walk": "the validator's deadlock check walks given orders (the engine validates every table "
+                               "it runs); it writes no order, which is each schedule exercise's content",
+    "schedules.validation": "the validator every table passes before the engine runs it",
+    "engine.tensors": "tuple-of-tensors plumbing the stages use on every micro-batch; it computes no exercise",
+    "engine.microbatch.positive_int": "argument checks GPipe runs",
+    "engine.microbatch.check_chunks": "argument checks GPipe runs",
+    "engine.partition.split_module": "GPipe cuts the model at a given balance with it; it chooses no balance",
+    "engine.partition.validate_balance": "GPipe checks a given balance with it",
+    "engine.rng": "the stages' dropout streams",
+    "course.puzzles.Puzzle": "the puzzle's statement (sizes, costs, cap), handed to learners",
+    "sim.simulate": "times a given table; the notebooks hand it to learners to check their own",
+    **{f"engine.{m}": "the engine that runs learner code in the probe's tasks" for m in (
         "common", "devices", "memory", "mailbox", "stage", "step", "workers", "runtime", "pipe", "trace",
         "split_backward")},
 }
 KEEP: dict[str, dict[str, str]] = {
     "05_assembling": {
-        "runtime.Runtime": "GPipe runs every table through it (tasks assemble, train): a run_table that calls it "
-                           "is flagged by the audit (autograder/audit.py, RUNTIME)",
-        "pipe.GPipe": "assemble must return a GPipe"},
+        "engine.runtime.Runtime": "GPipe runs every table through it (tasks assemble, train): a run_table that "
+                                  "calls it is flagged by the audit (autograder/audit.py, RUNTIME)",
+        "engine.pipe.GPipe": "assemble must return a GPipe"},
     "07_beat_the_bubble": {
-        "schedule.one_f_one_b_schedule": "notebook 07 starts from 1F1B (assignment 03's exercise); no drawn "
+        "schedules.schedule.one_f_one_b_schedule": "notebook 07 starts from 1F1B (assignment 03's exercise); no drawn "
                                          "puzzle is solved by it (tests/test_puzzles.py)",
-        "schedule.ticks_from_orders": "notebook 07's tool: it places the learner's own orders on ticks",
-        "schedule._place": "the body of ticks_from_orders, notebook 07's tool",
-        "puzzles.table_from_text": "notebook 07's tool: the learner's own orders, written as text, on ticks",
-        "puzzles.table_from_orders": "notebook 07's tool: the learner's own orders on ticks"},
+        "schedules.schedule.ticks_from_orders": "notebook 07's tool: it places the learner's own orders on ticks",
+        "schedules.schedule._place": "the body of ticks_from_orders, notebook 07's tool",
+        "course.puzzles.table_from_text": "notebook 07's tool: the learner's own orders, written as text, on ticks",
+        "course.puzzles.table_from_orders": "notebook 07's tool: the learner's own orders on ticks"},
 }
 
 

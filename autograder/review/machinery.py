@@ -33,7 +33,7 @@ SUSPECT_MODULES = {"builtins": "imports builtins", "importlib": "imports importl
                    "gc": "imports gc (object surgery)", "ctypes": "imports ctypes", "inspect": "imports inspect",
                    "autograder": "imports the grader", "IPython": "imports IPython internals"}
 EVENTS = {"pre_run_cell", "post_run_cell", "pre_execute", "post_execute"}
-RUNTIME = "uses the engine's own executor (gpipe_core.runtime), which 05 asks learners to write"
+RUNTIME = "uses the engine's own executor (gpipe_core.engine.runtime), which 05 asks learners to write"
 
 
 def _dotted(node: ast.AST) -> str:
@@ -49,7 +49,7 @@ def _imports(node: ast.Import | ast.ImportFrom, graded: set[str]) -> list[str]:
             out.append(SUSPECT_MODULES[name.split(".")[0]])
         if name.startswith("gpipe_core.grading") or name == "torch.testing":
             out.append(f"imports {name}")
-        if name.startswith("gpipe_core.runtime"):
+        if name.startswith(("gpipe_core.runtime", "gpipe_core.engine.runtime")):  # the flat path is an alias
             out.append(RUNTIME)
     if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gpipe_core"):
         for alias in node.names:

@@ -28,7 +28,7 @@ from .limits import Limits
 from .nbrunner import cap_outputs
 
 RUNNER = Path(__file__).with_name("nbrunner.py")
-# nbgrader's name for "a grader runs this notebook": gpipe_core.widgets.in_grader() skips slow demos and widgets
+# nbgrader's name for "a grader runs this notebook": gpipe_core.course.widgets.in_grader() skips slow demos and widgets
 GRADER_ENV = {"NBGRADER_EXECUTION": "autograde"}
 KEPT_MIME = ("text/plain", "image/png")
 EVENTS = {"CellTimeoutError": "TIMEOUT", "KernelDied": "KERNEL_DIED", "NotRun": "NOT_RUN"}

@@ -13,8 +13,8 @@ Every source is one solution cell, keyed by grade id.
 from __future__ import annotations
 
 from autograder.judge.puzzle_search import reference_orders
-from gpipe_core.puzzle_ladder import RUNGS, draw
-from gpipe_core.puzzles import Puzzle, text_from_orders
+from gpipe_core.course.puzzle_ladder import RUNGS, draw
+from gpipe_core.course.puzzles import Puzzle, text_from_orders
 
 
 def _rows(p: Puzzle) -> list[str]:

@@ -55,7 +55,7 @@ class Attack:
 def _cheats(repo: Path) -> list[tuple[Attack, dict[str, str]]]:
     """Cheats on blank work: (attack, {solution cell: new source}). They must score 0."""
     zero = frozenset()
-    from gpipe_core import partition
+    from gpipe_core.engine import partition
 
     engine = inspect.getsource(partition.balance_by_cost).replace("def balance_by_cost", "def partition_optimal")
     helpers = "".join(inspect.getsource(getattr(partition, n)) for n in dir(partition)

@@ -178,7 +178,7 @@ def _copied() -> list[tuple[Attack, dict[str, str]]]:
     """The engine's optimal partitioner copied with padding or behind a decoy: flagged, or no points."""
     import inspect
 
-    from gpipe_core import partition
+    from gpipe_core.engine import partition
 
     engine = inspect.getsource(partition.balance_by_cost).replace("def balance_by_cost", "def partition_optimal")
     helpers = "".join(inspect.getsource(getattr(partition, n)) for n in dir(partition)

@@ -6,7 +6,7 @@ and the memory each device holds. So this module evaluates every schedule for
 K = 1..max_K and M = 1..max_M under a few cost presets and the page's
 JavaScript (``book/_static/gpipe-explorer.js``) only draws the result.
 
-Every schedule of ``gpipe_core.zoo.BUILTINS`` is offered, so a schedule added
+Every schedule of ``gpipe_core.schedules.zoo.BUILTINS`` is offered, so a schedule added
 there appears on the site with the next build. DualPipe (``zoo.TWO_WAY``) is
 not: its table cuts the chain between stage copies K-1 and K, which the
 simulator timing these entries does not know; ``gpipe schedule --schedule
@@ -40,7 +40,7 @@ the cost presets without a link.
     device d's peak activation memory under preset c (the same for every
     preset: a device runs one action at a time, so its peak depends only on
     its order, and it is sized once), from the simulator
-    (``gpipe_core.simulate.peak_memory``), in micro-batches of a whole
+    (``gpipe_core.sim.simulate.peak_memory``), in micro-batches of a whole
     device's share of the model (a stage held counts 1/V).
 ``bubble_formula``, ``memory_remat``, ``memory_stored``
     the paper's formulas for the same K and M, for comparison.
@@ -51,15 +51,15 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from gpipe_core.comm import Comm
-from gpipe_core.schedule import device_orders, flatten
-from gpipe_core.simulate import Costs, peak_memory, simulate
-from gpipe_core.theory import bubble_fraction, memory_units_rematerialized, memory_units_stored
-from gpipe_core.trace import COLORS, LABELS
-from gpipe_core.widgets import explorer
-from gpipe_core.zoo import BUILTINS, Builtin
+from gpipe_core.course.widgets import explorer
+from gpipe_core.engine.trace import COLORS, LABELS
+from gpipe_core.schedules.schedule import device_orders, flatten
+from gpipe_core.schedules.zoo import BUILTINS, Builtin
+from gpipe_core.sim.comm import Comm
+from gpipe_core.sim.simulate import Costs, peak_memory, simulate
+from gpipe_core.sim.theory import bubble_fraction, memory_units_rematerialized, memory_units_stored
 
-# Ranges, batch and depth as gpipe_core.widgets.explorer has them, so the site and the notebook widget agree.
+# Ranges, batch and depth as gpipe_core.course.widgets.explorer has them, so the site and the notebook widget agree.
 _EXPLORER = inspect.signature(explorer).parameters
 MAX_K, MAX_M = _EXPLORER["max_K"].default, _EXPLORER["max_M"].default
 N, L = _EXPLORER["N"].default, _EXPLORER["L"].default

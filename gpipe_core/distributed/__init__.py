@@ -22,9 +22,9 @@ weights n_i/N          the loss torch calls per micro-batch is weighted by n_i/N
                        (``except_last`` skips the last micro-batch, as in the engine)
 dropout seeds          micro-batch i on stage j runs right after
                        ``torch.manual_seed(stage_seed(seed, i, j))``, the rule
-                       :func:`~gpipe_core.reference.sequential_step` replays
+                       :func:`~gpipe_core.engine.reference.sequential_step` replays
 ``Trace``              every rank times its F/R/B actions; :meth:`gather_trace`
-                       collects them on rank 0 as one :class:`~gpipe_core.trace.Trace`
+                       collects them on rank 0 as one :class:`~gpipe_core.engine.trace.Trace`
 ``StageError``         a failing action raises ``StageError`` on its rank; torchrun
                        then stops every other rank and exits with the error
 =====================  ==========================================================
@@ -33,7 +33,7 @@ One limit comes from torch, not from this wrapper: micro-batches must be
 equal (torch sizes each receive buffer from the first micro-batch, so the batch
 must be a multiple of M; we check it and say so). :class:`DistributedPipe`
 runs torch's fixed GPipe and 1F1B classes by name; any table of ours (a
-learner's, a built-in of :mod:`gpipe_core.zoo`, split backwards and virtual
+learner's, a built-in of :mod:`gpipe_core.schedules.zoo`, split backwards and virtual
 stages included) runs on torch's own action runtime through
 :class:`~gpipe_core.distributed.export.TablePipe`, and
 :mod:`~gpipe_core.distributed.torch_ir` brings torch's schedules the other way,

@@ -2,7 +2,7 @@
 
 :class:`~gpipe_core.distributed.DistributedPipe` runs torch's own fixed
 schedule classes. :class:`TablePipe` instead hands torch a table written here
-(a built-in of :mod:`gpipe_core.zoo`, or a learner's), with virtual stages and
+(a built-in of :mod:`gpipe_core.schedules.zoo`, or a learner's), with virtual stages and
 split backwards: every rank keeps the stages its device holds, the table
 becomes torch's compute-only IR (:func:`gpipe_core.distributed.torch_ir.to_torch`),
 and torch's ``_PipelineScheduleRuntime`` lowers it (adds the sends and
@@ -26,11 +26,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..common import LossFn
-from ..partition import balance_by_count, check_sequential, split_module, validate_balance
-from ..rng import draw_base_seed
-from ..schedule import ScheduleLike
-from ..validation import resolve
+from ..engine.common import LossFn
+from ..engine.partition import balance_by_count, check_sequential, split_module, validate_balance
+from ..engine.rng import draw_base_seed
+from ..schedules.schedule import ScheduleLike
+from ..schedules.validation import resolve
 from .group import default_device
 from .stages import StageModule, TracedStage
 from .torch_ir import to_torch
@@ -53,7 +53,7 @@ class TablePipe:
         module: the whole model, an ``nn.Sequential`` (each rank keeps its stages' slices).
         balance: layers per stage, S = K * virtual entries; default: by count.
         chunks: M; the batch must be a multiple of M (torch sizes its buffers from the first micro-batch).
-        schedule: a name of :data:`gpipe_core.zoo.BUILTINS` or a table.
+        schedule: a name of :data:`gpipe_core.schedules.zoo.BUILTINS` or a table.
         virtual: V, stages per process; placement: device of each stage (default: the built-in's, or loop).
         checkpoint: ``"never"``, ``"always"`` or ``"except_last"`` (``torch.utils.checkpoint``).
     """
@@ -151,7 +151,7 @@ class TablePipe:
 
 def _default_placement(schedule: ScheduleLike, K: int, virtual: int) -> list[int]:
     if isinstance(schedule, str):
-        from ..zoo import BUILTINS
+        from ..schedules.zoo import BUILTINS
 
         if schedule in BUILTINS and BUILTINS[schedule].virtual == virtual:
             return BUILTINS[schedule].placement(K)

@@ -12,7 +12,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from ..common import default_threads
+from ..engine.common import default_threads
 
 
 def default_device(choice: str = "auto") -> torch.device:

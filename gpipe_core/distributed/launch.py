@@ -4,7 +4,7 @@ The launcher half (:func:`launch`, :func:`torchrun_command`, :func:`worker_argv`
 turns the ``gpipe train`` flags into a torchrun command line. The worker half
 (:func:`train`, :func:`measure`) is ``gpipe train`` itself on one process per
 stage: the same task, loop and report as the thread engine's
-(:mod:`gpipe_core.training`, :mod:`gpipe_core.report`), with the collective
+(:mod:`gpipe_core.workloads.training`, :mod:`gpipe_core.course.report`), with the collective
 parts in between. The worker's entry point is ``gpipe_core/distributed/__main__.py``,
 which nothing imports, so this module never needs the command-line module.
 """
@@ -21,11 +21,11 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 
-from ..experiments import interleaved_times, plain_step
-from ..reference import sequential_step
-from ..report import Report, max_grad_diff, start_report, time_speed
-from ..trace import Trace
-from ..training import Run, Task, loss_warning, make_task, run_steps, save_gantt
+from ..course.experiments import interleaved_times, plain_step
+from ..course.report import Report, max_grad_diff, start_report, time_speed
+from ..engine.reference import sequential_step
+from ..engine.trace import Trace
+from ..workloads.training import Run, Task, loss_warning, make_task, run_steps, save_gantt
 from .group import init
 from .pipe import SCHEDULES, DistributedPipe
 
@@ -34,10 +34,10 @@ LAUNCH_FLAGS = ("distributed", "nnodes", "node_rank", "rdzv_endpoint")  # the la
 
 def measure(pipe: DistributedPipe, task: Task, run: Run, trace: Trace | None, schedule: str,
             repeats: int = 3) -> Report | None:
-    """Collective: the ``gpipe train`` report on rank 0 (None elsewhere), as :func:`gpipe_core.report.measure`.
+    """Collective: the ``gpipe train`` report on rank 0 (None elsewhere), as :func:`gpipe_core.course.report.measure`.
 
     The largest gradient difference of one more step against
-    :func:`~gpipe_core.reference.sequential_step` (on rank 0, from the gathered
+    :func:`~gpipe_core.engine.reference.sequential_step` (on rank 0, from the gathered
     model), the bubble of the gathered trace, and one pipelined step timed on
     rank 0 beside the same micro-batches through one stage with one process's
     threads and beside the plain model on every core, round-robin. Activation
@@ -107,7 +107,7 @@ def train(args: argparse.Namespace) -> int:
                                               f"(torch.distributed.pipelining, {args.schedule})")
                 print(f"Gantt chart of the last step written to {args.gantt}")
             if args.trace and trace is not None:
-                from ..perfetto import chrome_trace, write
+                from ..sim.perfetto import chrome_trace, write
 
                 write(chrome_trace(trace), args.trace)
                 print(f"Chrome/Perfetto trace of the last step written to {args.trace}")

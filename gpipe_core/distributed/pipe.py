@@ -12,12 +12,12 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.distributed.pipelining import Schedule1F1B, ScheduleGPipe
 
-from ..checkpoint import MODES
-from ..common import LossFn
-from ..microbatch import positive_int
-from ..partition import balance_by_count, check_sequential, split_module, validate_balance
-from ..rng import draw_base_seed
-from ..trace import Event, Trace
+from ..engine.checkpoint import MODES
+from ..engine.common import LossFn
+from ..engine.microbatch import positive_int
+from ..engine.partition import balance_by_count, check_sequential, split_module, validate_balance
+from ..engine.rng import draw_base_seed
+from ..engine.trace import Event, Trace
 from .group import default_device
 from .stages import StageModule, TracedStage
 

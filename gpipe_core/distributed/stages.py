@@ -11,10 +11,10 @@ from torch import Tensor, nn
 from torch.distributed.pipelining import PipelineStage
 from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
-from ..common import StageError
-from ..rng import stage_seed
-from ..schedule import Action
-from ..trace import Event
+from ..engine.common import StageError
+from ..engine.rng import stage_seed
+from ..engine.trace import Event
+from ..schedules.schedule import Action
 
 
 class StageModule(nn.Module):

@@ -3,7 +3,7 @@
 PyTorch writes each schedule as one list of actions per rank: ``_Action(stage_index,
 computation_type, microbatch_index)`` with compute kinds F, B, I, W (and, for
 DualPipeV, OVERLAP_F_B: a forward and a backward run together, our
-:class:`~gpipe_core.actions.Overlap` cell) and, once
+:class:`~gpipe_core.schedules.actions.Overlap` cell) and, once
 lowered, sends, receives and gradient reductions. That is our table read row by
 row, so the two translate:
 
@@ -30,10 +30,10 @@ from typing import Any
 
 import torch
 
-from ..actions import Cell, Overlap, actions_of, flatten
-from ..schedule import Action, Schedule, ScheduleError, check_placement, device_orders, ticks_from_orders
-from ..simulate import UNIT, peak_memory, simulate
-from ..validation import validate
+from ..schedules.actions import Cell, Overlap, actions_of, flatten
+from ..schedules.schedule import Action, Schedule, ScheduleError, check_placement, device_orders, ticks_from_orders
+from ..schedules.validation import validate
+from ..sim.simulate import UNIT, peak_memory, simulate
 
 COMPUTE = {"F": "F", "B": "B", "I": "I", "W": "W"}
 
@@ -47,7 +47,7 @@ def _internals() -> tuple[Any, Any]:
         raise RuntimeError(
             f"importing torch's schedules needs torch.distributed.pipelining._schedule_visualizer.get_schedule_ops "
             f"and schedules._Action (torch 2.8 or newer; tested on 2.13); this is torch {torch.__version__} "
-            f"({exc}). Upgrade torch, or use gpipe_core.zoo's built-in tables") from None
+            f"({exc}). Upgrade torch, or use gpipe_core.schedules.zoo's built-in tables") from None
     return schedules, get_schedule_ops
 
 

@@ -110,7 +110,8 @@ def sandbox_processes() -> list[int]:
     return found
 
 
-ATTACKED = ["solutions/02_partitioner/partitioner.ipynb", "gpipe_core/partition.py", "autograder/judge/__init__.py",
+ATTACKED = ["solutions/02_partitioner/partitioner.ipynb", "gpipe_core/engine/partition.py",
+            "autograder/judge/__init__.py",
             "pwned.txt"]
 
 

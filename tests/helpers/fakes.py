@@ -22,13 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from gpipe_core.schedule import Action
+from gpipe_core.schedules.schedule import Action
 
 WATCHDOG_S = 30.0
 
 
 class StoppedClock:
-    """``time`` for gpipe_core.runtime: ``monotonic()`` stands still until ``expire()``; the rest is real time."""
+    """``time`` for engine.runtime: ``monotonic()`` stands still until ``expire()``; the rest is real time."""
 
     def __init__(self) -> None:
         self.now = 0.0

@@ -57,20 +57,23 @@ def view_sweep(modules: list[str], cases: list[list[Any]]) -> dict[str, Any]:
 
 
 def alias_attacks(orders: list) -> dict[str, Any]:
-    """The blocked tick placement, reached every way a module can be entered."""
+    """The blocked tick placement, reached every way a module can be entered (the notebooks' flat path or its own)."""
     import gpipe_core.schedule as S
     from gpipe_core.schedule import _place as p
 
+    import gpipe_core.schedules.schedule as N
+
     return {"S._place": _outcome(lambda: S._place(orders)), "vars(S)": _outcome(lambda: vars(S)["_place"](orders)),
             "getattr": _outcome(lambda: getattr(S, "_" + "place")(orders)), "import as": _outcome(lambda: p(orders)),
-            "S.__dict__": _outcome(lambda: S.__dict__["_place"](orders))}
+            "S.__dict__": _outcome(lambda: S.__dict__["_place"](orders)),
+            "new path": _outcome(lambda: N._place(orders))}
 
 
 def policy_attacks(spec: dict, x: torch.Tensor, g: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     """A subclass of every engine policy, through the recomputation check's harness and inside GPipe."""
+    import gpipe_core.checkpoint as C
     import probe_harness as h  # beside the probe, as in the sandbox
 
-    import gpipe_core.checkpoint as C
     from gpipe_core import GPipe
 
     out = {}
