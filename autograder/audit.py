@@ -11,7 +11,8 @@ found here without running anything (the parts live in ``autograder/review/``):
   fingerprints match gpipe_core's own implementation of what the assignment
   blocks, or a classmate's, after subtracting what the course hands out;
 * **grading machinery** touched anywhere in the notebook
-  (:mod:`.review.machinery`), a notebook bent out of shape, a grade id on two
+  (:mod:`.review.machinery`, with the imports the assignment's judge flags in
+  its ``REVIEW``), a notebook bent out of shape, a grade id on two
   cells, definitions too large to compare in full.
 
 Everything reads the definitions exactly as the probe loads them
@@ -31,13 +32,13 @@ from .judge.extract import extract
 from .review.capabilities import holds
 from .review.definitions import MAX_AUDIT_CHARS, duplicates, effective, load, solution_text, statements
 from .review.findings import Finding, flag, hold, review_rows
-from .review.machinery import RUNTIME, machinery, suspicious
+from .review.machinery import machinery, suspicious
 from .review.similarity import Submission, class_findings, engine_findings, fingerprint
 from .review.tokens import Tally
 
 CLASS_RULES = frozenset({"copied-classmate"})  # what only the class audit finds (the rest comes from ``audit``)
 
-__all__ = ["CLASS_RULES", "RUNTIME", "Finding", "audit", "audit_class", "holds", "review_rows", "suspicious"]
+__all__ = ["CLASS_RULES", "Finding", "audit", "audit_class", "holds", "review_rows", "suspicious"]
 
 
 def _why(exc: BaseException) -> str:

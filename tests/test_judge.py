@@ -290,13 +290,21 @@ def test_forged_replies_score_zero_without_crashing_the_grader() -> None:
     assert any("unexpected shape" in f for f in result.flags)
 
 
-def test_the_audit_flags_the_engines_own_executor() -> None:
-    """05 asks for a tick-by-tick executor; running the table on gpipe_core's Runtime is flagged for review."""
+def test_the_audit_flags_the_engines_own_executor_in_05_only() -> None:
+    """05 asks for a tick-by-tick executor; running the table on gpipe_core's Runtime is flagged for review there.
+
+    The rule is 05's (its judge's ``REVIEW``): 02's review does not flag the executor.
+    """
     import ast
 
-    from autograder.audit import RUNTIME, suspicious
+    from autograder.audit import suspicious
+    from autograder.judge import facts
 
+    rules = facts.review("05_assembling")
+    (why,) = set(rules.imports.values())
     for code in ("from gpipe_core.runtime import Runtime", "import gpipe_core.runtime as r",
-                 "from gpipe_core import runtime"):
-        assert RUNTIME in suspicious(ast.parse(code), set()), code
-    assert RUNTIME not in suspicious(ast.parse("from gpipe_core.stage import Stage"), set())
+                 "from gpipe_core import runtime", "from gpipe_core import Runtime",
+                 "from gpipe_core.pipe import Runtime"):
+        assert why in suspicious(ast.parse(code), set(), rules), code
+        assert why not in suspicious(ast.parse(code), set(), facts.review("02_partitioner")), code
+    assert why not in suspicious(ast.parse("from gpipe_core.stage import Stage"), set(), rules)
