@@ -92,7 +92,7 @@ def write_assignment(root: Path) -> list[Path]:
                  "name": "repeated", "description": "repeats the list instead of doubling each number",
                  "cell": "double", "source": WRONG, "loses": ["test_double"], "visible": ["test_double"],
                  "message": "double each number"}]),
-             f"book/{A}.md": "# 09: doubling\n\nThe notebook: `notebooks/09_double/double.ipynb`.\n"}
+             f"book/assignments/{A}.md": "# 09: doubling\n\nThe notebook: `notebooks/09_double/double.ipynb`.\n"}
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
