@@ -12,6 +12,7 @@ the repository naming it. The repository itself has no assignment 09.
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import os
@@ -23,8 +24,6 @@ import nbformat
 import pytest
 
 from autograder import REPO
-
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # nbgrader's release and a whole grading run
 
 A, NB = "09_double", "double"
 
@@ -106,6 +105,8 @@ def autograder(*args: str, env: dict[str, str]) -> str:
     return done.stdout
 
 
+@pytest.mark.slow  # nbgrader's release and a whole grading run
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("isolation", [pytest.param(["--no-sandbox"], id="no-sandbox"),
                                        pytest.param([], id="sandbox", marks=pytest.mark.sandbox)])
 def test_a_new_assignment_is_graded_from_its_own_four_files(isolation: list[str], tmp_path: Path,
@@ -138,3 +139,14 @@ def test_a_new_assignment_is_graded_from_its_own_four_files(isolation: list[str]
 
     assert limits_for(A, {}) == Limits(cell_timeout_s=25, notebook_timeout_s=90)
     assert "theory.bubble_fraction" in view.blocked(A)
+
+
+def test_no_judge_imports_another_assignments_judge() -> None:
+    """What two assignments share lives in a ``shared_*`` module: a judge file names no other assignment's."""
+    for path in sorted((REPO / "autograder" / "judge").glob("[0-9][0-9]_*.py")):
+        tree = ast.parse(path.read_text())
+        imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+        others = [m for m in imported + strings if "autograder.judge.0" in m or "autograder/judge/0" in m]
+        assert not others, f"{path.name} reaches another judge ({others}): move what they share to a shared_* module"

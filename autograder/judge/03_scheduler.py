@@ -16,7 +16,7 @@ import torch
 
 from autograder.judge.base import Checks, expect, number
 from autograder.judge.probe_harness import build
-from autograder.judge.tables import learner_table, matches_sequential
+from autograder.judge.shared_tables import learner_table, matches_sequential
 from autograder.judge.view import FILL_DRAIN, TABLES, Family
 from autograder.limits import Limits
 from gpipe_core import gpipe_schedule, one_f_one_b_schedule, render

@@ -28,7 +28,7 @@ from autograder.judge.base import Checks, Failed, expect
 from autograder.judge.facts import Review
 from autograder.judge.probe_harness import build
 from autograder.judge.puzzle_search import target
-from autograder.judge.tables import learner_table, matches_sequential
+from autograder.judge.shared_tables import learner_table, matches_sequential
 from autograder.judge.view import PUZZLES, TABLES
 from autograder.limits import Limits
 from gpipe_core import GPipe, ScheduleError, render
