@@ -40,7 +40,7 @@ from gpipe_core.simulate import UNIT, peak_memory, times
 CHECKS = Checks()
 EXERCISES = {  # what would solve each exercise: the grading view has no body for it (autograder/judge/view.py)
     "zb_h1": TABLES.plus("zoo.zb_h1_schedule"), "interleaved": TABLES.plus("zoo.interleaved_schedule"),
-    "puzzle_helper": PUZZLES, **{f"puzzle_{n}": PUZZLES for n in range(1, 10)}}
+    "puzzle_helper": PUZZLES, **{f"puzzle_{n}": PUZZLES for n in range(1, len(RUNGS) + 1)}}
 KEEP = {  # what the notebook hands learners as tools keeps its body, with why
     "schedule.one_f_one_b_schedule": "notebook 07 starts from 1F1B (assignment 03's exercise); no drawn "
                                      "puzzle is solved by it (tests/test_puzzles.py)",
