@@ -9,9 +9,8 @@ anywhere else (``tests/test_new_assignment.py`` grades an assignment 09 that
 only the course tree knows about).
 
 A course tree outside the repository (``GPIPE_COURSE_ROOT``) brings its own
-judges: they are looked up in ``<course root>/autograder/judge/`` first, then
-in this package, the same rule that finds its ``solutions/`` and
-``autograder/planted/``.
+judges: they are looked up in ``<course root>/autograder/judge/`` first (beside
+its ``solutions/`` and ``autograder/planted/``), then in this package.
 """
 
 from __future__ import annotations
