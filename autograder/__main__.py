@@ -38,8 +38,7 @@ from .workspace import Workspace
 
 def _limit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="regrade submissions that were graded already")
-    p.add_argument("--cell-timeout", type=int, metavar="S",
-                   help="seconds per cell (default: autograder/sandbox/limits.py)")
+    p.add_argument("--cell-timeout", type=int, metavar="S", help="seconds per cell (default: the judge's LIMITS)")
     p.add_argument("--notebook-timeout", type=int, metavar="S", help="seconds per notebook, restarts included")
     p.add_argument("--memory-mb", type=int, metavar="MB", help="kernel address-space limit in MB; 0 turns it off")
     p.add_argument("--jobs", type=int, default=1, metavar="N",

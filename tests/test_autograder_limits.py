@@ -1,4 +1,4 @@
-"""Fast checks of the grader's parts: the limits table, collecting a folder, cleaning a submission.
+"""Fast checks of the grader's parts: each judge's limits, collecting a folder, cleaning a submission.
 
 The end-to-end classes in tests/grading/ show these working together (and
 tests/grading/test_sandbox.py the sandbox); these tests pin each part down on
@@ -14,16 +14,19 @@ import nbformat
 import pytest
 
 from autograder import assignments, notebook_names
-from autograder.sandbox.limits import DEFAULT, PER_ASSIGNMENT, limits_for
+from autograder.judge import facts
+from autograder.judge.facts import limits_for
+from autograder.sandbox.limits import DEFAULT, Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_limits_per_assignment_and_overrides() -> None:
     assert limits_for("no_such_assignment", {}) == DEFAULT
-    assert set(assignments()) <= set(PER_ASSIGNMENT), "every assignment needs its limits (autograder/sandbox/limits.py)"
-    for name, limits in PER_ASSIGNMENT.items():
-        assert limits_for(name, {}) == limits
+    for name in assignments():
+        limits = facts.declared(name, "LIMITS", None)
+        assert isinstance(limits, Limits), f"autograder/judge/{name}.py declares no LIMITS = Limits(...)"
+        assert limits_for(name, {}) == limits != DEFAULT
         assert 0 < limits.cell_timeout_s <= limits.notebook_timeout_s and limits.memory_mb > 0
         assert limits.processes > 16 and 0 < limits.file_mb <= limits.scratch_mb
         assert 0 < limits.output_bytes_cell <= limits.output_bytes_notebook

@@ -307,14 +307,22 @@ def test_forged_replies_score_zero_without_crashing_the_grader() -> None:
     assert any("unexpected shape" in f for f in result.flags)
 
 
-def test_the_review_flags_the_engines_own_executor() -> None:
-    """05 asks for a tick-by-tick executor; running the table on gpipe_core's Runtime is flagged for review."""
+def test_the_review_flags_the_engines_own_executor_in_05_only() -> None:
+    """05 asks for a tick-by-tick executor; running the table on gpipe_core's Runtime is flagged for review there.
+
+    The rule is 05's (its judge's ``REVIEW``): 02's review does not flag the executor.
+    """
     import ast
 
-    from autograder.review.run import RUNTIME, suspicious
+    from autograder.judge import facts
+    from autograder.review.run import suspicious
 
+    rules = facts.review("05_assembling")
+    (why,) = set(rules.imports.values())
     for code in ("from gpipe_core.engine.runtime import Runtime", "import gpipe_core.engine.runtime as r",
                  "from gpipe_core.runtime import Runtime", "import gpipe_core.runtime as r",  # the notebooks' path
-                 "from gpipe_core import runtime", "from gpipe_core.engine import runtime"):
-        assert RUNTIME in suspicious(ast.parse(code), set()), code
-    assert RUNTIME not in suspicious(ast.parse("from gpipe_core.engine.stage import Stage"), set())
+                 "from gpipe_core import runtime", "from gpipe_core.engine import runtime",
+                 "from gpipe_core import Runtime", "from gpipe_core.engine.pipe import Runtime"):
+        assert why in suspicious(ast.parse(code), set(), rules), code
+        assert why not in suspicious(ast.parse(code), set(), facts.review("02_partitioner")), code
+    assert why not in suspicious(ast.parse("from gpipe_core.engine.stage import Stage"), set(), rules)

@@ -3,7 +3,7 @@
 The search that proves 07's targets returns optimal tables, and it is public
 in the repository (``autograder/judge/puzzle_search.py``). The review compares
 learner code with that file as it does with gpipe_core's blocked functions
-(:data:`autograder.review.base.GRADER_CODE`): a pasted copy, whole or renamed,
+(07's judge names it in ``REVIEW.grader_code``): a pasted copy, whole or renamed,
 reordered and padded, is flagged with evidence naming the file, and the course's
 own solution is not. These tests call the review directly (no graded class).
 """
@@ -19,7 +19,7 @@ import pytest
 from helpers.disguise import disguise
 
 from autograder import notebook_names
-from autograder.judge import puzzle_search
+from autograder.judge import facts, puzzle_search
 from autograder.review import base
 from autograder.review.run import review_submission
 from autograder.selftest.fakeclass import replace_cell, solved
@@ -67,7 +67,7 @@ def test_a_renamed_reordered_padded_search_is_flagged_naming_it() -> None:
 
 def test_without_the_grader_code_in_the_reference_the_same_copy_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     """What flags the copy is the grader's file in the reference set, nothing else (so the tests above can fail)."""
-    monkeypatch.setattr(base, "GRADER_CODE", {})
+    monkeypatch.setattr(facts, "review", lambda assignment: facts.Review())
     pasted = disguise(inspect.getsource(puzzle_search.solve), "best_orders")
     assert _copied(pasted) == []
 

@@ -25,7 +25,7 @@ import nbformat
 import pytest
 
 from autograder import assignments, course_root, notebook_names
-from autograder.sandbox.limits import limits_for
+from autograder.judge.facts import limits_for
 from autograder.selftest.fakeclass import planted, replace_cell
 
 pytestmark = [pytest.mark.timeout(1200), pytest.mark.slow]  # every planted mistake re-runs a whole notebook

@@ -26,8 +26,8 @@ possibly hostile, learners cannot change a grade but by their work
 
 from .collect import collect
 from .course import Course, resolve
-from .jobs import autograde, job_lines, merge, plan, run_job
 from .export import export
+from .jobs import autograde, job_lines, merge, plan, run_job
 from .publish import feedback
 from .release import release
 from .result import Result

@@ -27,8 +27,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..judge.facts import limits_for
 from ..sandbox.launch import start_sandboxed
-from ..sandbox.limits import Limits, limits_for
+from ..sandbox.limits import Limits
 
 PROBE_BYTES = 64 << 20  # tensors come back as raw bytes: far more than a notebook's printed output
 _views: dict[str, Path] = {}

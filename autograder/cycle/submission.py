@@ -35,8 +35,8 @@ from typing import Any
 import nbformat
 
 from .. import notebook_names
+from ..judge.facts import limits_for
 from ..sandbox.execute import as_submitted, execute
-from ..sandbox.limits import limits_for
 from ..workspace import Workspace
 from .course import Course
 from .probe_runs import package_copy, probe_runner

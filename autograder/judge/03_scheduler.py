@@ -16,12 +16,19 @@ import torch
 
 from autograder.judge.base import Checks, expect, number
 from autograder.judge.probe_harness import build
-from autograder.judge.tables import learner_table, matches_sequential
+from autograder.judge.shared_tables import learner_table, matches_sequential
+from autograder.judge.view import FILL_DRAIN, TABLES, Family
+from autograder.sandbox.limits import Limits
 from gpipe_core import gpipe_schedule, one_f_one_b_schedule, render
 from gpipe_core.engine.partition import balance_by_count
 from gpipe_core.schedules.schedule import Action
 
 CHECKS = Checks()
+EXERCISES = {  # what would solve each exercise: the grading view has no body for it (autograder/judge/view.py)
+    "fill_drain_schedule": FILL_DRAIN,
+    "idle_fraction": Family(why="no engine function counts a table's idle cells"),
+    "one_f_one_b": TABLES.plus("schedules.schedule.one_f_one_b_schedule", "schedules.schedule.ticks_from_orders")}
+LIMITS = Limits(cell_timeout_s=30, notebook_timeout_s=180)  # the slowest graded cell on 2 cores, times ~10
 
 
 def _sizes(rng: random.Random, count: int, top: int = 9) -> list[tuple[int, int]]:

@@ -25,9 +25,12 @@ import torch
 from torch import nn
 
 from autograder.judge.base import Checks, Failed, expect
+from autograder.judge.facts import Review
 from autograder.judge.probe_harness import build
 from autograder.judge.puzzle_search import target
-from autograder.judge.tables import learner_table, matches_sequential
+from autograder.judge.shared_tables import learner_table, matches_sequential
+from autograder.judge.view import PUZZLES, TABLES
+from autograder.sandbox.limits import Limits
 from gpipe_core import GPipe, ScheduleError, render
 from gpipe_core.course.puzzle_ladder import PRACTICE_ID, RUNGS, draw
 from gpipe_core.course.puzzles import shortfalls
@@ -35,6 +38,20 @@ from gpipe_core.schedules.schedule import Action, loop_placement
 from gpipe_core.sim.simulate import UNIT, peak_memory, times
 
 CHECKS = Checks()
+EXERCISES = {  # what would solve each exercise: the grading view has no body for it (autograder/judge/view.py)
+    "zb_h1": TABLES.plus("schedules.zoo.zb_h1_schedule"),
+    "interleaved": TABLES.plus("schedules.zoo.interleaved_schedule"),
+    "puzzle_helper": PUZZLES, **{f"puzzle_{n}": PUZZLES for n in range(1, len(RUNGS) + 1)}}
+KEEP = {  # what the notebook hands learners as tools keeps its body, with why
+    "schedules.schedule.one_f_one_b_schedule": "notebook 07 starts from 1F1B (assignment 03's exercise); no drawn "
+                                     "puzzle is solved by it (tests/test_puzzles.py)",
+    "schedules.schedule.ticks_from_orders": "notebook 07's tool: it places the learner's own orders on ticks",
+    "schedules.schedule._place": "the body of ticks_from_orders, notebook 07's tool",
+    "course.puzzles.table_from_text": "notebook 07's tool: the learner's own orders, written as text, on ticks",
+    "course.puzzles.table_from_orders": "notebook 07's tool: the learner's own orders on ticks"}
+LIMITS = Limits(cell_timeout_s=30, notebook_timeout_s=180)  # the slowest graded cell on 2 cores, times ~10
+# the exact search behind every puzzle target returns optimal tables, and the repository is public
+REVIEW = Review(grader_code=("autograder/judge/puzzle_search.py",))
 
 
 def _step(table: list[list[Action]], K: int, placement: list[int] | None) -> int:

@@ -1,7 +1,7 @@
 """Judge of assignment 08: the learner's parts on a language model's costs, assemble, and BatchNorm's statistics.
 
 The parts (my_partition, my_schedule, MyRecompute) and assemble are checked as
-in assignment 05 (those checks are reused, so both assignments grade them the
+in assignment 05 (both use :mod:`.shared_assembly`, so both grade them the
 same way), plus partitions of the GPT's own layer sizes for drawn model shapes.
 
 The two BatchNorm functions get only what a BatchNorm layer computes from each
@@ -17,15 +17,16 @@ variance, M updates instead of one...), computed here in float64.
 
 from __future__ import annotations
 
-import importlib
 import random
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
+from autograder.judge import shared_assembly as shared
 from autograder.judge.base import Checks, Failed, as_tensor, expect, number
 from autograder.judge.view import BALANCE, FILL_DRAIN, POLICIES, Family
+from autograder.sandbox.limits import Limits
 from gpipe_core.engine.partition import balance_by_cost, stage_costs
 from gpipe_core.workloads.gpt import gpt
 
@@ -37,7 +38,7 @@ EXERCISES = {  # what would solve each exercise: the grading view has no body fo
     "MyRecompute": POLICIES,
     "assemble": Family(why="assemble must build a GPipe"), "plain_bn_running_stats": _STATISTICS,
     "deferred_bn_running_stats": _STATISTICS}
-assembling = importlib.import_module("autograder.judge.05_assembling")
+LIMITS = Limits(cell_timeout_s=60, notebook_timeout_s=300)  # the slowest graded cell on 2 cores, times ~10
 
 
 # ---- exercises 1 and 2: the parts, and the pipe built from them --------------------------------------
@@ -50,7 +51,7 @@ def _gpt_costs(rng: random.Random) -> list[float]:
 
 @CHECKS("test_parts")
 def parts(ask, rng: random.Random):
-    verifies = [assembling.partition(ask, rng), assembling.schedule(ask, rng), assembling.recompute(ask, rng)]
+    verifies = [shared.partition(ask, rng), shared.schedule(ask, rng), shared.recompute(ask, rng)]
     lm_cases = []
     for _ in range(3):
         costs = _gpt_costs(rng)
@@ -75,7 +76,7 @@ def parts(ask, rng: random.Random):
 
 @CHECKS("test_lm_pipe")
 def lm_pipe(ask, rng: random.Random):
-    return assembling.assembled(ask, rng)
+    return shared.assembled(ask, rng)
 
 
 # ---- exercises 3 and 4: BatchNorm's running statistics ---------------------------------------------------

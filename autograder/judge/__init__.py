@@ -37,17 +37,41 @@ submission.
 
 Writing the judge of an assignment
 ----------------------------------
-One module per assignment, ``autograder/judge/<assignment>.py`` (the folder
-name of ``solutions/<assignment>/``, digits first is fine). It holds
-``CHECKS = Checks()`` and one function per graded cell, registered with
-``@CHECKS("<grade_id>")``. The function receives ``ask`` (to queue calls for
-the probe) and ``rng`` (a ``random.Random`` seeded per grading run: draw the
-hidden cases from it) and returns a ``verify()`` that runs after the probe and
-raises ``Failed`` (through ``expect``) with a message naming the cause::
+One file per assignment, ``autograder/judge/<assignment>.py`` (the folder
+name of ``solutions/<assignment>/``, digits first is fine), holds all of its
+grading facts; nothing else names the assignment (``facts.py`` finds the file
+by that name, in ``<course root>/autograder/judge/`` first, then here):
+
+* ``CHECKS = Checks()`` and one function per graded cell (below);
+* ``EXERCISES``: each exercise the solution notebook defines, and the engine
+  code that would solve it (a ``view.Family``; the shared ones such as
+  ``view.FILL_DRAIN`` or ``view.POLICIES`` are defined in ``view.py``). The
+  grading view blanks those, their siblings and every private helper on the
+  call graph (``view.py``, ``callgraph.py``); ``Family(why=...)`` says why
+  nothing in the engine solves an exercise;
+* ``KEEP`` (optional): engine code the notebook hands learners as tools,
+  which keeps its body in the view, each with why;
+* ``LIMITS = Limits(...)`` (``autograder.sandbox.limits``): time and memory for its
+  notebook, about ten times the slowest graded cell on 2 cores (the default
+  otherwise);
+* ``REVIEW = Review(...)`` (optional, ``facts.Review``): what the review flags
+  for this assignment only: imports (05: the engine's executor) and grader
+  files a learner could paste (07: the puzzle search).
+
+Checks several assignments share live in ``shared_*.py`` modules (the
+recomputation policy alone, the assembled pipe), never in another
+assignment's judge. A check receives ``ask`` (to queue calls for the probe)
+and ``rng`` (a ``random.Random`` seeded per grading run: draw the hidden cases
+from it) and returns a ``verify()`` that runs after the probe and raises
+``Failed`` (through ``expect``) with a message naming the cause::
 
     from autograder.judge.base import Checks, expect
+    from autograder.judge.view import Family
+    from autograder.sandbox.limits import Limits
 
     CHECKS = Checks()
+    EXERCISES = {"partition_by_count": Family(("partition.balance_by_count",))}
+    LIMITS = Limits(cell_timeout_s=20, notebook_timeout_s=180)
 
     @CHECKS("test_partition_by_count")
     def by_count(ask, rng):
@@ -61,20 +85,18 @@ raises ``Failed`` (through ``expect``) with a message naming the cause::
                 expect(got == want, f"{L} layers on K={K} stages: expected {want}, got {got}")
         return verify
 
-What would solve an exercise has no body in the probe's grading view: each
-exercise names its family (functions by name, and rules such as "every
-checkpoint policy" or "every function returning a table") in
-``view.EXERCISES``, or in the judge module itself, and the package's call
-graph adds every private helper those bodies use (``view.py``,
-``callgraph.py``). The engine's machinery that the probe runs learner code in
-keeps its body, each with its reason.
+The engine's machinery that the probe runs learner code in keeps its body in
+every view (``view.ALLOWED``), each with its reason.
 
 ``ask.call(name, *args)`` calls the learner's function ``name``;
 ``ask.task(name, **params)`` runs one of the probe's scenarios (a learner's
-policy inside the engine, gradients after a training step: see ``TASKS`` in
-``probe.py``). Arguments and replies are plain data (``probe_codec.encode``):
-tensors come back as real ``torch.Tensor`` built by the judge, an int subclass
-or numpy integer as a plain ``int``, anything unknown as ``Foreign`` (which
+policy inside the engine, gradients after a training step: the ``task_*``
+functions of ``probe_tasks.py``, shared by every assignment; a new scenario is
+the one addition a new assignment may need outside its judge file, since the
+probe runs in the sandbox beside copies of its own files and imports no
+judge). Arguments and replies are plain data (``probe_codec.encode``): tensors
+come back as real ``torch.Tensor`` built by the judge, an int subclass or
+numpy integer as a plain ``int``, anything unknown as ``Foreign`` (which
 equals nothing). A check with no ``Failed`` earns the cell's points (those of
 the nbgrader source notebook); any ``Failed`` scores the cell 0.
 """
@@ -84,9 +106,9 @@ from __future__ import annotations
 from .base import Checks, Failed, Foreign, expect
 from .grade import JudgeResult, RunProbe, grade_submission, judge_module, points
 from .probe_io import PROBE_SCRIPT, install_probe, read_probe_output
-from .view import GRADED, build_view
+from .view import build_view
 
 __all__ = [
-    "GRADED", "PROBE_SCRIPT", "Checks", "Failed", "Foreign", "JudgeResult", "RunProbe", "build_view",
+    "PROBE_SCRIPT", "Checks", "Failed", "Foreign", "JudgeResult", "RunProbe", "build_view",
     "expect", "grade_submission", "install_probe", "judge_module", "points", "read_probe_output",
 ]

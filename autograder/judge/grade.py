@@ -8,8 +8,6 @@ module for its checks, runs the probe once (through the sandbox's
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import random
 import secrets
@@ -23,6 +21,7 @@ from typing import Any
 
 import torch
 
+from . import facts
 from .base import Ask, Failed, Verify
 from .extract import extract, source_notebook
 
@@ -56,24 +55,19 @@ def points(assignment: str) -> dict[str, float]:
 
 
 def judge_module(assignment: str) -> ModuleType:
-    """``autograder/judge/<assignment>.py``; its ``CHECKS`` must cover every graded cell.
+    """The assignment's judge (:func:`.facts.judge_file`); its ``CHECKS`` must cover every graded cell.
 
     ``GPIPE_JUDGE_DIR=<folder>`` grades with ``<folder>/<assignment>.py`` instead where that file exists: a
     changed judge tried on the class (``regrade``) before it replaces the repository's (autograder/README.md).
     """
     override = Path(os.environ.get(JUDGE_DIR_ENV, "")) / f"{assignment}.py"
-    try:
-        if os.environ.get(JUDGE_DIR_ENV) and override.is_file():
-            spec = importlib.util.spec_from_file_location(f"{__package__}.{assignment}", override)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(f"{__package__}.{assignment}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.{assignment}":
-            raise
+    if os.environ.get(JUDGE_DIR_ENV) and override.is_file():
+        module = facts.load_file(assignment, override)
+    else:
+        module = facts.course_judge(assignment)
+    if module is None:
         raise LookupError(f"no judge for {assignment}: write autograder/judge/{assignment}.py (the format is in "
-                          "autograder/judge/__init__.py)") from None
+                          "autograder/judge/__init__.py)")
     missing = set(points(assignment)) - set(module.CHECKS)
     extra = set(module.CHECKS) - set(points(assignment))
     if missing or extra:

@@ -16,13 +16,15 @@ check; ``schedule._place`` is the whole body of ``ticks_from_orders``):
 * each exercise names the engine code that would solve it, as a
   :class:`Family`: the functions it mirrors and rules for their siblings (every
   checkpoint policy, every table builder of ``schedule`` and ``zoo``...), so a
-  sibling added to the engine later is blocked without anyone remembering;
+  sibling added to the engine later is blocked without anyone remembering.
+  The assignment's judge file declares them (``EXERCISES``), from the shared
+  families defined here;
 * everything those functions call or name inside gpipe_core is blocked too,
   found on the package's call graph (:mod:`.callgraph`), except the engine's
   own machinery in ``ALLOWED`` (the checks run learner code inside it: a
   learner's table on the runtime, a learner's policy in the stages) and what
-  an assignment keeps on purpose (``KEEP``: what its notebook hands learners
-  as tools), each with the reason it may keep its body.
+  an assignment keeps on purpose (``KEEP`` in its judge file: what its notebook
+  hands learners as tools), each with the reason it may keep its body.
 
 ``tests/test_grading_view.py`` derives the exercises from the solution
 notebooks and proves that no body is left on a path back.
@@ -31,12 +33,12 @@ notebooks and proves that no body is left on a path back.
 from __future__ import annotations
 
 import ast
-import importlib
 import shutil
 from pathlib import Path
 
 import gpipe_core
 
+from . import facts
 from .callgraph import Family, Graph
 
 PACKAGE = Path(gpipe_core.__file__).resolve().parent
@@ -58,32 +60,6 @@ POLICIES = Family(("engine.checkpoint.Recompute.forward", "engine.checkpoint.Rec
                   implements="engine.checkpoint.CheckpointPolicy")  # StoreActivations, subclasses of either
 THEORY = Family(modules=("sim.theory",))  # every closed form: bubble, speedup, ticks, memory
 PUZZLES = TABLES  # the exact search that solves puzzles lives in the grader (judge/puzzle_search.py), not here
-
-EXERCISES: dict[str, dict[str, Family]] = {
-    "01_microbatching": {"split_batch": SPLIT, "microbatch_weights": WEIGHTS,
-                         "accumulate_gradients": Family(("engine.reference.sequential_step",))},
-    "02_partitioner": {"partition_by_count": Family(("engine.partition.balance_by_count",)),
-                       "measure_layer_costs": Family(("engine.partition.profile_layers",
-                                                               "engine.partition.balance_by_time")),
-                       "partition_optimal": BALANCE},
-    "03_scheduler": {"fill_drain_schedule": FILL_DRAIN,
-                     "idle_fraction": Family(why="no engine function counts a table's idle cells"),
-                     "one_f_one_b": TABLES.plus("schedules.schedule.one_f_one_b_schedule",
-                                                "schedules.schedule.ticks_from_orders")},
-    "04_recomputation": {"MyRecompute": POLICIES},
-    "05_assembling": {"my_partition": BALANCE.plus("engine.partition.balance_by_cost"), "my_schedule": FILL_DRAIN,
-                      "MyRecompute": POLICIES, "assemble": Family(why="assemble must build a GPipe"),
-                      "run_table": Family(why="the engine's executor, runtime.Runtime, runs every GPipe step: "
-                                              "the audit flags a run_table that uses it"),
-                      "train": Family(("workloads.training.run_steps", "course.experiments._train")),
-                      "predict_bubble": THEORY.plus("sim.theory.bubble_fraction"),
-                      "predict_peak_held": THEORY.plus("sim.theory.peak_held"),
-                      "predict_speedup": THEORY.plus("sim.theory.ideal_speedup")},
-    "06_distributed": {"micro_batch_loss": WEIGHTS.plus("engine.reference.sequential_step")},
-    "07_beat_the_bubble": {"zb_h1": TABLES.plus("schedules.zoo.zb_h1_schedule"),
-                           "interleaved": TABLES.plus("schedules.zoo.interleaved_schedule"),
-                           "puzzle_helper": PUZZLES, **{f"puzzle_{n}": PUZZLES for n in range(1, 10)}},
-}
 
 # -- what keeps its body ------------------------------------------------------------------------------
 
@@ -109,52 +85,23 @@ ALLOWED: dict[str, str] = {  # a blocked function may call these; a module name 
         "common", "devices", "memory", "mailbox", "stage", "step", "workers", "runtime", "pipe", "trace",
         "split_backward")},
 }
-KEEP: dict[str, dict[str, str]] = {
-    "05_assembling": {
-        "engine.runtime.Runtime": "GPipe runs every table through it (tasks assemble, train): a run_table that "
-                                  "calls it is flagged by the audit (autograder/audit.py, RUNTIME)",
-        "engine.pipe.GPipe": "assemble must return a GPipe"},
-    "07_beat_the_bubble": {
-        "schedules.schedule.one_f_one_b_schedule": "notebook 07 starts from 1F1B (assignment 03's exercise); no drawn "
-                                         "puzzle is solved by it (tests/test_puzzles.py)",
-        "schedules.schedule.ticks_from_orders": "notebook 07's tool: it places the learner's own orders on ticks",
-        "schedules.schedule._place": "the body of ticks_from_orders, notebook 07's tool",
-        "course.puzzles.table_from_text": "notebook 07's tool: the learner's own orders, written as text, on ticks",
-        "course.puzzles.table_from_orders": "notebook 07's tool: the learner's own orders on ticks"},
-}
-
-
-def _judge(assignment: str) -> object | None:
-    try:
-        return importlib.import_module(f"{__package__}.{assignment}")
-    except ModuleNotFoundError:
-        return None
-
-
 def exercises(assignment: str) -> dict[str, Family]:
-    """Each exercise of ``assignment`` and the engine code that would solve it (``EXERCISES``, or the judge's)."""
-    if assignment in EXERCISES:
-        return EXERCISES[assignment]
-    module = _judge(assignment)
-    if hasattr(module, "EXERCISES"):
-        return dict(module.EXERCISES)
-    if hasattr(module, "BLOCKED"):  # the older form: one family of named functions
-        return {"(all)": Family(tuple(module.BLOCKED))}
-    raise KeyError(f"no grading view for {assignment!r}: map each exercise to what would solve it in EXERCISES "
-                   f"= {{...}} in autograder/judge/{assignment}.py (e.g. {{'my_schedule': view.FILL_DRAIN}})")
+    """Each exercise of ``assignment`` and the engine code that would solve it (``EXERCISES`` in its judge)."""
+    declared = facts.declared(assignment, "EXERCISES", None)
+    if declared is None:
+        raise KeyError(f"no grading view for {assignment!r}: map each exercise to what would solve it in EXERCISES "
+                       f"= {{...}} in autograder/judge/{assignment}.py (e.g. {{'my_schedule': view.FILL_DRAIN}})")
+    return dict(declared)  # type: ignore[call-overload]
 
 
 def kept(assignment: str) -> dict[str, str]:
-    """What ``assignment`` keeps on purpose, with why (``KEEP``, or the judge's ``KEEP``)."""
-    return KEEP.get(assignment) or dict(getattr(_judge(assignment), "KEEP", {}))
+    """What ``assignment`` keeps on purpose, with why (``KEEP`` in its judge; none by default)."""
+    return dict(facts.declared(assignment, "KEEP", {}))  # type: ignore[call-overload]
 
 
 def graded(assignment: str) -> tuple[str, ...]:
     """The engine functions ``assignment``'s exercises mirror by name (the audit compares learner code with them)."""
     return tuple(dict.fromkeys(n for family in exercises(assignment).values() for n in family.names))
-
-
-GRADED: dict[str, tuple[str, ...]] = {a: graded(a) for a in EXERCISES}
 
 
 def blocked(assignment: str, package: Path = PACKAGE) -> dict[str, str]:

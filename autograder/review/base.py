@@ -10,8 +10,8 @@ each other). Fingerprints found there never count as evidence.
 
 The engine's own implementation of what the assignment blocks is the other
 side: the code a learner could paste. So is the grader's own code that would
-solve an assignment (``GRADER_CODE``: 07's exact search returns optimal
-puzzle tables, and the repository is public). All of it is read from the
+solve an assignment (``grader_code`` in its judge's ``REVIEW``: 07's exact
+search returns optimal puzzle tables, and the repository is public). All of it is read from the
 repository (never from a submission) and cached per assignment.
 """
 
@@ -27,24 +27,21 @@ import nbformat
 
 from .. import course_root, notebook_names
 from ..judge import extract as ex
-from ..judge import view
+from ..judge import facts, view
 from .fingerprints import kgrams, winnow
 from .tokens import Budget, Stream, emit, function_tokens
 
 FENCED = re.compile(r"```[^\n]*\n(.*?)```", re.S)
 INLINE = re.compile(r"`([^`\n]+)`")
 TRUSTED = 10**9  # the course's own code is not capped
-GRADER_CODE: dict[str, tuple[str, ...]] = {  # files outside gpipe_core whose functions would solve the assignment
-    "07_beat_the_bubble": ("autograder/judge/puzzle_search.py",),  # the exact search behind every puzzle target
-}
 
 
 @dataclass(frozen=True)
 class Engine:
     """One function a learner could paste (gpipe_core's, or the grader's): every k-gram, its winnowed fingerprints.
 
-    ``origin`` starts the evidence: "gpipe_core's" for the engine, "the grader's" for ``GRADER_CODE``, whose
-    ``name`` then carries the file's path (``autograder/judge/puzzle_search.py:solve``).
+    ``origin`` starts the evidence: "gpipe_core's" for the engine, "the grader's" for the files of the judge's
+    ``REVIEW.grader_code``, whose ``name`` then carries the file's path (``autograder/judge/puzzle_search.py:solve``).
     """
 
     name: str
@@ -151,9 +148,9 @@ def _reference(name: str, node: ast.AST, origin: str = "gpipe_core's") -> Engine
 
 
 def grader_code(assignment: str) -> list[Engine]:
-    """Every function and method of the assignment's ``GRADER_CODE`` files, named by path and name."""
+    """Every function and method of the files its judge names in ``REVIEW.grader_code``, by path and name."""
     out = []
-    for path in GRADER_CODE.get(assignment, ()):
+    for path in facts.review(assignment).grader_code:
         tree = ast.parse((course_root() / path).read_text())
         out += [_reference(f"{path}:{fn.name}", fn, "the grader's") for fn in _functions(tree)]  # type: ignore[attr-defined]
     return out

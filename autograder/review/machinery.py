@@ -4,9 +4,10 @@ Statements around the definitions never reach the probe (the extractor drops
 them), so they cannot change a score; a learner who writes them is still
 trying something an instructor should know about: code objects,
 ``sys.modules``, ``builtins``, IPython's input transformers and events,
-torch's testing functions, the old in-kernel guard, gpipe_core's private
-names, or the engine's own versions of what the assignment asks for (its
-executor, for 05). Each flag names the cell and line. Cells that are the
+torch's testing functions, gpipe_core's private names, or the engine's own
+versions of what the assignment asks for, and the imports the assignment's
+judge names in its ``REVIEW`` (05's: the engine's executor, which it asks
+learners to write). Each flag names the cell and line. Cells that are the
 course's own, unchanged, are skipped; the scan stops after ``MAX_SCAN_CHARS``.
 """
 
@@ -16,7 +17,7 @@ import ast
 from typing import Any
 
 from ..judge import extract as ex
-from ..judge import view
+from ..judge import facts, view
 from .definitions import parse_cell
 from .findings import Finding, flag
 
@@ -33,7 +34,6 @@ SUSPECT_MODULES = {"builtins": "imports builtins", "importlib": "imports importl
                    "gc": "imports gc (object surgery)", "ctypes": "imports ctypes", "inspect": "imports inspect",
                    "autograder": "imports the grader", "IPython": "imports IPython internals"}
 EVENTS = {"pre_run_cell", "post_run_cell", "pre_execute", "post_execute"}
-RUNTIME = "uses the engine's own executor (gpipe_core.engine.runtime), which 05 asks learners to write"
 
 
 def _dotted(node: ast.AST) -> str:
@@ -42,23 +42,26 @@ def _dotted(node: ast.AST) -> str:
     return node.id if isinstance(node, ast.Name) else ""
 
 
-def _imports(node: ast.Import | ast.ImportFrom, graded: set[str]) -> list[str]:
+def _ruled(dotted: str, rules: facts.Review) -> list[str]:
+    """Why ``dotted`` (a module, or a name imported from one) is one of the assignment's flagged imports."""
+    return [why for name, why in rules.imports.items() if dotted == name or dotted.startswith(name + ".")]
+
+
+def _imports(node: ast.Import | ast.ImportFrom, graded: set[str], rules: facts.Review) -> list[str]:
     out = []
     for name in [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]:
         if name.split(".")[0] in SUSPECT_MODULES:
             out.append(SUSPECT_MODULES[name.split(".")[0]])
         if name.startswith("gpipe_core.grading") or name == "torch.testing":
             out.append(f"imports {name}")
-        if name.startswith(("gpipe_core.runtime", "gpipe_core.engine.runtime")):  # the flat path is an alias
-            out.append(RUNTIME)
+        out += _ruled(name, rules)
     if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gpipe_core"):
         for alias in node.names:
             if alias.name.startswith("_"):
                 out.append(f"imports gpipe_core's private {alias.name}")
             if alias.name in graded:
                 out.append(f"uses gpipe_core's own {alias.name}")
-            if alias.name in ("Runtime", "runtime"):
-                out.append(RUNTIME)
+            out += _ruled(f"{node.module}.{alias.name}", rules) + _ruled(f"gpipe_core.{alias.name}", rules)
     return out
 
 
@@ -78,13 +81,13 @@ def _attribute(node: ast.Attribute, graded: set[str]) -> list[str]:
     return out
 
 
-def reasons(tree: ast.AST, graded: set[str]) -> list[tuple[int, str]]:
-    """(line, reason) for each way ``tree`` touches grading machinery."""
+def reasons(tree: ast.AST, graded: set[str], rules: facts.Review) -> list[tuple[int, str]]:
+    """(line, reason) for each way ``tree`` touches grading machinery (``rules``: the assignment's own)."""
     out: list[tuple[int, str]] = []
     for node in ast.walk(tree):
         line = getattr(node, "lineno", 0)
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            out += [(line, r) for r in _imports(node, graded)]
+            out += [(line, r) for r in _imports(node, graded, rules)]
         elif isinstance(node, ast.Attribute):
             out += [(line, r) for r in _attribute(node, graded)]
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in EVENTS:
@@ -99,9 +102,9 @@ def reasons(tree: ast.AST, graded: set[str]) -> list[tuple[int, str]]:
     return out
 
 
-def suspicious(tree: ast.AST, graded_names: set[str]) -> list[str]:
-    """Reasons this code touches grading machinery (one per kind)."""
-    return list(dict.fromkeys(r for _, r in reasons(tree, graded_names)))
+def suspicious(tree: ast.AST, graded_names: set[str], rules: facts.Review | None = None) -> list[str]:
+    """Reasons this code touches grading machinery (one per kind); ``rules``: an assignment's own (none)."""
+    return list(dict.fromkeys(r for _, r in reasons(tree, graded_names, rules or facts.Review())))
 
 
 def graded_names(assignment: str) -> set[str]:
@@ -117,7 +120,7 @@ def graded_names(assignment: str) -> set[str]:
 def machinery(assignment: str, nb: Any) -> list[Finding]:
     """A flag per (cell, reason) where a changed code cell touches grading machinery."""
     course = {c.source for c in ex.source_notebook(assignment).cells}
-    graded, out, scanned = graded_names(assignment), [], 0
+    graded, rules, out, scanned = graded_names(assignment), facts.review(assignment), [], 0
     for i, cell in enumerate(nb.cells):
         text = cell.get("source", "")
         if cell.get("cell_type") != "code" or text in course:
@@ -132,7 +135,7 @@ def machinery(assignment: str, nb: Any) -> list[Finding]:
         if tree is None:
             continue
         seen: set[str] = set()
-        for line, reason in reasons(tree, graded):
+        for line, reason in reasons(tree, graded, rules):
             if reason not in seen:
                 seen.add(reason)
                 out.append(flag("machinery", f"{where}, line {line}", reason))

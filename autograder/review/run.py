@@ -11,7 +11,8 @@ found here without running anything (the parts live beside this module):
   fingerprints match gpipe_core's own implementation of what the assignment
   blocks, or a classmate's, after subtracting what the course hands out;
 * **grading machinery** touched anywhere in the notebook
-  (:mod:`.machinery`), a notebook bent out of shape, a grade id on two
+  (:mod:`.machinery`, with the imports the assignment's judge flags in
+  its ``REVIEW``), a notebook bent out of shape, a grade id on two
   cells, definitions too large to compare in full.
 
 Everything reads the definitions exactly as the probe loads them
@@ -31,15 +32,13 @@ from ..judge.extract import extract
 from .capabilities import holds
 from .definitions import MAX_REVIEW_CHARS, duplicates, effective, load, solution_text, statements
 from .findings import Finding, flag, hold, review_rows
-from .machinery import RUNTIME, machinery, suspicious
+from .machinery import machinery, suspicious
 from .similarity import Submission, class_findings, engine_findings, fingerprint
 from .tokens import Tally
 
 CLASS_RULES = frozenset({"copied-classmate"})  # only the class review finds these (the rest: ``review_submission``)
 
-__all__ = [
-    "CLASS_RULES", "RUNTIME", "Finding", "holds", "review_class", "review_rows", "review_submission", "suspicious",
-]
+__all__ = ["CLASS_RULES", "Finding", "holds", "review_class", "review_rows", "review_submission", "suspicious"]
 
 
 def _why(exc: BaseException) -> str:

@@ -10,7 +10,7 @@ necessity.
 * **The engine.** A function is flagged when at least ``ENGINE_SHARE`` of its
   fingerprints occur in one of gpipe_core's blocked functions, or in the
   grader's own code that would solve the assignment (07's puzzle search, see
-  :data:`.base.GRADER_CODE`), or it holds that share of that function's,
+  :func:`.base.grader_code`), or it holds that share of that function's,
   *and* at least ``ENGINE_MARGIN`` of them are the engine's and not the
   course's published solution's. Where the solution
   follows the engine closely (02's partitioner, 07's ZB-H1), code written from

@@ -20,9 +20,12 @@ never the rest of the class. The limits, all on by default (the sandbox in
 * ``output_bytes_cell`` and ``output_bytes_notebook``: bytes (not lines) of
   output kept per cell and per notebook; the rest is cut with a note.
 
-The per-assignment values are about ten times the slowest graded cell of the
-solution notebook measured on 2 CPU cores, so a slow machine never costs a
-correct learner points. Override them for one run with the command's
+Each assignment's values are declared in its judge file
+(``LIMITS = Limits(...)`` in ``autograder/judge/<assignment>.py``, read by
+``judge/facts.limits_for``), about ten
+times the slowest graded cell of the solution notebook measured on 2 CPU
+cores, so a slow machine never costs a correct learner points; an assignment
+that declares none gets ``DEFAULT``. Override them for one run with the command's
 ``--cell-timeout/--notebook-timeout/--memory-mb`` flags or the environment
 variables below (the flags set them for nbgrader).
 """
@@ -49,18 +52,6 @@ class Limits:
 
 DEFAULT = Limits()
 
-# Slowest graded cell of each solution notebook on 2 cores, times ~10 (see README.md, "Limits").
-PER_ASSIGNMENT: dict[str, Limits] = {
-    "01_microbatching": Limits(cell_timeout_s=60, notebook_timeout_s=300),
-    "02_partitioner": Limits(cell_timeout_s=20, notebook_timeout_s=180),
-    "03_scheduler": Limits(cell_timeout_s=30, notebook_timeout_s=180),
-    "04_recomputation": Limits(cell_timeout_s=60, notebook_timeout_s=300),
-    "05_assembling": Limits(cell_timeout_s=60, notebook_timeout_s=300),
-    "06_distributed": Limits(cell_timeout_s=120, notebook_timeout_s=400),
-    "07_beat_the_bubble": Limits(cell_timeout_s=30, notebook_timeout_s=180),
-    "08_language_model": Limits(cell_timeout_s=60, notebook_timeout_s=300),
-}
-
 ENV = {
     "cell_timeout_s": "GPIPE_GRADE_CELL_TIMEOUT",
     "notebook_timeout_s": "GPIPE_GRADE_NOTEBOOK_TIMEOUT",
@@ -71,10 +62,9 @@ ENV = {
 UNITS = {"memory_mb": "MB", "processes": "processes"}
 
 
-def limits_for(assignment: str | None, environ: dict[str, str] | None = None) -> Limits:
-    """The limits for ``assignment``: its table entry (or the default), then environment overrides."""
+def overridden(limits: Limits, environ: dict[str, str] | None = None) -> Limits:
+    """``limits`` with the environment's overrides (``ENV``: one run's limits, without editing a judge)."""
     environ = os.environ if environ is None else environ
-    limits = PER_ASSIGNMENT.get(assignment or "", DEFAULT)
     overrides = {}
     for field, var in ENV.items():
         if environ.get(var, "").strip():

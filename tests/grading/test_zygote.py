@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from autograder.cycle import probe_runs
+from autograder.judge.facts import limits_for
 from autograder.judge.probe_codec import decode, encode
 from autograder.judge.probe_io import read_probe_output
 from autograder.sandbox.launch import sandbox_available
-from autograder.sandbox.limits import limits_for
 
 pytestmark = [pytest.mark.sandbox,
               pytest.mark.skipif(not sandbox_available(), reason="bubblewrap cannot run here: make bubblewrap")]
