@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import assignments, course_root, notebook_names
+from . import assignments, course_root
 from .sandbox.limits import ENV
 from .workspace import Workspace
 
@@ -81,33 +81,10 @@ def _grade(args: argparse.Namespace) -> int:
     return 2 if errors else 0
 
 
-def check(names: list[str]) -> int:
-    """Validate with nbgrader: each solution passes all its tests, each released notebook fails all of them."""
-    from nbgrader.validator import Validator
+def _check(args: argparse.Namespace) -> int:
+    from .cycle.check import check
 
-    from .cycle import Course, resolve
-
-    course = Course()
-    bad = 0
-    for a in resolve(names):
-        for nb in notebook_names(a):
-            for kind, path, invert in (("solution", course_root() / "solutions" / a / f"{nb}.ipynb", False),
-                                       ("released", course_root() / "notebooks" / a / f"{nb}.ipynb", True)):
-                if not path.exists():
-                    print(f"{a}/{nb} {kind}: missing {path}; run: python -m autograder release {a}")
-                    bad += 1
-                    continue
-                validator = Validator(config=course.config)
-                validator.invert = invert
-                found = validator.validate(str(path))
-                wrong = found.get("passed" if invert else "failed", []) + found.get("changed", []) + found.get(
-                    "type_changed", [])
-                verdict = "ok" if not wrong else f"{len(wrong)} test cell(s) {'pass' if invert else 'fail'}"
-                print(f"{a}/{nb} {kind}: {verdict}")
-                for cell in wrong:
-                    print("    " + cell.get("source", "").splitlines()[0][:100] if cell.get("source") else "    ?")
-                bad += bool(wrong)
-    return 1 if bad else 0
+    return check(args.assignments)
 
 
 def _fake_class(args: argparse.Namespace) -> int:
@@ -218,7 +195,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_step("release", "assignments", "into"))
     p = sub.add_parser("check", help="solutions pass all tests, released notebooks fail all")
     p.add_argument("assignments", nargs="*")
-    p.set_defaults(func=lambda args: check(args.assignments))
+    p.set_defaults(func=_check)
     p = sub.add_parser("collect", help="import submissions from a folder or a Canvas zip")
     p.add_argument("folder", type=Path)
     p.add_argument("--assignment", help="the assignment of notebooks lying directly in FOLDER/<student>/")

@@ -35,7 +35,8 @@ from autograder.judge.view import Family
 from autograder.sandbox.limits import Limits
 
 CHECKS = Checks()
-EXERCISES = {"double": Family(why="no engine function doubles a list"), "total": Family(("sim.theory.bubble_fraction",))}
+EXERCISES = {"double": Family(why="no engine function doubles a list"),
+             "total": Family(("sim.theory.bubble_fraction",))}
 LIMITS = Limits(cell_timeout_s=25, notebook_timeout_s=90)
 REVIEW = Review(imports={"gpipe_core.theory": "uses the engine's closed forms, which 09 asks learners to derive"})
 

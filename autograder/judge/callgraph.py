@@ -46,7 +46,7 @@ class Family:
     why: str = ""
 
     def plus(self, *names: str) -> Family:
-        """The same rules, and these functions by name (named first: the audit compares learner code with them)."""
+        """The same rules, and these functions by name (named first: the review compares learner code with them)."""
         return replace(self, names=tuple(dict.fromkeys((*names, *self.names))))
 
     def members(self, graph: Graph) -> dict[str, bool]:

@@ -6,7 +6,7 @@ train through the learner's loop. The probe process (``probe.py``) runs each
 task in a fresh child process, so nothing one task's learner code did is
 there for the next, and encodes what it returns (``probe_codec.encode``).
 Measured tasks (memory held, calls made) measure here, beside learner code:
-what CPython cannot stop there, the review's capability audit holds.
+what CPython cannot stop there, the review holds (review/capabilities.py).
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ def kept(assignment: str) -> dict[str, str]:
 
 
 def graded(assignment: str) -> tuple[str, ...]:
-    """The engine functions ``assignment``'s exercises mirror by name (the audit compares learner code with them)."""
+    """The engine functions ``assignment``'s exercises mirror by name (the review compares learner code with them)."""
     return tuple(dict.fromkeys(n for family in exercises(assignment).values() for n in family.names))
 
 
