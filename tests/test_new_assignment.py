@@ -140,7 +140,7 @@ def test_a_new_assignment_is_graded_from_its_own_four_files(isolation: list[str]
     from autograder.sandbox.limits import Limits
 
     assert limits_for(A, {}) == Limits(cell_timeout_s=25, notebook_timeout_s=90)
-    assert "theory.bubble_fraction" in view.blocked(A)
+    assert "sim.theory.bubble_fraction" in view.blocked(A)
 
 
 def test_no_judge_imports_another_assignments_judge() -> None:
