@@ -56,11 +56,6 @@ def plot(curve_points: list[dict], rows: list[Row], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def section_of(row: dict) -> int:
-    """A row's section number ("3 peer" -> 3)."""
-    return int(row["section"].split()[0])
-
-
 def merged(path: Path, new: dict, only: set[int]) -> dict:
     """``new`` (sections ``only``) laid over the results in ``path``: their other sections' rows are kept."""
     if not path.exists():
@@ -72,10 +67,11 @@ def merged(path: Path, new: dict, only: set[int]) -> dict:
     sections = dict(old["meta"].get("sections", {}))
     for n in sorted(only):
         sections[str(n)] = {"when": when, **{k: new["meta"][k] for k in ("seconds", "load_before", "load_after")}}
-    rows = [r for r in old["rows"] if section_of(r) not in only] + new["rows"]
+    ran = {r["section"] for r in new["rows"]}  # a section's rows share its name ("3 peer", "grading")
+    rows = [r for r in old["rows"] if r["section"] not in ran] + new["rows"]
     out = {**old, **{k: v for k, v in new.items() if k not in ("meta", "rows") and v}}
     out["meta"] = {**old["meta"], "sections": sections}
-    out["rows"] = sorted(rows, key=section_of)
+    out["rows"] = rows
     return out
 
 

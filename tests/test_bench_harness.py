@@ -220,12 +220,12 @@ def test_update_replaces_only_the_sections_it_ran(tmp_path: Path) -> None:
     from benchmarks.run import merged
 
     path = tmp_path / "bench.json"
-    path.write_text(json.dumps(_results({"1 overhead": 1.0, "3 peer": 3.0, "4 runtime": 4.0}, curve=[{"M": 1}])))
-    out = merged(path, _results({"4 runtime": 40.0, "3 peer": 30.0}), {3, 4})
-    assert [(r["section"], r["value"]) for r in out["rows"]] == [("1 overhead", 1.0), ("3 peer", 30.0),
-                                                                 ("4 runtime", 40.0)]
+    path.write_text(json.dumps(_results({"1 overhead": 1.0, "3 peer": 3.0, "grading": 8.0}, curve=[{"M": 1}])))
+    out = merged(path, _results({"grading": 80.0, "3 peer": 30.0}), {3, 8})
+    assert [(r["section"], r["value"]) for r in out["rows"]] == [("1 overhead", 1.0), ("grading", 80.0),
+                                                                 ("3 peer", 30.0)]
     assert out["curve"] == [{"M": 1}], "a section that was not run keeps its curve"
-    assert set(out["meta"]["sections"]) == {"3", "4"} and out["meta"]["sections"]["3"]["load_before"] == 0.1
+    assert set(out["meta"]["sections"]) == {"3", "8"} and out["meta"]["sections"]["3"]["load_before"] == 0.1
     with pytest.raises(SystemExit, match="cannot mix --quick"):
         merged(path, _results({"3 peer": 3.0}, quick=True), {3})
     with pytest.raises(SystemExit, match="needs earlier results"):

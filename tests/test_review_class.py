@@ -140,3 +140,19 @@ def test_classmates_are_chosen_by_rule_whatever_the_student_id(tmp_path: Path,
     assert all(f.rule in CLASS_RULES for fs in flags.values() for f in fs)
     assert "honest-ada's partition_optimal" in flags["gpipe_core-fan"][0].evidence
 
+
+
+def test_the_merge_compares_classmates_without_reviewing_each_again(klass: dict[str, Path],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``own=False`` (the merge's call) finds exactly the full review's class findings, and runs none of the rest."""
+    import autograder.review.run as review_module
+
+    copier = replace_cell(correct(), "partition_optimal", honest.SOURCES[A]["ada"]["partition_optimal"])
+    students = {**{s: p for s, p in klass.items() if s.startswith(("honest", "copy"))}, "copier": copier}
+    full = review_class(A, students)
+    for part in ("holds", "machinery", "engine_findings", "duplicates"):
+        monkeypatch.setattr(review_module, part, lambda *a, **k: pytest.fail("the merge reviewed a submission again"))
+    only = review_class(A, students, own=False)
+    assert only["copier"], "the copy of a classmate's function was not found"
+    assert {s: [(f.rule, f.evidence) for f in fs if f.rule in CLASS_RULES] for s, fs in full.items()} == \
+        {s: [(f.rule, f.evidence) for f in fs] for s, fs in only.items()}

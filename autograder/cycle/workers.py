@@ -91,7 +91,7 @@ def _classmates(assignment: str, students: list[str], unreadable: dict) -> dict[
     for nb in notebook_names(assignment):
         paths = {s: Workspace.from_env().submission(s, assignment) / f"{nb}.ipynb"
                  for s in students if s not in unreadable}
-        for student, found in review_class(assignment, paths).items():
+        for student, found in review_class(assignment, paths, own=False).items():
             flags.setdefault(student, []).extend(f for f in found if f.rule in CLASS_RULES)
     return flags
 

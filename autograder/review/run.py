@@ -45,24 +45,29 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
 
 
-def _review(assignment: str, notebook: Path | Any, tally: Tally) -> tuple[list[Finding], Submission | None]:
-    """One submission's findings and its fingerprints (None when they could not be made)."""
+def _review(assignment: str, notebook: Path | Any, tally: Tally,
+            own: bool = True) -> tuple[list[Finding], Submission | None]:
+    """One submission's findings and its fingerprints (None when they could not be made).
+
+    ``own=False`` makes the fingerprints only, for a comparison with classmates whose own findings were
+    made when each was graded (the engine's fingerprints and the holds cost most of a review).
+    """
     try:
         nb, found = load(notebook)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is this submission's finding
         return [flag("unreadable", "notebook", f"is not a readable notebook ({_why(exc)}); nothing was reviewed")], None
     try:
-        found += duplicates(assignment, nb)
+        found += duplicates(assignment, nb) if own else []
         size = solution_text(assignment, nb)
         if size > MAX_REVIEW_CHARS:
             return found + [hold("too-large", "solution cells", f"{size:,} characters, over the {MAX_REVIEW_CHARS:,} "
                                  "the review reads: look at them before scoring")], None
         extracted = extract(assignment, nb)
         kept = statements(assignment, extracted)
-        found += holds(assignment, extracted, kept)
-        found += machinery(assignment, nb)
+        if own:
+            found += holds(assignment, extracted, kept) + machinery(assignment, nb)
         sub = fingerprint(effective(kept), tally)
-        return found + sub.findings + engine_findings(assignment, sub), sub
+        return (found + sub.findings + engine_findings(assignment, sub), sub) if own else (found, sub)
     except Exception as exc:  # noqa: BLE001 - the review's own failure stays on this submission, held
         return found + [hold("review-failed", "notebook", f"the review could not finish ({_why(exc)}); look at the "
                              "definitions before scoring")], None
@@ -79,18 +84,19 @@ def review_submission(assignment: str, notebook: Path | Any,
     return _review(assignment, notebook, Tally())[0]
 
 
-def review_class(assignment: str, notebooks: Mapping[str, Path | Any],
-                tally: Tally | None = None) -> dict[str, list[Finding]]:
+def review_class(assignment: str, notebooks: Mapping[str, Path | Any], tally: Tally | None = None,
+                 own: bool = True) -> dict[str, list[Finding]]:
     """``review_submission`` for every student of one assignment, each also compared with all the others.
 
     Never raises for a submission: whatever goes wrong is that student's finding. ``tally`` counts the work
     done (tokens made, index entries visited), which stays linear in the class's size within the caps.
+    ``own=False``: only what the comparison finds (and a notebook that could not be read or compared).
     """
     tally = tally if tally is not None else Tally()
     found: dict[str, list[Finding]] = {}
     subs: dict[str, Submission] = {}
     for student, notebook in notebooks.items():
-        found[student], sub = _review(assignment, notebook, tally)
+        found[student], sub = _review(assignment, notebook, tally, own)
         if sub is not None:
             subs[student] = sub
     try:
