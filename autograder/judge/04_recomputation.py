@@ -19,7 +19,7 @@ from torch import nn
 
 from autograder.judge.base import Checks, Failed, close, expect, same_grads
 from autograder.judge.probe_harness import build, loss_function
-from autograder.judge.shared_recompute import check_isolated, isolated_cases, rng_hint
+from autograder.judge.shared_recompute import ask_isolated, isolated_cases, rng_hint
 from autograder.judge.view import POLICIES
 from autograder.sandbox.limits import Limits
 from gpipe_core import GPipe, sequential_step
@@ -32,15 +32,7 @@ LIMITS = Limits(cell_timeout_s=60, notebook_timeout_s=300)  # the slowest graded
 
 @CHECKS("test_recompute_isolated")
 def isolated(ask, rng: random.Random):
-    cases = isolated_cases(rng)
-    replies = [ask.task("recompute_isolated", what=f"MyRecompute on {where}", model=spec, x=x, grad_output=g,
-                        seed=seed, loss=as_loss) for where, spec, x, g, seed, as_loss in cases]
-
-    def verify() -> None:
-        for (where, spec, x, g, seed, as_loss), reply in zip(cases, replies):
-            check_isolated(where, reply.value(), spec, x, g, seed, as_loss, ask.source)
-
-    return verify
+    return ask_isolated(ask, isolated_cases(rng))
 
 
 def _balance(rng: random.Random, L: int, K: int) -> list[int]:

@@ -18,7 +18,7 @@ from torch import nn
 
 from autograder.judge.base import Failed, close, expect, same_grads
 from autograder.judge.probe_harness import build
-from autograder.judge.shared_recompute import check_isolated, isolated_cases
+from autograder.judge.shared_recompute import ask_isolated, check_isolated, isolated_cases
 from gpipe_core import ScheduleError, gpipe_schedule, render, sequential_step, validate
 from gpipe_core.engine.partition import balance_by_cost, stage_costs
 from gpipe_core.workloads.models import teacher_task
@@ -91,14 +91,7 @@ def recompute(ask, rng: random.Random):
         gen = torch.Generator().manual_seed(seed)
         cases.append((f"a stage with dropout {p}", spec, torch.randn(7, width, generator=gen).requires_grad_(),
                       torch.randn(7, width, generator=gen), seed, False))
-    replies = [ask.task("recompute_isolated", what=f"MyRecompute on {where}", model=spec, x=x, grad_output=g,
-                        seed=seed, loss=False) for where, spec, x, g, seed, _ in cases]
-
-    def verify() -> None:
-        for (where, spec, x, g, seed, as_loss), reply in zip(cases, replies):
-            check_isolated(where, reply.value(), spec, x, g, seed, as_loss, ask.source)
-
-    return verify
+    return ask_isolated(ask, cases)
 
 
 def _costs_of(spec: dict) -> list[float]:

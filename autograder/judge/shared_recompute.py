@@ -89,3 +89,15 @@ def check_isolated(where: str, got: dict, spec: dict, x: torch.Tensor, g: Any, s
         same_grads(got["grads"], want["grads"], names, where)
     except Failed as exc:
         raise Failed(f"{exc}: {rng_hint(got, source)}") from None
+
+
+def ask_isolated(ask: Any, cases: list[tuple[str, dict, torch.Tensor, torch.Tensor | None, int, bool]]) -> Any:
+    """Queue the learner's policy alone on each case; the ``verify()`` that compares each reply with ours."""
+    replies = [ask.task("recompute_isolated", what=f"MyRecompute on {where}", model=spec, x=x, grad_output=g,
+                        seed=seed, loss=as_loss) for where, spec, x, g, seed, as_loss in cases]
+
+    def verify() -> None:
+        for (where, spec, x, g, seed, as_loss), reply in zip(cases, replies):
+            check_isolated(where, reply.value(), spec, x, g, seed, as_loss, ask.source)
+
+    return verify
