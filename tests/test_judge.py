@@ -15,7 +15,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from test_judge_io import EqualsEverything
+from helpers.liars import EqualsEverything
 
 from autograder import assignments, course_root
 from autograder.judge import grade_submission, read_probe_output

@@ -15,6 +15,7 @@ from typing import Any
 import nbformat
 import numpy as np
 import torch
+from helpers.liars import EqualsEverything, SneakyTensor
 
 from autograder import course_root
 from autograder.judge import Foreign, read_probe_output
@@ -28,17 +29,6 @@ def solution(assignment: str) -> Path:
 
 
 # ---- codec -------------------------------------------------------------------------------------------------
-
-class EqualsEverything(int):
-    def __eq__(self, other: object) -> bool:
-        return True
-
-    __hash__ = int.__hash__
-
-
-class SneakyTensor(torch.Tensor):
-    pass
-
 
 def roundtrip(value: Any) -> Any:
     return decode(json.loads(json.dumps(encode(value))))
