@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .limits import Limits
-from .treelimits import TreeLimits
+from .treelimits import TreeLimits, kill_until_gone
 
 
 @dataclass(frozen=True)
@@ -133,18 +133,6 @@ def _kill_uid(uid: int, grace: float = 2.0) -> int:
     that takes a moment, so only processes still there after ``grace`` count.
     """
     deadline = time.monotonic() + grace
-    while (found := _uid_processes(uid)) and time.monotonic() < deadline:
+    while _uid_processes(uid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    killed: set[int] = set()
-    for _ in range(50):
-        if not found:
-            break
-        for pid in found:
-            try:
-                os.kill(pid, 9)
-            except OSError:
-                pass
-        killed |= found
-        time.sleep(0.02)
-        found = _uid_processes(uid)
-    return len(killed)
+    return kill_until_gone(lambda: _uid_processes(uid))

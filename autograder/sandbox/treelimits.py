@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,19 +68,8 @@ class TreeLimits:
 
     def kill_all(self) -> int:
         """SIGKILL every process still in the groups; returns how many there were."""
-        seen: set[int] = set()
-        for _ in range(50):
-            pids = {int(p) for g in self.groups for p in _read(g / "cgroup.procs").split()}
-            if not pids:
-                break
-            for pid in pids - seen:
-                try:
-                    os.kill(pid, 9)
-                except OSError:
-                    pass
-            seen |= pids
-            time.sleep(0.02)
-        return len(seen)
+        return kill_until_gone(lambda: {int(p) for g in self.groups for p in _read(g / "cgroup.procs").split()})
+
 
     def remove(self) -> None:
         self.kill_all()
@@ -150,3 +140,23 @@ def _v2(name: str, limits: Limits) -> TreeLimits | None:
         made.remove()
         raise
     return made
+
+
+def kill_until_gone(listing: Callable[[], set[int]], rounds: int = 50) -> int:
+    """SIGKILL every process ``listing()`` names, and again until it names none (a fork can race the kill).
+
+    Returns how many processes there were in all.
+    """
+    seen: set[int] = set()
+    for _ in range(rounds):
+        pids = listing()
+        if not pids:
+            break
+        for pid in pids - seen:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        seen |= pids
+        time.sleep(0.02)
+    return len(seen)
